@@ -1,0 +1,5 @@
+"""`python -m app serve`: the same as the `filterscope` command."""
+
+from app.cli import main
+
+main()

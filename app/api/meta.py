@@ -1,0 +1,78 @@
+"""What the server offers: health, data sets (and their test images), model presets."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image
+
+from app import __version__
+from app.schemas import DatasetOut, Health, ModelOut
+from app.training.datasets import DATASET_NAMES, get_dataset, list_datasets
+from app.training.models import PRESETS, build_model, conv_layers
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/healthz")
+def healthz() -> Health:
+    """Liveness."""
+    return Health(version=__version__)
+
+
+@router.get("/api/datasets")
+def datasets() -> list[DatasetOut]:
+    """The data sets a run can train on."""
+    return [dataset_out(name) for name in DATASET_NAMES]
+
+
+def dataset_out(name: str) -> DatasetOut:
+    """One data set's description."""
+    info = next(i for i in list_datasets() if i.name == name)
+    return DatasetOut(name=info.name, title=info.title, description=info.description, classes=list(info.classes),
+                      channels=info.channels, size=info.size, kind=info.kind, licence=info.licence,
+                      train_count=info.train_count, test_count=info.test_count)
+
+
+@router.get("/api/models")
+def models() -> list[ModelOut]:
+    """The model presets."""
+    return list(_models())
+
+
+@lru_cache(maxsize=1)
+def _models() -> tuple[ModelOut, ...]:
+    out = []
+    for preset in PRESETS.values():
+        model = build_model(preset.name, 1, 28, 10)
+        layers = [{"name": c.name, "in_channels": c.conv.in_channels, "out_channels": c.conv.out_channels,
+                   "kernel": tuple(c.conv.kernel_size)} for c in conv_layers(model)]
+        out.append(ModelOut(name=preset.name, title=preset.title, description=preset.description,
+                            parameters=sum(p.numel() for p in model.parameters()), layers=layers))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+@router.get("/api/datasets/{name}/test/{index}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+async def test_image(name: str, index: int) -> Response:
+    """One test image as PNG, for choosing a probe."""
+    if name not in DATASET_NAMES:
+        raise HTTPException(404, f"There is no data set {name!r}; known: {', '.join(DATASET_NAMES)}.")
+    data = await run_in_threadpool(get_dataset, name)
+    if not 0 <= index < len(data.x_test):
+        raise HTTPException(404, f"Test image {index} does not exist: {name} has {len(data.x_test)} "
+                                 f"(0-{len(data.x_test) - 1}).")
+    return Response(png_bytes(data.x_test[index]), media_type="image/png",
+                    headers={"Cache-Control": "public, max-age=86400", "X-Label": str(int(data.y_test[index]))})
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """(C, H, W) uint8 to PNG bytes (grey for one channel)."""
+    arr = pixels[0] if pixels.shape[0] == 1 else np.transpose(pixels, (1, 2, 0))
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()

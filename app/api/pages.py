@@ -1,0 +1,27 @@
+"""The page: one server-rendered template; the rest happens in static/js over the API and the socket."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app import __version__
+from app.api.meta import datasets, models
+from app.paths import TEMPLATES
+from app.schemas import RunConfig
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=TEMPLATES)
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    """The filterscope page; `/?run=<id>` attaches it to an existing run (read by the page's script)."""
+    context = {
+        "datasets": [d.model_dump() for d in datasets()],
+        "models": [m.model_dump() for m in models()],
+        "defaults": RunConfig().model_dump(),
+        "version": __version__,
+    }
+    return templates.TemplateResponse(request, "index.html", context)

@@ -1,0 +1,33 @@
+"""Server settings, read once from the environment (prefix FILTERSCOPE_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; tests override `get_settings` through `app.dependency_overrides`."""
+
+    model_config = SettingsConfigDict(env_prefix="FILTERSCOPE_")
+
+    # Two cores here: two runs training at once already share them; a third would only slow all three.
+    max_active_runs: int = Field(2, ge=1)
+    # Finished runs are kept for watching and inspection; the oldest ended ones go past this many.
+    max_runs: int = Field(20, ge=1)
+    # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    # 40 megapixels decodes in well under a second; a larger declared size is treated as a decompression bomb.
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    # Snapshots a slow client may have queued before older ones are skipped (the newest always survives).
+    client_max_snapshots: int = Field(2, ge=1)
+    # Undroppable messages (steps, epochs, status) a stuck client may pile up before it is cut off.
+    client_max_messages: int = Field(5000, ge=10)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

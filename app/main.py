@@ -1,0 +1,45 @@
+"""The ASGI app: lifespan (hub, run manager), static files, routers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import __version__
+from app.api import meta, pages, runs, ws
+from app.config import Settings, get_settings
+from app.paths import STATIC
+from app.runs import RunManager
+from app.streaming.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; `settings` defaults to the environment's."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
+        manager = RunManager(hub, asyncio.get_running_loop(), settings.max_active_runs, settings.max_runs)
+        app.state.hub, app.state.runs = hub, manager
+        yield
+        # Training threads stop at their next batch; joining them must not block the loop.
+        await asyncio.to_thread(manager.shutdown)
+
+    app = FastAPI(title="filterscope", version=__version__, lifespan=lifespan,
+                  description="Watch a convolutional network learn its filters. Wire protocol: docs/protocol.md.")
+    app.state.settings = settings
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (pages, meta, runs, ws):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

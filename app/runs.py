@@ -1,0 +1,108 @@
+"""The runs the server holds: each an engine (training thread) wired to a relay (stream), with a cap."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.streaming.hub import Hub
+from app.streaming.relay import RunRelay
+from app.training.config import TrainConfig
+from app.training.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class TooManyRuns(Exception):
+    """The cap on concurrently active runs is reached."""
+
+
+@dataclass
+class Run:
+    """One run: its engine, its relay, when it was made."""
+
+    id: str
+    engine: Engine
+    relay: RunRelay
+    hub: Hub
+    created_at: float = field(default_factory=time.time)
+
+    def describe(self) -> dict[str, Any]:
+        """The run as the API answers it (see schemas.RunOut)."""
+        e = self.engine
+        return {
+            "id": self.id, "status": e.status.value, "message": e.message,
+            "config": e.config.model_dump(), "created_at": self.created_at, "epoch": e.epoch,
+            "step": e.step_count, "steps_per_epoch": e.steps_per_epoch, "total_steps": e.total_steps,
+            "samples_seen": e.samples_seen, "elapsed": round(e.elapsed, 3), "lr": e.lr,
+            "watchers": self.hub.count(self.id),
+            "layers": [{"name": x.name, "in_channels": x.in_channels, "out_channels": x.out_channels,
+                        "kernel": x.kernel, "fmap": x.fmap} for x in e.layers],
+            "classes": list(e.info.classes),
+            "history": [vars(h) for h in list(e.history)],
+        }
+
+
+class RunManager:
+    """Creates, finds and stops runs; all runs stop when the app shuts down."""
+
+    def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, max_active: int, max_runs: int) -> None:
+        self.hub = hub
+        self._loop = loop
+        self._max_active = max_active
+        self._max_runs = max_runs
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+
+    def create(self, config: TrainConfig) -> Run:
+        """Build and start a run (blocking: loads data and builds the model; call it off the event loop)."""
+        with self._lock:
+            active = [r for r in self._runs.values() if not r.engine.status.final]
+            if len(active) >= self._max_active:
+                raise TooManyRuns(f"{len(active)} runs are already training, the most this server allows "
+                                  f"at once; stop one (POST /api/runs/{{id}}/stop) or wait for it to finish.")
+            run_id = "r" + secrets.token_hex(4)
+            run: Run | None = None
+
+            def describe() -> dict[str, Any]:
+                assert run is not None
+                return run.describe()
+
+            relay = RunRelay(run_id, self.hub, self._loop, describe)
+            engine = Engine(config, emit=relay.on_event)
+            run = Run(run_id, engine, relay, self.hub)
+            self._runs[run_id] = run
+            self._evict()
+        engine.start()
+        log.info("run %s started: %s", run_id, config.model_dump_json())
+        return run
+
+    def _evict(self) -> None:
+        ended = [r for r in self._runs.values() if r.engine.status.final]
+        for run in ended[: max(0, len(self._runs) - self._max_runs)]:
+            del self._runs[run.id]
+
+    def get(self, run_id: str) -> Run | None:
+        """The run `run_id`, or None."""
+        return self._runs.get(run_id)
+
+    def list(self) -> list[Run]:
+        """Every run, newest first."""
+        return sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every live run and wait for its thread."""
+        for run in list(self._runs.values()):
+            if not run.engine.status.final:
+                try:
+                    run.engine.stop()
+                except Exception:  # it ended between the check and the call
+                    log.debug("run %s ended before stop", run.id)
+        deadline = time.monotonic() + timeout
+        for run in list(self._runs.values()):
+            run.engine.join(max(0.0, deadline - time.monotonic()))

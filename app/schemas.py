@@ -1,0 +1,140 @@
+"""The typed edges of the HTTP API: requests and answers (docs/protocol.md tells the story)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.training.config import TrainConfig
+
+RunConfig = TrainConfig  # the run config travels as is: one definition, in the training package
+
+StatusName = Literal["queued", "running", "paused", "stopped", "finished", "diverged", "failed"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class DatasetOut(BaseModel):
+    """A data set as the page lists it."""
+
+    name: str
+    title: str
+    description: str
+    classes: list[str]
+    channels: int
+    size: int
+    kind: str
+    licence: str
+    train_count: int
+    test_count: int
+
+
+class ModelLayerOut(BaseModel):
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+
+
+class ModelOut(BaseModel):
+    """A model preset, with its conv layers for 1-channel 28x28 input."""
+
+    name: str
+    title: str
+    description: str
+    parameters: int
+    layers: list[ModelLayerOut]
+
+
+class LayerOut(ModelLayerOut):
+    fmap: tuple[int, int, int] = Field(description="(C, H, W) of this layer's feature maps for one image")
+
+
+class EpochOut(BaseModel):
+    epoch: int
+    step: int
+    train_loss: float | None
+    test_loss: float | None
+    test_accuracy: float | None
+    lr: float
+    wall_time: float
+
+
+class RunOut(BaseModel):
+    """A run: its config, where it is, and its history of epoch summaries."""
+
+    id: str
+    status: StatusName
+    message: str | None = Field(description="why the run diverged or failed")
+    config: RunConfig
+    created_at: float
+    epoch: int = Field(description="completed epochs")
+    step: int = Field(description="optimizer steps done")
+    steps_per_epoch: int
+    total_steps: int
+    samples_seen: int
+    elapsed: float = Field(description="seconds of training, pauses excluded")
+    lr: float = Field(description="current learning rate")
+    watchers: int = Field(description="WebSocket clients watching now")
+    layers: list[LayerOut]
+    classes: list[str]
+    history: list[EpochOut]
+
+
+class LrPatch(BaseModel):
+    """A new learning rate for a live run."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: float = Field(gt=0, le=10)
+
+
+class ProbeIndex(BaseModel):
+    """A test-set image to use as the probe."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0)
+
+
+class SnapshotRef(BaseModel):
+    seq: int
+    step: int
+    epoch: int
+    epoch_end: bool
+
+
+class FeatureMapsOut(BaseModel):
+    """One layer's feature maps, u8-encoded as in snapshot frames, bytes in base64."""
+
+    name: str
+    shape: list[int]
+    dtype: Literal["u8"] = "u8"
+    lo: list[float]
+    hi: list[float]
+    data: str
+
+
+class InputOut(BaseModel):
+    shape: list[int]
+    inverted: bool = Field(description="dark-on-light input was inverted to match the training data")
+    original_size: tuple[int, int] = Field(description="(width, height) after EXIF rotation")
+    png: str = Field(description="the preprocessed input as the model saw it, base64 PNG")
+
+
+class PredictionOut(BaseModel):
+    index: int
+    name: str
+    probabilities: list[float]
+
+
+class InspectOut(BaseModel):
+    """What the model, as it was at one snapshot, makes of an uploaded image."""
+
+    snapshot: SnapshotRef
+    input: InputOut
+    prediction: PredictionOut
+    classes: list[str]
+    layers: list[FeatureMapsOut]

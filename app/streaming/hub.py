@@ -1,0 +1,103 @@
+"""Fan-out of messages to WebSocket clients, each with its own bounded queue (after encode/broadcaster).
+
+Everything here runs on the event loop thread. Publishing never waits for a client: a slow client's queue
+keeps at most `max_snapshots` snapshot frames (older ones are dropped, the newest always survives), while
+summaries, step losses and status changes are never dropped. A client so far behind that those pile up past
+`max_messages` is cut off, and catches up from the history when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+Message = str | bytes  # text frames are JSON; binary frames are snapshots
+
+
+class Overflow(Exception):
+    """The subscriber fell too far behind and was cut off."""
+
+
+class Subscriber:
+    """One client's queue."""
+
+    def __init__(self, max_snapshots: int = 2, max_messages: int = 5000) -> None:
+        self._queue: deque[tuple[Message, bool]] = deque()  # (message, droppable)
+        self._droppable = 0
+        self._max_snapshots = max_snapshots
+        self._max_messages = max_messages
+        self._ready = asyncio.Event()
+        self.dropped = 0  # snapshots skipped because the client was behind
+        self.overflowed = False
+
+    def push(self, message: Message, droppable: bool) -> None:
+        """Queue `message`; never blocks."""
+        if self.overflowed:
+            return
+        if droppable and self._droppable >= self._max_snapshots:
+            self._drop_oldest_snapshot()
+        self._queue.append((message, droppable))
+        self._droppable += droppable
+        if len(self._queue) > self._max_messages:
+            self.overflowed = True
+            self._queue.clear()
+        self._ready.set()
+
+    def _drop_oldest_snapshot(self) -> None:
+        for i, (_, droppable) in enumerate(self._queue):
+            if droppable:
+                del self._queue[i]
+                self._droppable -= 1
+                self.dropped += 1
+                return
+
+    async def get(self) -> Message:
+        """The next message, waiting if there is none; raises Overflow once cut off."""
+        while not self._queue:
+            if self.overflowed:
+                raise Overflow
+            self._ready.clear()
+            await self._ready.wait()
+        message, droppable = self._queue.popleft()
+        self._droppable -= droppable
+        return message
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class Hub:
+    """Topics (run ids) to their subscribers."""
+
+    def __init__(self, max_snapshots: int = 2, max_messages: int = 5000) -> None:
+        self._topics: dict[str, set[Subscriber]] = {}
+        self._max_snapshots = max_snapshots
+        self._max_messages = max_messages
+
+    def publish(self, topic: str, message: Message, droppable: bool = False) -> None:
+        """Give `message` to every subscriber of `topic`."""
+        for sub in self._topics.get(topic, ()):
+            sub.push(message, droppable)
+
+    @asynccontextmanager
+    async def subscribe(self, topic: str, backlog: list[tuple[Message, bool]] | None = None,
+                        ) -> AsyncIterator[Subscriber]:
+        """Subscribe to `topic`, with `backlog` queued first; unsubscribed however the block ends."""
+        sub = Subscriber(self._max_snapshots, self._max_messages)
+        for message, droppable in backlog or ():
+            sub.push(message, droppable)
+        self._topics.setdefault(topic, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            subs = self._topics.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._topics[topic]
+
+    def count(self, topic: str) -> int:
+        """How many clients watch `topic`."""
+        return len(self._topics.get(topic, ()))

@@ -1,0 +1,137 @@
+"""Snapshots: what the network looks like at one moment of training, and the bounded store that keeps them.
+
+A snapshot holds, for every conv layer, W, dL/dW of the last batch, the update since the previous snapshot
+and the probe image's feature maps; it also keeps a CPU copy of the whole model state so that an uploaded
+image can later be run through the model exactly as it was then.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.training.models import ConvLayer
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The image whose feature maps every snapshot shows."""
+
+    pixels: np.ndarray  # (C, H, W) uint8, as a person sees it
+    tensor: torch.Tensor  # (1, C, H, W) float32, normalised, on the model's device
+    index: int | None  # test-set index, None for an uploaded image
+    label: int | None  # true class if known
+    source: str  # "test" or "upload"
+
+
+@dataclass(frozen=True)
+class LayerSnapshot:
+    """One conv layer at one moment."""
+
+    name: str
+    weight: np.ndarray  # (O, I, kh, kw) float32
+    grad: np.ndarray  # (O, I, kh, kw) float32: dL/dW of the last batch
+    update: np.ndarray  # (O, I, kh, kw) float32: W now - W at the previous snapshot
+    fmap: np.ndarray  # (O, H, W) float32: post-activation output for the probe
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole network at one moment of training."""
+
+    seq: int  # 0, 1, 2, ... per run
+    step: int  # optimizer steps done
+    epoch: int  # completed epochs
+    samples_seen: int
+    loss: float  # mean training loss since the previous snapshot (nan if none)
+    lr: float
+    elapsed: float  # seconds of training (pauses excluded)
+    epoch_end: bool
+    layers: tuple[LayerSnapshot, ...]
+    probe: Probe
+    probs: np.ndarray  # (classes,) float32 softmax for the probe
+    state: dict[str, torch.Tensor]  # CPU copy of model.state_dict()
+
+
+def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run `x` (1, C, H, W) in eval mode; return each conv layer's feature maps (C, H, W) and the softmax."""
+    maps: dict[str, np.ndarray] = {}
+    hooks = []
+    for layer in layers:
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = layer.name) -> None:
+            maps[name] = out[0].detach().float().cpu().numpy()
+        hooks.append(layer.activation.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            logits = model(x)
+        probs = torch.softmax(logits[0].float(), dim=0).cpu().numpy()
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return maps, probs
+
+
+def conv_weights(layers: list[ConvLayer]) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of every conv layer's weight."""
+    return {layer.name: layer.conv.weight.detach().to("cpu", copy=True) for layer in layers}
+
+
+def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch.Tensor], probe: Probe,
+            *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float, elapsed: float,
+            epoch_end: bool) -> Snapshot:
+    """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot."""
+    maps, probs = probe_forward(model, layers, probe.tensor)
+    shots = []
+    for layer in layers:
+        w = layer.conv.weight.detach().cpu()  # (O, I, kh, kw)
+        g = layer.conv.weight.grad
+        grad = g.detach().cpu().numpy().copy() if g is not None else np.zeros(w.shape, np.float32)
+        shots.append(LayerSnapshot(
+            name=layer.name,
+            weight=w.numpy().copy(),
+            grad=grad,
+            update=(w - previous[layer.name]).numpy() if layer.name in previous else np.zeros(w.shape, np.float32),
+            fmap=maps[layer.name],
+        ))
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
+                    elapsed=elapsed, epoch_end=epoch_end, layers=tuple(shots), probe=probe, probs=probs,
+                    state=state)
+
+
+class SnapshotStore:
+    """Keeps every epoch-end snapshot and the newest `recent` others; thread-safe."""
+
+    def __init__(self, recent: int = 50) -> None:
+        self._recent = recent
+        self._items: OrderedDict[int, Snapshot] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, snap: Snapshot) -> None:
+        """Keep `snap`, dropping the oldest intermediate snapshot past the bound."""
+        with self._lock:
+            self._items[snap.seq] = snap
+            others = [s.seq for s in self._items.values() if not s.epoch_end]
+            for seq in others[: max(0, len(others) - self._recent)]:
+                del self._items[seq]
+
+    def get(self, seq: int | None = None) -> Snapshot | None:
+        """The snapshot `seq`, or the latest when `seq` is None; None when there is no such snapshot."""
+        with self._lock:
+            if seq is None:
+                return next(reversed(self._items.values()), None)
+            return self._items.get(seq)
+
+    def list(self) -> list[Snapshot]:
+        """Every kept snapshot, oldest first."""
+        with self._lock:
+            return list(self._items.values())

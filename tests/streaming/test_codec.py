@@ -1,0 +1,100 @@
+"""Snapshot frames decode back to the snapshot, small and aligned; text frames carry no NaN."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from app.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
+from app.training.engine import EpochSummary, Status, StatusEvent, StepsEvent
+from app.training.models import build_model, conv_layers
+from app.training.snapshots import Probe, capture, conv_weights
+
+
+def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
+    torch.manual_seed(0)
+    model = build_model(model_name, channels, size, 10)
+    layers = conv_layers(model)
+    previous = conv_weights(layers)
+    x = torch.randn(8, channels, size, size)
+    torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
+    with torch.no_grad():
+        for layer in layers:
+            layer.conv.weight.add_(0.01 * torch.randn_like(layer.conv.weight))
+    pixels = np.random.default_rng(0).integers(0, 256, (channels, size, size), dtype=np.uint8)
+    probe = Probe(pixels, torch.from_numpy(pixels).float().unsqueeze(0) / 255, 3, 7, "test")
+    return capture(model, layers, previous, probe, seq=4, step=40, epoch=0, samples_seen=1280, loss=0.7,
+                   lr=0.002, elapsed=1.5, epoch_end=False)
+
+
+@pytest.mark.parametrize(("model_name", "channels", "size"), [("tiny", 1, 28), ("classic", 1, 28),
+                                                              ("lenet5", 3, 32)])
+def test_a_snapshot_round_trips(model_name: str, channels: int, size: int) -> None:
+    snap = snapshot_of(model_name, channels, size)
+    header, arrays = decode_frame(encode_snapshot(snap))
+    assert header["type"] == "snapshot" and header["v"] == 1
+    assert (header["seq"], header["step"], header["samples_seen"]) == (4, 40, 1280)
+    assert header["probe"]["label"] == 7 and len(header["probe"]["probs"]) == 10
+    np.testing.assert_array_equal(arrays["probe.pixels"], snap.probe.pixels)
+    for i, layer in enumerate(snap.layers):
+        assert header["layers"][i]["name"] == layer.name
+        for key in ("weight", "grad", "update"):
+            original = getattr(layer, key)
+            decoded = arrays[f"layers.{i}.{key}"]
+            assert decoded.shape == original.shape
+            # int16 against the largest entry: error at most half a step of 1/32767 of it
+            tol = np.abs(original).max() / 32767
+            np.testing.assert_allclose(decoded, original, atol=tol)
+            assert np.array_equal(np.sign(decoded[np.abs(original) > tol]), np.sign(original[np.abs(original) > tol]))
+        fmap = arrays[f"layers.{i}.fmap"]
+        span = (layer.fmap.max(axis=(1, 2)) - layer.fmap.min(axis=(1, 2)))[:, None, None]
+        assert np.all(np.abs(fmap - layer.fmap) <= span / 255 + 1e-5)
+
+
+def test_arrays_are_aligned_for_typed_array_views() -> None:
+    frame = encode_snapshot(snapshot_of("classic"))
+    (length,) = struct.unpack_from("<I", frame, 0)
+    assert length % 4 == 0
+    header = json.loads(frame[4:4 + length])
+    metas = [header["probe"]["pixels"]] + [layer[k] for layer in header["layers"]
+                                           for k in ("weight", "grad", "update", "fmap")]
+    assert all(m["offset"] % 4 == 0 for m in metas)
+    end = max(m["offset"] + int(np.prod(m["shape"])) * (2 if m["dtype"] == "q16" else 1) for m in metas)
+    assert 4 + length + end <= len(frame) < 4 + length + end + 4
+
+
+def test_a_tiny_snapshot_is_under_40_kb() -> None:
+    assert len(encode_snapshot(snapshot_of("tiny"))) < 40_000
+
+
+def test_all_zero_tensors_encode_as_zeros() -> None:
+    snap = snapshot_of("tiny")
+    zeroed = snap.layers[0].__class__(snap.layers[0].name, np.zeros_like(snap.layers[0].weight),
+                                      snap.layers[0].grad, snap.layers[0].update, np.zeros_like(snap.layers[0].fmap))
+    snap = snap.__class__(**{**snap.__dict__, "layers": (zeroed, *snap.layers[1:])})
+    header, arrays = decode_frame(encode_snapshot(snap))
+    assert header["layers"][0]["weight"]["scale"] == 0
+    assert not arrays["layers.0.weight"].any() and not arrays["layers.0.fmap"].any()
+
+
+def test_text_events_are_json_without_nan() -> None:
+    steps = json.loads(encode_event(StepsEvent([1, 2], [0.5, float("nan")])))
+    assert steps == {"type": "steps", "steps": [1, 2], "losses": [0.5, None]}
+    epoch = json.loads(encode_event(EpochSummary(1, 250, 0.4, 0.2, 0.95, 0.002, 3.2)))
+    assert epoch["type"] == "epoch" and epoch["test_accuracy"] == 0.95
+    status = json.loads(encode_event(StatusEvent(Status.PAUSED, None, 1, 260, 0.002)))
+    assert status == {"type": "status", "status": "paused", "message": None, "epoch": 1, "step": 260, "lr": 0.002}
+
+
+def test_u8_json_matches_the_frame_encoding() -> None:
+    a = np.random.default_rng(1).random((4, 6, 6)).astype(np.float32)
+    meta = encode_u8_json(a)
+    import base64
+
+    q = np.frombuffer(base64.b64decode(meta["data"]), np.uint8).reshape(4, 6, 6)
+    lo, hi = np.array(meta["lo"])[:, None, None], np.array(meta["hi"])[:, None, None]
+    np.testing.assert_allclose(lo + q / 255 * (hi - lo), a, atol=1 / 255)
