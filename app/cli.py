@@ -20,4 +20,4 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"filterscope: open http://{args.host}:{args.port}/ in a browser", flush=True)  # noqa: T201
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level, ws="websockets")
+    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level, ws="websockets-sansio")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.concurrency import run_in_threadpool
@@ -15,8 +15,8 @@ from app.training.engine import Engine, StateError
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
-NOT_FOUND = {404: {"description": "Unknown run"}}
-CONFLICT = {404: {"description": "Unknown run"}, 409: {"description": "Not possible in the run's state"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown run"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"description": "Not possible in the run's state"}}
 
 
 def run_out(run: Run) -> RunOut:

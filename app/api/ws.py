@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
+import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
@@ -30,20 +30,31 @@ async def watch(websocket: WebSocket, run_id: str) -> None:
         return
     # No await between taking the backlog and subscribing: nothing published can fall between them.
     async with run.hub.subscribe(run_id, run.relay.backlog()) as sub:
-        sender = asyncio.create_task(_send(websocket, sub))
-        receiver = asyncio.create_task(_drain(websocket))  # notices a client that leaves while all is quiet
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        if sender in done and isinstance(sender.exception(), Overflow):
+        too_slow = False
+        async with anyio.create_task_group() as tasks:
+
+            async def send() -> None:
+                nonlocal too_slow
+                try:
+                    await _send(websocket, sub)
+                except Overflow:
+                    too_slow = True
+                tasks.cancel_scope.cancel()
+
+            async def drain() -> None:  # notices a client that leaves while the run is quiet
+                await _drain(websocket)
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(send)
+            tasks.start_soon(drain)
+        if too_slow:
             log.warning("client of run %s fell too far behind; disconnected", run_id)
             with contextlib.suppress(RuntimeError):
                 await websocket.close(CLOSE_TOO_SLOW, "Too far behind: reconnect to catch up from the history.")
 
 
 async def _send(websocket: WebSocket, sub: Subscriber) -> None:
-    """Forward the subscriber's messages until the client goes away (or falls too far behind)."""
+    """Forward the subscriber's messages until the client goes away; raises Overflow if it falls behind."""
     try:
         while True:
             message = await sub.get()

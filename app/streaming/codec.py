@@ -123,7 +123,8 @@ def decode_array(payload: bytes | memoryview, meta: dict[str, Any]) -> np.ndarra
     count = int(np.prod(shape)) if shape else 1
     if meta["dtype"] == "q16":
         q = np.frombuffer(payload, "<i2", count, meta["offset"]).astype(np.float32)
-        return (q * (meta["scale"] / Q16)).reshape(shape)
+        scale = float(meta["scale"]) / Q16
+        return (q * scale).reshape(shape)
     if meta["dtype"] == "u8":
         q = np.frombuffer(payload, np.uint8, count, meta["offset"]).reshape(shape)
         if "lo" not in meta:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from app.training.snapshots import Probe, Snapshot, SnapshotStore, capture, conv
 log = logging.getLogger(__name__)
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The states of a run; the last four are final."""
 
     QUEUED = "queued"
@@ -151,7 +151,7 @@ class Engine:
         self._stop = False
         self._want_pause = False
         self._pause_after_snapshot = False
-        self._commands: list[Callable[[], None]] = []
+        self._commands: list[Callable[[], bool | None]] = []  # run in the training thread; True = new probe
         self._thread: threading.Thread | None = None
         self._elapsed = 0.0
         self._running_since: float | None = None
@@ -298,7 +298,7 @@ class Engine:
                 self._schedule(opt)
                 opt.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(model(x), y)
-                loss.backward()  # dL/dW for every kernel entry
+                loss.backward()  # type: ignore[no-untyped-call]  # dL/dW for every kernel entry
                 opt.step()  # W <- W - lr * (optimizer's direction)
                 value = float(loss.item())
                 if not math.isfinite(value):
@@ -406,6 +406,7 @@ class Engine:
             group["lr"] = self.current_lr
 
     def _apply_lr(self) -> None:
+        """Tell listeners; the rate itself is read by `_schedule` before every batch."""
         with self._cond:
             self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, self.lr))
 
