@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,13 +12,22 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import meta, pages, runs, ws
+from app.api import inspect, meta, pages, runs, ws
 from app.config import Settings, get_settings
 from app.paths import STATIC
 from app.runs import RunManager
 from app.streaming.hub import Hub
+from app.training.datasets import get_dataset
 
 log = logging.getLogger(__name__)
+
+
+def warm_up() -> None:
+    """Pay one-time costs before the first run: torch's optimizer module imports torch._dynamo (~1.5 s)."""
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    get_dataset("mnist")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
         manager = RunManager(hub, asyncio.get_running_loop(), settings.max_active_runs, settings.max_runs)
         app.state.hub, app.state.runs = hub, manager
+        # In the background, so the server answers at once and the first Start is not 1.5 s late.
+        warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)
+        warm.start()
         yield
         # Training threads stop at their next batch; joining them must not block the loop.
         await asyncio.to_thread(manager.shutdown)
@@ -37,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Watch a convolutional network learn its filters. Wire protocol: docs/protocol.md.")
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, meta, runs, ws):
+    for module in (pages, meta, runs, inspect, ws):
         app.include_router(module.router)
     return app
 

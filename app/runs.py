@@ -14,6 +14,7 @@ from app.streaming.hub import Hub
 from app.streaming.relay import RunRelay
 from app.training.config import TrainConfig
 from app.training.engine import Engine
+from app.training.inference import Inspector
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,13 @@ class TooManyRuns(Exception):
 
 @dataclass
 class Run:
-    """One run: its engine, its relay, when it was made."""
+    """One run: its engine, its relay, its inspector of uploads, when it was made."""
 
     id: str
     engine: Engine
     relay: RunRelay
     hub: Hub
+    inspector: Inspector
     created_at: float = field(default_factory=time.time)
 
     def describe(self) -> dict[str, Any]:
@@ -75,7 +77,7 @@ class RunManager:
 
             relay = RunRelay(run_id, self.hub, self._loop, describe)
             engine = Engine(config, emit=relay.on_event)
-            run = Run(run_id, engine, relay, self.hub)
+            run = Run(run_id, engine, relay, self.hub, Inspector(config, engine.info))
             self._runs[run_id] = run
             self._evict()
         engine.start()

@@ -10,6 +10,7 @@ import base64
 import json
 import math
 import struct
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -88,6 +89,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
         "type": "snapshot", "v": PROTOCOL_VERSION, "seq": snap.seq, "step": snap.step, "epoch": snap.epoch,
         "samples_seen": snap.samples_seen, "loss": _finite(snap.loss), "lr": snap.lr,
         "elapsed": round(snap.elapsed, 3), "epoch_end": snap.epoch_end,
+        "sent_at": time.time(),  # Unix time of encoding: a client on the same clock measures its latency
         "probe": {"index": probe.index, "label": probe.label, "source": probe.source,
                   "pixels": frame.raw_u8(probe.pixels),
                   "probs": [round(float(p), 6) for p in snap.probs]},

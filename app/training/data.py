@@ -25,7 +25,10 @@ def normalise(pixels: np.ndarray, info: DatasetInfo) -> torch.Tensor:
     """uint8 images (..., C, H, W) to float32 (x / 255 - mean) / std."""
     mean = torch.tensor(info.mean, dtype=torch.float32).view(-1, 1, 1)
     std = torch.tensor(info.std, dtype=torch.float32).view(-1, 1, 1)
-    return (torch.from_numpy(np.ascontiguousarray(pixels)).float() / 255 - mean) / std
+    array = np.ascontiguousarray(pixels)
+    if not array.flags.writeable:  # e.g. a decoded upload: torch only wraps writable memory
+        array = array.copy()
+    return (torch.from_numpy(array).float() / 255 - mean) / std
 
 
 def to_tensors(dataset: Dataset, device: torch.device) -> Tensors:

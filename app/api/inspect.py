@@ -1,0 +1,59 @@
+"""Uploads: what the model, at any kept snapshot, makes of a person's own image; or make it the live probe."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.deps import RunDep, SettingsDep
+from app.api.meta import png_bytes
+from app.api.runs import CONFLICT, run_out
+from app.api.uploads import UPLOAD_BODY, prepare_upload, read_upload
+from app.schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
+from app.streaming.codec import encode_u8_json
+from app.training.engine import StateError
+
+router = APIRouter(prefix="/api/runs", tags=["inspect"])
+
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "File too large, or too many pixels"},
+                 415: {"description": "Not an image, or a format that is not accepted"},
+                 422: {"description": "Empty, truncated or unreadable file, or no field 'file'"}}
+
+
+@router.post("/{run_id}/inspect", openapi_extra=UPLOAD_BODY,
+             responses={**CONFLICT, **UPLOAD_ERRORS, 404: {"description": "Unknown run or snapshot"}})
+async def inspect(run: RunDep, settings: SettingsDep, request: Request, snapshot: int | None = None) -> InspectOut:
+    """Run an uploaded image (multipart field `file`) through the model as it was at snapshot `snapshot`."""
+    snap = run.engine.snapshots.get(snapshot)
+    if snap is None:
+        if snapshot is None:
+            raise HTTPException(409, "This run has no snapshot yet; try again once training has started.")
+        raise HTTPException(404, f"Snapshot {snapshot} is not kept in memory; GET /api/runs/{run.id}/snapshots "
+                                 "lists the ones that are.")
+    info = run.engine.info
+    prepared = await prepare_upload(await read_upload(request, settings), info, settings)
+    maps, probs = await run_in_threadpool(run.inspector.run, snap, prepared.normalised(info))
+    best = int(probs.argmax())
+    return InspectOut(
+        snapshot=SnapshotRef(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end),
+        input=InputOut(shape=list(prepared.pixels.shape), inverted=prepared.inverted,
+                       original_size=prepared.original_size,
+                       png=base64.b64encode(png_bytes(prepared.pixels)).decode()),
+        prediction=PredictionOut(index=best, name=info.classes[best], probabilities=[float(p) for p in probs]),
+        classes=list(info.classes),
+        layers=[FeatureMapsOut(name=name, **encode_u8_json(fmap)) for name, fmap in maps.items()],
+    )
+
+
+@router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**CONFLICT, **UPLOAD_ERRORS})
+async def upload_probe(run: RunDep, settings: SettingsDep, request: Request) -> RunOut:
+    """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
+    prepared = await prepare_upload(await read_upload(request, settings), run.engine.info, settings)
+    try:
+        run.engine.set_probe_pixels(prepared.pixels)
+    except StateError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return run_out(run)

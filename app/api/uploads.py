@@ -1,0 +1,80 @@
+"""Reading an uploaded image: the size limit enforced while the body streams in, then preprocessing off the loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.types import Message
+
+from app.config import Settings
+from app.training.datasets import DatasetInfo
+from app.training.preprocess import ImageRejected, Prepared, prepare
+
+ACCEPTED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
+STATUS = {"empty": 422, "not_an_image": 415, "unsupported_format": 415, "too_many_pixels": 413,
+          "truncated": 422, "corrupt": 422}
+# Multipart boundaries and headers around the file; a body past limit + this is refused.
+ENVELOPE = 64 * 1024
+
+# For OpenAPI: the body the upload routes read by hand (so the size limit applies while it streams in).
+UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": f"an image: {ACCEPTED}"}},
+}}}}}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"The file is larger than {limit / 1024 / 1024:g} MB, the most this server accepts; "
+                              f"upload a smaller {ACCEPTED} image.")
+
+
+async def read_upload(request: Request, settings: Settings) -> bytes:
+    """The bytes of multipart field `file`; 413 as soon as the body passes the limit, 422 if there is no file."""
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + ENVELOPE:
+        raise _too_large(limit)  # refused before a byte of the body is read
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit + ENVELOPE:
+            raise _TooLarge
+        return message
+
+    counted = Request(request.scope, receive)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(422, f"Send the image as multipart/form-data in a field named 'file' ({ACCEPTED}).")
+    try:
+        form = await counted.form(max_files=1, max_fields=4)
+    except _TooLarge:
+        raise _too_large(limit) from None
+    except Exception as exc:  # a malformed multipart body
+        raise HTTPException(422, f"The upload could not be read as multipart/form-data ({exc}); send the image "
+                                 f"in a field named 'file'.") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, f"No file was sent: put the image in a multipart field named 'file' ({ACCEPTED}).")
+        if upload.size is not None and upload.size > limit:
+            raise _too_large(limit)
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+async def prepare_upload(data: bytes, info: DatasetInfo, settings: Settings) -> Prepared:
+    """Decode and shape the image for `info` in a worker thread; a bad file is a 4xx with its reason."""
+    try:
+        return await run_in_threadpool(prepare, data, info, max_pixels=settings.max_image_pixels)
+    except ImageRejected as exc:
+        raise HTTPException(STATUS[exc.reason], str(exc)) from None

@@ -1,0 +1,49 @@
+"""Run an image through the model as it was at a kept snapshot, never touching the model being trained."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.training.config import TrainConfig
+from app.training.datasets import DatasetInfo
+from app.training.models import ConvLayer, build_model, conv_layers
+from app.training.snapshots import Snapshot, probe_forward
+
+
+class Inspector:
+    """Models rebuilt from snapshots' state (a few kept, newest used first), each guarded by its own lock."""
+
+    def __init__(self, config: TrainConfig, info: DatasetInfo, capacity: int = 4) -> None:
+        self._config = config
+        self._info = info
+        self._capacity = capacity
+        self._models: OrderedDict[int, tuple[nn.Module, list[ConvLayer], threading.Lock]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _model(self, snap: Snapshot) -> tuple[nn.Module, list[ConvLayer], threading.Lock]:
+        with self._lock:
+            if snap.seq in self._models:
+                self._models.move_to_end(snap.seq)
+                return self._models[snap.seq]
+        info = self._info
+        model = build_model(self._config.model, info.channels, info.size, len(info.classes), self._config.dropout)
+        model.load_state_dict(snap.state)
+        model.eval()
+        entry = (model, conv_layers(model), threading.Lock())
+        with self._lock:
+            self._models[snap.seq] = entry
+            while len(self._models) > self._capacity:
+                self._models.popitem(last=False)
+        return entry
+
+    def run(self, snap: Snapshot, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Feature maps per conv layer, (C, H, W) each, and class probabilities for one normalised (C, H, W) image."""
+        model, layers, lock = self._model(snap)
+        batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)  # (1, C, H, W)
+        with lock:  # forward hooks are per model: one image at a time through each
+            return probe_forward(model, layers, batch)
