@@ -109,7 +109,11 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch
 
 
 class SnapshotStore:
-    """Keeps every epoch-end snapshot and the newest `recent` others; thread-safe."""
+    """Keeps the first snapshot (the untrained network), every epoch end and the newest `recent` others.
+
+    Thread-safe. The first and the epoch ends are what a person compares an image across ("before
+    training", "after epoch 1", ...); the recent ones let them look closely at the last few moments.
+    """
 
     def __init__(self, recent: int = 50) -> None:
         self._recent = recent
@@ -120,7 +124,7 @@ class SnapshotStore:
         """Keep `snap`, dropping the oldest intermediate snapshot past the bound."""
         with self._lock:
             self._items[snap.seq] = snap
-            others = [s.seq for s in self._items.values() if not s.epoch_end]
+            others = [s.seq for s in self._items.values() if not s.epoch_end and s.seq != 0]
             for seq in others[: max(0, len(others) - self._recent)]:
                 del self._items[seq]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -11,7 +12,7 @@ import torch
 
 from app.training.config import TrainConfig
 from app.training.engine import Engine, EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent
-from app.training.snapshots import Snapshot
+from app.training.snapshots import Snapshot, SnapshotStore
 from tests.conftest import Recorder, wait_for
 
 FAST = {"dataset": "mnist", "model": "tiny", "batch_size": 64, "epochs": 1}
@@ -79,6 +80,18 @@ def test_the_snapshot_store_keeps_epoch_ends_and_recent_snapshots(finished: tupl
     assert kept[-1].epoch_end and engine.snapshots.get() is kept[-1]
     assert engine.snapshots.get(kept[0].seq) is kept[0]
     assert engine.snapshots.get(10_000) is None
+
+
+def test_the_store_bounds_intermediate_snapshots_but_keeps_the_untrained_network(
+        finished: tuple[Engine, Recorder]) -> None:
+    engine, _ = finished
+    model = engine.snapshots.get()
+    assert model is not None
+    store = SnapshotStore(recent=3)
+    for seq in range(20):
+        store.add(dataclasses.replace(model, seq=seq, epoch_end=seq in (7, 14)))
+    assert [s.seq for s in store.list()] == [0, 7, 14, 17, 18, 19]
+    assert store.get(5) is None and store.get(0) is not None and store.get().seq == 19  # type: ignore[union-attr]
 
 
 def first_snapshot_after_step_one(seed: int) -> tuple[Engine, Snapshot]:
