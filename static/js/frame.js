@@ -1,0 +1,58 @@
+/**
+ * One redraw per animation frame: views mark themselves dirty with requestDraw(view) and the
+ * scheduler calls view.draw() once in the next frame. Anything that arrived in between is simply
+ * overwritten in the view, so a stream faster than the screen drops frames instead of queueing.
+ */
+
+const dirty = new Set();
+let scheduled = false;
+
+/**
+ * Timings, readable from the console and the e2e tests as `window.filterscopePerf`: `snapshotDraws`
+ * holds, per frame that drew a new snapshot, the milliseconds spent in the views drawing it.
+ */
+export const perf = {
+  frames: 0,
+  last: 0, // ms of the last frame, every view included
+  max: 0,
+  snapshotDraws: [], // the last 200
+  record(frameMs, snapshotMs) {
+    this.frames += 1;
+    this.last = frameMs;
+    this.max = Math.max(this.max, frameMs);
+    if (snapshotMs !== null) {
+      this.snapshotDraws.push(snapshotMs);
+      if (this.snapshotDraws.length > 200) this.snapshotDraws.shift();
+    }
+  },
+  summary() {
+    const s = [...this.snapshotDraws].sort((a, b) => a - b);
+    const pick = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : 0);
+    return { count: s.length, median: pick(0.5), p95: pick(0.95), max: s.length ? s[s.length - 1] : 0 };
+  },
+};
+window.filterscopePerf = perf;
+
+function flush() {
+  scheduled = false;
+  const t0 = performance.now();
+  let snapshotMs = null;
+  const views = [...dirty];
+  dirty.clear();
+  for (const view of views) {
+    const counts = Boolean(view.drawsSnapshot);
+    const v0 = performance.now();
+    view.draw();
+    if (counts) snapshotMs = (snapshotMs ?? 0) + performance.now() - v0;
+  }
+  perf.record(performance.now() - t0, snapshotMs);
+}
+
+/** Ask for view.draw() in the next animation frame (once, however often this is called). */
+export function requestDraw(view) {
+  dirty.add(view);
+  if (!scheduled) {
+    scheduled = true;
+    requestAnimationFrame(flush);
+  }
+}

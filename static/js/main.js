@@ -1,0 +1,70 @@
+/** The only wiring point: builds the store, the session and the views, and connects store events to views. */
+
+import { perf } from './frame.js';
+import { Session } from './session.js';
+import { Store } from './store.js';
+import { ControlsView } from './views/controls.js';
+import { CurvesView } from './views/curves.js';
+import { FeatureMapsView } from './views/featuremaps.js';
+import { FilterDetailView } from './views/filterdetail.js';
+import { FiltersView } from './views/filters.js';
+import { InspectView } from './views/inspect.js';
+import { NoticeView } from './views/notice.js';
+import { ProbeView } from './views/probe.js';
+import { ProgressView } from './views/progress.js';
+
+const boot = JSON.parse(document.getElementById('boot').textContent);
+const store = new Store(boot);
+const session = new Session(store);
+const ctx = { store, session };
+const $ = (id) => document.getElementById(id);
+
+const controls = new ControlsView($('controls'), ctx);
+const progress = new ProgressView(document.body);
+const filters = new FiltersView($('filters'), ctx);
+const detail = new FilterDetailView($('filter-detail'), ctx);
+const probe = new ProbeView($('probe'), ctx);
+const fmaps = new FeatureMapsView($('featuremaps'), ctx);
+const curves = new CurvesView($('curves'));
+const inspect = new InspectView($('inspect'), ctx);
+const notice = new NoticeView($('notice'));
+
+const snapshotViews = [filters, detail, probe, fmaps];
+// The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
+// notice keeps its sentence until read.
+const perRun = [controls, progress, ...snapshotViews, curves];
+
+store.on('reset', () => perRun.forEach((v) => v.reset()));
+store.on('run', (s) => {
+  controls.update(s);
+  progress.update(s);
+  probe.update(s);
+  inspect.update(s);
+});
+store.on('steps', (s) => curves.update(s));
+store.on('epoch', (s) => {
+  curves.update(s);
+  inspect.update(s);
+});
+store.on('snapshot', (s) => {
+  snapshotViews.forEach((v) => v.update(s));
+  inspect.update(s);
+});
+store.on('view', (s) => [filters, detail, fmaps].forEach((v) => v.update(s)));
+store.on('connection', (s) => progress.connection(s.connection, s.connectionDetail));
+store.on('notice', (n) => notice.update(n));
+
+// The last snapshot's draw time, for people curious about it and for the e2e tests.
+const perfLabel = $('perf');
+setInterval(() => {
+  const s = perf.summary();
+  if (s.count) perfLabel.textContent = `draw ${s.median.toFixed(1)} ms (p95 ${s.p95.toFixed(1)} ms)`;
+}, 1000);
+
+// First paint of the empty state, then attach to the run in the URL if there is one.
+store.emit('run', store);
+store.emit('view', store);
+const runId = new URLSearchParams(location.search).get('run');
+if (runId) session.attach(runId);
+// For the console and the e2e tests.
+window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect } };

@@ -1,0 +1,149 @@
+/** The run's settings and buttons: start, pause/resume, step, stop, new run; live learning rate. */
+
+const NUMBER_FIELDS = ['lr', 'batch_size', 'epochs', 'weight_decay', 'dropout', 'seed', 'snapshot_every'];
+const LIVE_FIELDS = new Set(['lr']); // the only setting a live run accepts (PATCH)
+
+export class ControlsView {
+  constructor(container, { store, session }) {
+    this.store = store;
+    this.session = session;
+    this.form = container.querySelector('form');
+    this.error = container.querySelector('[data-role=error]');
+    this.buttons = Object.fromEntries(
+      [...container.querySelectorAll('button[data-action]')].map((b) => [b.dataset.action, b]),
+    );
+    this.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.start();
+    });
+    for (const [action, button] of Object.entries(this.buttons)) {
+      if (action !== 'start') button.addEventListener('click', () => this.act(action));
+    }
+    this.form.elements.lr.addEventListener('change', () => this.changeLr());
+    this.form.addEventListener('input', (e) => this.clearField(e.target.name));
+    document.addEventListener('keydown', (e) => this.onKey(e));
+    this.reset();
+  }
+
+  reset() { this.busy = false; }
+
+  /** The form as a run config: numbers as numbers (an empty box becomes null and the server says why). */
+  config() {
+    const el = this.form.elements;
+    const cfg = {
+      dataset: el.dataset.value,
+      model: el.model.value,
+      optimizer: el.optimizer.value,
+      augment: el.augment.checked,
+    };
+    if (el.lr_schedule) cfg.lr_schedule = el.lr_schedule.value;
+    for (const name of NUMBER_FIELDS) {
+      const text = el[name].value.trim();
+      cfg[name] = text === '' ? null : Number(text);
+    }
+    return cfg;
+  }
+
+  /** Fill the form from a run's config (when attaching to a run started elsewhere). */
+  fill(config) {
+    const el = this.form.elements;
+    for (const [name, value] of Object.entries(config ?? {})) {
+      const field = el[name];
+      if (!field || field instanceof RadioNodeList) continue;
+      if (field.type === 'checkbox') field.checked = Boolean(value);
+      else field.value = String(value);
+    }
+  }
+
+  update(state) {
+    const run = state.run;
+    if (run && run.id !== this.filledFor) {
+      this.filledFor = run.id;
+      this.fill(run.config);
+    }
+    if (run && document.activeElement !== this.form.elements.lr && run.lr !== undefined && run.lr !== null) {
+      // The base rate (the schedule scales it per batch; the progress panel shows the current one).
+      this.form.elements.lr.value = String(Number(run.lr.toPrecision(4)));
+    }
+    const status = state.status;
+    const live = state.isLive;
+    const attached = Boolean(state.runId);
+    for (const field of this.form.elements) {
+      if (!field.name) continue;
+      field.disabled = this.busy || (live && !LIVE_FIELDS.has(field.name)) || (attached && !run && !LIVE_FIELDS.has(field.name));
+    }
+    const b = this.buttons;
+    b.start.disabled = this.busy || live || (attached && !run);
+    b.pause.disabled = this.busy || !(status === 'running' || status === 'paused' || status === 'queued');
+    b.pause.textContent = status === 'paused' ? 'Resume' : 'Pause';
+    b.pause.dataset.action = 'pause';
+    b.step.disabled = this.busy || !live;
+    b.stop.disabled = this.busy || !live;
+    b.new.disabled = this.busy || !attached;
+  }
+
+  async start() {
+    this.showError('');
+    await this.run(() => this.session.start(this.config()));
+  }
+
+  async act(action) {
+    const s = this.session;
+    const status = this.store.status;
+    if (action === 'pause') await this.run(() => (status === 'paused' ? s.resume() : s.pause()));
+    else if (action === 'step') await this.run(() => s.step());
+    else if (action === 'stop') await this.run(() => s.stop());
+    else if (action === 'new') {
+      s.detach();
+      this.filledFor = null;
+      this.showError('');
+    }
+  }
+
+  async changeLr() {
+    if (!this.store.isLive) return;
+    const field = this.form.elements.lr;
+    const text = field.value.trim();
+    const ok = await this.run(() => this.session.setLr(text === '' ? null : Number(text)));
+    if (!ok && this.store.run) field.value = String(this.store.run.lr);
+  }
+
+  /** Run one request with the buttons locked; show the server's sentence if it fails. */
+  async run(request) {
+    this.busy = true;
+    this.update(this.store);
+    try {
+      await request();
+      this.showError('');
+      return true;
+    } catch (err) {
+      this.showError(err.message, err.fields);
+      return false;
+    } finally {
+      this.busy = false;
+      this.update(this.store);
+    }
+  }
+
+  showError(message, fields = {}) {
+    this.error.textContent = message;
+    this.error.hidden = !message;
+    for (const field of this.form.elements) {
+      if (field.name) field.toggleAttribute('aria-invalid', Boolean(fields[field.name]));
+    }
+  }
+
+  clearField(name) {
+    const field = name && this.form.elements[name];
+    if (field?.removeAttribute) field.removeAttribute('aria-invalid');
+  }
+
+  /** Space pauses and resumes, unless a text box, menu or button has the keyboard. */
+  onKey(e) {
+    if (e.key !== ' ' || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.target.closest?.('input, select, textarea, button, [contenteditable]')) return;
+    if (this.buttons.pause.disabled) return;
+    e.preventDefault();
+    this.act('pause');
+  }
+}

@@ -1,0 +1,121 @@
+/** Loss and accuracy curves (uPlot): training loss per batch, live; test loss and accuracy per epoch. */
+
+import uPlot from '../../vendor/uplot/uPlot.esm.js';
+import { fmt } from '../colormap.js';
+import { requestDraw } from '../frame.js';
+
+const EMA = 0.95; // smoothing of the training-loss line: ~20 batches of memory
+/** Room for the loss axis' labels: a diverged run's losses can be 1e+12. */
+const axisSize = (u, values) => 18 + 7 * Math.max(3, ...(values ?? []).map((v) => String(v).length));
+const finite = (v) => (Number.isFinite(v) ? v : null);
+
+function lowerBound(xs, v) {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export class CurvesView {
+  constructor(container) {
+    this.box = container.querySelector('[data-role=chart]');
+    this.summary = container.querySelector('[data-role=summary]');
+    this.logBox = container.querySelector('[data-role=log]');
+    this.logBox.addEventListener('change', () => {
+      this.chart?.destroy();
+      this.chart = null;
+      requestDraw(this);
+    });
+    new ResizeObserver(() => this.resize()).observe(container);
+    this.reset();
+  }
+
+  reset() {
+    this.x = [];
+    this.raw = [];
+    this.ema = [];
+    this.test = [];
+    this.history = [];
+    this.stepsSeen = 0;
+    this.chart?.destroy();
+    this.chart = null;
+    requestDraw(this);
+  }
+
+  /** state: the store; only what is new since the last call is appended. */
+  update(state) {
+    const { x, y } = state.steps;
+    if (x.length < this.stepsSeen) this.reset();
+    for (let i = this.stepsSeen; i < x.length; i++) {
+      const v = finite(y[i]);
+      const prev = this.ema.length ? this.ema[this.ema.length - 1] : null;
+      this.x.push(x[i]);
+      this.raw.push(v);
+      this.ema.push(v === null ? prev : prev === null ? v : EMA * prev + (1 - EMA) * v);
+      this.test.push(null);
+    }
+    this.stepsSeen = x.length;
+    this.history = state.history;
+    requestDraw(this);
+  }
+
+  /** Width follows the box; the height is fixed (measuring it would include uPlot's own legend). */
+  size() {
+    return { width: Math.max(240, this.box.clientWidth), height: 200 };
+  }
+
+  /** One chart over steps: loss on the left axis, test accuracy (at each epoch's last step) on the right. */
+  make() {
+    const log = this.logBox.checked;
+    const pct = (u, v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}%`);
+    const num = (u, v) => (v === null || v === undefined ? '–' : v.toPrecision(3));
+    return new uPlot({
+      ...this.size(),
+      cursor: { drag: { x: true, y: false } },
+      scales: {
+        x: { time: false },
+        loss: log ? { distr: 3 } : { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] },
+        acc: { range: [0, 100] },
+      },
+      axes: [
+        { label: 'step', size: 34, labelSize: 14 },
+        { scale: 'loss', label: 'loss', labelSize: 14, values: (u, v) => v.map(fmt), size: axisSize },
+        { scale: 'acc', side: 1, size: 44, grid: { show: false }, values: (u, v) => v.map((t) => `${t}%`) },
+      ],
+      series: [
+        { label: 'step' },
+        { label: 'batch loss', scale: 'loss', stroke: 'rgba(37, 99, 235, 0.3)', width: 1, points: { show: false }, value: num },
+        { label: 'smoothed', scale: 'loss', stroke: '#1d4ed8', width: 2, points: { show: false }, value: num },
+        { label: 'test loss', scale: 'loss', stroke: '#ea580c', width: 1.5, spanGaps: true, dash: [4, 3],
+          points: { show: true, size: 7, fill: '#ea580c' }, value: num },
+        { label: 'test accuracy', scale: 'acc', stroke: '#059669', width: 1.5, spanGaps: true,
+          points: { show: true, size: 7, fill: '#059669' }, value: pct },
+      ],
+    }, [[], [], [], [], []], this.box);
+  }
+
+  draw() {
+    this.chart ??= this.make();
+    const test = this.test.fill(null);
+    const acc = new Array(this.x.length).fill(null);
+    for (const h of this.history) {
+      if (!this.x.length) continue;
+      const i = Math.min(this.x.length - 1, lowerBound(this.x, h.step));
+      test[i] = finite(h.test_loss);
+      acc[i] = Number.isFinite(h.test_accuracy) ? 100 * h.test_accuracy : null;
+    }
+    const log = this.logBox.checked;
+    const pos = (arr) => (log ? arr.map((v) => (v !== null && v > 0 ? v : null)) : arr);
+    this.chart.setData([this.x, pos(this.raw), pos(this.ema), pos(test), acc]);
+    const last = this.history[this.history.length - 1];
+    this.summary.textContent = last && Number.isFinite(last.test_accuracy)
+      ? `after epoch ${last.epoch}: test accuracy ${(100 * last.test_accuracy).toFixed(1)}%, test loss ${last.test_loss?.toPrecision(3) ?? '–'}`
+      : '';
+  }
+
+  resize() { this.chart?.setSize(this.size()); }
+}

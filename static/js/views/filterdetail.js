@@ -1,0 +1,128 @@
+/** One selected filter, opened up: W, dW and ΔW per input channel, and its feature map on the probe. */
+
+import { ColorBar, fmt, grey, seqIndex } from '../colormap.js';
+import { requestDraw } from '../frame.js';
+import { GAP, paint, stats } from '../kernels.js';
+import { TileGrid } from '../tilegrid.js';
+
+const PARTS = [
+  ['weight', 'W'],
+  ['grad', 'dW = dL/dW'],
+  ['update', 'ΔW since last snapshot'],
+];
+
+export class FilterDetailView {
+  constructor(container, { store }) {
+    this.store = store;
+    this.root = container;
+    this.title = container.querySelector('[data-role=title]');
+    this.body = container.querySelector('[data-role=body]');
+    this.note = container.querySelector('[data-role=note]');
+    container.querySelector('[data-role=close]').addEventListener('click', () => store.setView({ selected: null }));
+    this.parts = PARTS.map(([key, label]) => {
+      const box = document.createElement('figure');
+      box.className = 'detail-part';
+      const cap = document.createElement('figcaption');
+      cap.textContent = label;
+      box.append(cap);
+      const grid = new TileGrid(box, {
+        gap: 1, maxZoom: 14, maxHeight: 170,
+        onHover: (c) => this.onHover(key, c),
+      });
+      grid.canvas.dataset.testid = `detail-${key}`;
+      const bar = new ColorBar(box);
+      this.body.append(box);
+      return { key, grid, bar, shape: '' };
+    });
+    const fbox = document.createElement('figure');
+    fbox.className = 'detail-part';
+    const fcap = document.createElement('figcaption');
+    fcap.textContent = 'its feature map on the probe';
+    fbox.append(fcap);
+    this.fmap = new TileGrid(fbox, { gap: 0, maxZoom: 12, maxHeight: 150, background: GAP });
+    this.fmapBar = new ColorBar(fbox);
+    this.body.append(fbox);
+    this.reset();
+  }
+
+  reset() {
+    this.root.hidden = true;
+    this.snapshot = null;
+    this.selected = null;
+  }
+
+  update(state) {
+    if (state.snapshot !== this.snapshot) this.drawsSnapshot = true;
+    this.snapshot = state.snapshot;
+    this.selected = state.view.selected;
+    this.root.hidden = !(this.selected && this.snapshot);
+    if (!this.root.hidden) requestDraw(this);
+  }
+
+  draw() {
+    this.drawsSnapshot = false;
+    const { snapshot: snap, selected: sel } = this;
+    const layer = sel && snap?.layers[sel.layer];
+    if (!layer) {
+      this.root.hidden = true;
+      return;
+    }
+    const [, inCh, kh, kw] = layer.weight.shape;
+    const n = inCh * kh * kw;
+    const f = sel.index;
+    this.title.textContent = `${layer.name} · filter #${f} · ${inCh} input channel${inCh > 1 ? 's' : ''} of ${kh}×${kw}`;
+    const width = Math.max(100, this.parts[0].grid.root.parentElement.clientWidth - 16);
+    for (const part of this.parts) {
+      const values = layer[part.key].values().subarray(f * n, (f + 1) * n);
+      const { grid } = part;
+      grid.configure(inCh, kw, kh, width);
+      const map = this.channelMap(grid, inCh, kh, kw);
+      const s = stats(values, 0, values.length);
+      const range = Math.max(Math.abs(s.min), Math.abs(s.max)) || 1;
+      paint(grid.pixels, map, values, { range, stride: n });
+      grid.commit();
+      part.bar.set('diverging', -range, range);
+    }
+    this.drawFmap(layer.fmap, f);
+    this.note.textContent = inCh > 1
+      ? 'One kernel per input channel: the filter sums their responses. Each part is scaled to its own ±max.'
+      : 'Each part is scaled to its own ±max.';
+  }
+
+  /** Pixel-to-value map of one filter's channels laid out as a grid (cached by layout). */
+  channelMap(grid, inCh, kh, kw) {
+    const key = `${grid.image.width}x${grid.image.height}:${inCh}:${kh}:${kw}`;
+    if (grid.mapKey === key) return grid.map;
+    const w = grid.image.width;
+    const map = new Int32Array(grid.pixels.length).fill(-1);
+    for (let c = 0; c < inCh; c++) {
+      const [ox, oy] = grid.origin(c);
+      for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) map[(oy + y) * w + ox + x] = c * kh * kw + y * kw + x;
+    }
+    grid.mapKey = key;
+    grid.map = map;
+    return map;
+  }
+
+  drawFmap(fmap, f) {
+    const [, h, w] = fmap.shape;
+    const values = fmap.values().subarray(f * h * w, (f + 1) * h * w);
+    this.fmap.configure(1, w, h, Math.max(100, this.fmap.root.parentElement.clientWidth - 16));
+    const s = stats(values, 0, values.length);
+    const hi = Math.max(s.max, 1e-12);
+    const px = this.fmap.pixels;
+    for (let i = 0; i < values.length; i++) px[i] = grey.lut[seqIndex(values[i] / hi)];
+    this.fmap.commit();
+    this.fmapBar.set('grey', 0, hi);
+  }
+
+  onHover(key, c) {
+    const layer = this.snapshot?.layers[this.selected?.layer];
+    if (!layer || c < 0) return;
+    const [, inCh, kh, kw] = layer.weight.shape;
+    const start = this.selected.index * inCh * kh * kw + c * kh * kw;
+    const s = stats(layer[key].values(), start, start + kh * kw);
+    this.note.textContent = `input channel ${c}: ${key === 'weight' ? 'W' : key === 'grad' ? 'dW' : 'ΔW'}`
+      + ` from ${fmt(s.min)} to ${fmt(s.max)}, ‖·‖ ${fmt(s.norm)}`;
+  }
+}

@@ -1,0 +1,101 @@
+/** Where the run is: its state, epoch and run progress bars, elapsed time, the live connection. */
+
+import { fmt } from '../colormap.js';
+
+const STATUS_TEXT = {
+  queued: 'queued', running: 'training', paused: 'paused', stopped: 'stopped',
+  finished: 'finished', diverged: 'diverged', failed: 'failed',
+};
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, '0')}`;
+}
+
+export class ProgressView {
+  constructor(container) {
+    this.badge = container.querySelector('[data-role=status]');
+    this.conn = container.querySelector('[data-role=connection]');
+    this.epochBar = container.querySelector('[data-role=epoch-bar]');
+    this.epochText = container.querySelector('[data-role=epoch-text]');
+    this.runBar = container.querySelector('[data-role=run-bar]');
+    this.runText = container.querySelector('[data-role=run-text]');
+    this.elapsed = container.querySelector('[data-role=elapsed]');
+    this.facts = container.querySelector('[data-role=facts]');
+    this.message = container.querySelector('[data-role=message]');
+    this.run = null;
+    setInterval(() => this.tick(), 500);
+    this.reset();
+  }
+
+  reset() {
+    this.run = null;
+    this.render();
+  }
+
+  update(state) {
+    this.run = state.run;
+    this.render();
+  }
+
+  /** Connection state from the store: 'idle' | 'connecting' | 'live' | 'reconnecting' | 'gone' | 'closed'. */
+  connection(state, detail) {
+    this.conn.dataset.state = state;
+    this.conn.textContent = { idle: '', connecting: 'connecting…', live: 'live', closed: '', gone: 'run not found' }[state]
+      ?? detail ?? state;
+    this.conn.title = detail || '';
+  }
+
+  render() {
+    const run = this.run;
+    const status = run?.status ?? 'idle';
+    this.badge.dataset.status = status;
+    this.badge.textContent = run ? STATUS_TEXT[status] ?? status : 'no run';
+    const spe = run?.steps_per_epoch || 0;
+    const total = run?.total_steps || 0;
+    const step = run?.step ?? 0;
+    const epochs = run?.config?.epochs ?? 0;
+    const done = run && ['finished'].includes(status);
+    const inEpoch = spe ? (done ? spe : step - Math.min(run.epoch ?? 0, epochs - 1) * spe) : 0;
+    const current = Math.min(epochs, (run?.epoch ?? 0) + (done ? 0 : 1));
+    this.setBar(this.epochBar, spe ? inEpoch / spe : 0);
+    this.epochText.textContent = run ? `epoch ${current || 0} of ${epochs} · batch ${Math.max(0, inEpoch)} of ${spe}` : '–';
+    this.setBar(this.runBar, total ? step / total : 0);
+    this.runText.textContent = run ? `step ${step} of ${total}` : '–';
+    this.facts.textContent = run
+      ? `${this.lrText(run)} · ${(run.samples_seen ?? 0).toLocaleString('en')} images seen · run ${run.id}`
+      : '';
+    const bad = status === 'diverged' || status === 'failed';
+    this.message.hidden = !(run?.message);
+    this.message.textContent = run?.message ?? '';
+    this.message.classList.toggle('bad', bad);
+    this.tick();
+  }
+
+  /** The rate of the latest batch, and the base rate when a schedule scales it. */
+  lrText(run) {
+    const base = run.lr ?? run.config?.lr;
+    const now = run.current_lr ?? base;
+    const schedule = run.config?.lr_schedule;
+    return schedule && schedule !== 'constant' ? `lr ${fmt(now)} (${schedule} from ${fmt(base)})` : `lr ${fmt(base)}`;
+  }
+
+  setBar(bar, fraction) {
+    const f = Math.max(0, Math.min(1, fraction || 0));
+    bar.style.width = `${(100 * f).toFixed(1)}%`;
+    bar.parentElement.setAttribute('aria-valuenow', String(Math.round(100 * f)));
+  }
+
+  /** Elapsed time ticks locally between server updates while the run trains. */
+  tick() {
+    const run = this.run;
+    if (!run) {
+      this.elapsed.textContent = '0:00';
+      return;
+    }
+    let t = run.elapsed ?? 0;
+    if (run.status === 'running' && run.receivedAt) t += (performance.now() - run.receivedAt) / 1000;
+    this.elapsed.textContent = clock(t);
+  }
+}

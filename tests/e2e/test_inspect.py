@@ -1,0 +1,97 @@
+"""The upload panel against the real server: drop, pick, draw and paste-free paths to the inspect endpoint."""
+
+from __future__ import annotations
+
+import base64
+import urllib.request
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+DROP = """async ([b64, name, type]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, { type }));
+    return dt;
+}"""
+
+
+def sample_png(server: str, index: int) -> bytes:
+    """A test-set image of the `shapes` data set as the server serves it."""
+    with urllib.request.urlopen(f"{server}/api/datasets/shapes/test/{index}.png", timeout=10) as resp:
+        return bytes(resp.read())
+
+
+def drop_file(page: Any, data: bytes, name: str, mime: str) -> None:
+    dt = page.evaluate_handle(DROP, [base64.b64encode(data).decode(), name, mime])
+    page.get_by_test_id("dropzone").dispatch_event("drop", {"dataTransfer": dt})
+
+
+def test_dropped_image_shows_feature_maps_and_probabilities(page: Any, ui: Any, server: str) -> None:
+    page.goto("/")
+    ui.start_run(page, epochs="20")
+    # Two snapshots at least, one of them an epoch end, so the slider has somewhere to go.
+    page.wait_for_function("() => window.filterscope.store.history.length >= 1", timeout=30_000)
+
+    drop_file(page, sample_png(server, 1), "shape.png", "image/png")
+    result = page.get_by_test_id("inspect-result")
+    expect(result).to_be_visible()
+    expect(page.get_by_test_id("inspect-prediction")).to_contain_text("prediction:")
+    classes = page.evaluate("window.filterscope.store.run.classes.length")
+    expect(result.get_by_test_id("probbars").locator("li")).to_have_count(classes)
+    page.wait_for_function("() => document.querySelector('[data-testid=inspect-input]').naturalWidth > 0")
+    assert ui.lit_fraction(page, "inspect-fmap-canvas-0") > 0.3
+    assert ui.lit_fraction(page, "inspect-fmap-canvas-1") > 0.3
+
+    # The slider picks an older snapshot: the answer says which one it used.
+    slider = page.get_by_test_id("snapshot-slider")
+    expect(slider).to_be_enabled()
+    first_seq = page.evaluate("window.filterscope.views.inspect.snapshots[0].seq")
+    slider.focus()
+    page.keyboard.press("Home")
+    expect(page.get_by_test_id("inspect-prediction")).to_contain_text(f"snapshot #{first_seq},")
+    page.wait_for_timeout(500)  # a list refresh in flight must not move the slider back to "latest"
+    expect(page.get_by_test_id("snapshot-text")).to_contain_text(f"#{first_seq} ")
+
+    # The uploaded image becomes the live probe.
+    page.get_by_test_id("use-probe").click()
+    expect(page.get_by_test_id("probe-caption")).to_contain_text("uploaded image", timeout=20_000)
+
+
+def test_file_picker_and_drawing(page: Any, ui: Any, server: str) -> None:
+    page.goto("/")
+    ui.start_run(page, epochs="20")
+    ui.wait_for_seq_above(page, 0)
+
+    page.get_by_test_id("file-input").set_input_files(
+        files=[{"name": "shape.png", "mimeType": "image/png", "buffer": sample_png(server, 2)}])
+    expect(page.get_by_test_id("inspect-result")).to_be_visible()
+    first = page.get_by_test_id("inspect-input").get_attribute("src")
+
+    pad = page.get_by_test_id("drawpad")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 30, box["y"] + 30)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 130, box["y"] + 40, steps=6)
+    page.mouse.move(box["x"] + 60, box["y"] + 140, steps=6)
+    page.mouse.up()
+    page.wait_for_function(
+        "old => document.querySelector('[data-testid=inspect-input]').getAttribute('src') !== old", arg=first)
+    expect(page.get_by_test_id("inspect-error")).to_be_hidden()
+
+
+def test_bad_file_shows_the_server_sentence(page: Any, ui: Any, console: Any) -> None:
+    console.allow(r"status of 415")  # the browser logs the expected refusal
+    page.goto("/")
+    ui.start_run(page, epochs="20")
+    ui.wait_for_seq_above(page, 0)
+    drop_file(page, b"this is not an image", "notes.txt", "text/plain")
+    error = page.get_by_test_id("inspect-error")
+    expect(error).to_be_visible()
+    expect(error).not_to_have_text("")
+    assert "415" not in error.inner_text()  # a sentence, not a status code
