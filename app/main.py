@@ -18,6 +18,7 @@ from app.paths import STATIC
 from app.runs import RunManager
 from app.streaming.hub import Hub
 from app.training.datasets import get_dataset
+from app.training.threads import serial_torch
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def warm_up() -> None:
     """Pay one-time costs before the first run: torch's optimizer module imports torch._dynamo (~1.5 s)."""
     import torch
 
+    serial_torch()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     get_dataset("mnist")
 

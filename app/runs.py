@@ -15,6 +15,7 @@ from app.streaming.relay import RunRelay
 from app.training.config import TrainConfig
 from app.training.engine import Engine
 from app.training.inference import Inspector
+from app.training.threads import serial_torch
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class RunManager:
                 return run.describe()
 
             relay = RunRelay(run_id, self.hub, self._loop, describe)
+            serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
             engine = Engine(config, emit=relay.on_event)
             run = Run(run_id, engine, relay, self.hub, Inspector(config, engine.info))
             self._runs[run_id] = run

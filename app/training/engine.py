@@ -27,6 +27,7 @@ from app.training.data import Tensors, augment_shift, normalise, to_tensors
 from app.training.datasets import get_dataset
 from app.training.models import ConvLayer, build_model, conv_layers, feature_shapes, init_weights
 from app.training.snapshots import Probe, Snapshot, SnapshotStore, capture, conv_weights
+from app.training.threads import training_torch
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,7 @@ class Engine:
     # ---- the loop (training thread) --------------------------------------------------------------------
 
     def _run(self) -> None:
+        training_torch()
         try:
             self._train()
         except _Stopped:

@@ -13,6 +13,7 @@ from app.training.config import TrainConfig
 from app.training.datasets import DatasetInfo
 from app.training.models import ConvLayer, build_model, conv_layers
 from app.training.snapshots import Snapshot, probe_forward
+from app.training.threads import serial_torch
 
 
 class Inspector:
@@ -43,6 +44,7 @@ class Inspector:
 
     def run(self, snap: Snapshot, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Feature maps per conv layer, (C, H, W) each, and class probabilities for one normalised (C, H, W) image."""
+        serial_torch()  # a worker thread: one image needs no thread pool, and a second pool slows training
         model, layers, lock = self._model(snap)
         batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)  # (1, C, H, W)
         with lock:  # forward hooks are per model: one image at a time through each
