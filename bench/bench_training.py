@@ -18,7 +18,7 @@ import statistics
 import time
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import torch
 import torch.nn.functional as F
 from websockets.sync.client import connect

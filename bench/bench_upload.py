@@ -15,7 +15,7 @@ import io
 import time
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import numpy as np
 from PIL import Image, ImageDraw
 

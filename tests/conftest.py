@@ -40,3 +40,9 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: the fast tests answer first, and Playwright's session-long event loop (it stays
+    running in the main thread while the browser is open) cannot get in the way of tests that call asyncio.run."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
