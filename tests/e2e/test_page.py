@@ -159,3 +159,19 @@ def test_learning_rate_of_a_live_run(page: Any, ui: Any, console: Any) -> None:
     lr.press("Enter")
     expect(page.get_by_test_id("form-error")).to_contain_text("less than or equal to 10")
     expect(lr).to_have_value("0.01")  # back to the rate the run has
+
+
+def test_a_colour_first_layer_is_drawn_in_rgb(page: Any, ui: Any) -> None:
+    page.goto("/")
+    ui.start_run(page, dataset="shapes-color")
+    ui.wait_for_seq_above(page, 0)
+    expect(page.get_by_test_id("filters-conv1")).to_contain_text("(RGB)")
+    # The diverging map only mixes blue, white and red; green-dominant pixels exist only in RGB rendering.
+    greenish = page.get_by_test_id("filter-canvas-0").evaluate("""c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 1] > d[i] + 40 && d[i + 1] > d[i + 2] + 40) n++;
+        return n;
+    }""")
+    assert greenish > 0
+    expect(page.get_by_test_id("filters-conv2")).not_to_contain_text("(RGB)")
