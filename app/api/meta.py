@@ -6,6 +6,7 @@ import io
 from functools import lru_cache
 
 import numpy as np
+import torch
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
@@ -48,7 +49,10 @@ def models() -> list[ModelOut]:
 def _models() -> tuple[ModelOut, ...]:
     out = []
     for preset in PRESETS.values():
-        model = build_model(preset.name, 1, 28, 10)
+        # On the meta device: shapes only, no weights to initialise, so no torch work in this request thread
+        # (a thread that computes gets an OpenMP pool of its own, which slows training; see threads.py).
+        with torch.device("meta"):
+            model = build_model(preset.name, 1, 28, 10)
         layers = [{"name": c.name, "in_channels": c.conv.in_channels, "out_channels": c.conv.out_channels,
                    "kernel": tuple(c.conv.kernel_size)} for c in conv_layers(model)]
         out.append(ModelOut(name=preset.name, title=preset.title, description=preset.description,
