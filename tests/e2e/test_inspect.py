@@ -61,7 +61,7 @@ def test_dropped_image_shows_feature_maps_and_probabilities(page: Any, ui: Any, 
     expect(page.get_by_test_id("probe-caption")).to_contain_text("uploaded image", timeout=20_000)
 
 
-def test_file_picker_and_drawing(page: Any, ui: Any, server: str) -> None:
+def test_file_picker_drawing_and_paste(page: Any, ui: Any, server: str) -> None:
     page.goto("/")
     ui.start_run(page, epochs="20")
     ui.wait_for_seq_above(page, 0)
@@ -83,6 +83,14 @@ def test_file_picker_and_drawing(page: Any, ui: Any, server: str) -> None:
     page.wait_for_function(
         "old => document.querySelector('[data-testid=inspect-input]').getAttribute('src') !== old", arg=first)
     expect(page.get_by_test_id("inspect-error")).to_be_hidden()
+
+    # Paste (Ctrl+V) of an image from the clipboard.
+    before_paste = page.get_by_test_id("inspect-input").get_attribute("src")
+    dt = page.evaluate_handle(DROP, [base64.b64encode(sample_png(server, 5)).decode(), "clip.png", "image/png"])
+    page.evaluate("dt => document.body.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}))",
+                  dt)
+    page.wait_for_function(
+        "old => document.querySelector('[data-testid=inspect-input]').getAttribute('src') !== old", arg=before_paste)
 
 
 def test_bad_file_shows_the_server_sentence(page: Any, ui: Any, console: Any) -> None:
