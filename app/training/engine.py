@@ -27,7 +27,7 @@ from app.training.data import Tensors, augment_shift, normalise, to_tensors
 from app.training.datasets import get_dataset
 from app.training.models import ConvLayer, build_model, conv_layers, feature_shapes, init_weights
 from app.training.snapshots import Probe, Snapshot, SnapshotStore, capture, conv_weights
-from app.training.threads import training_torch
+from app.training.threads import return_freed_memory, training_torch
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,6 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._elapsed = 0.0
         self._running_since: float | None = None
-        self._data: Tensors | None = None
         self._probe: Probe | None = None
         self._seq = 0
 
@@ -270,15 +269,14 @@ class Engine:
         finally:
             with self._cond:
                 self._clock(False)
+            return_freed_memory()
 
     def _train(self) -> None:
         cfg = self.config
         data = to_tensors(get_dataset(cfg.dataset), self.device)  # (N, C, H, W) float32, normalised
-        self._data = data
         model = self.model.to(self.device)
         layers = conv_layers(model)
         opt = self._optimizer(model)
-        self._opt = opt
         self._probe = self._test_probe(cfg.probe_index)
         with self._cond:
             if self.status is Status.QUEUED:
