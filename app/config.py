@@ -15,8 +15,10 @@ class Settings(BaseSettings):
 
     # Two cores here: two runs training at once already share them; a third would only slow all three.
     max_active_runs: int = Field(2, ge=1)
-    # Finished runs are kept for watching and inspection; the oldest ended ones go past this many.
-    max_runs: int = Field(20, ge=1)
+    # Ended runs stay for watching and inspection. The newest keep every snapshot (a `classic` run's are
+    # about 65 MB); older ones keep their history and last snapshot; past `max_runs` the oldest ended go.
+    max_runs_with_snapshots: int = Field(8, ge=1)
+    max_runs: int = Field(200, ge=1)
     # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     # 40 megapixels decodes in well under a second; a larger declared size is treated as a decompression bomb.

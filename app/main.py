@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
-        manager = RunManager(hub, asyncio.get_running_loop(), settings.max_active_runs, settings.max_runs)
+        manager = RunManager(hub, asyncio.get_running_loop(), settings.max_active_runs, settings.max_runs,
+                             settings.max_runs_with_snapshots)
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)

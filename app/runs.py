@@ -35,6 +35,11 @@ class Run:
     inspector: Inspector
     created_at: float = field(default_factory=time.time)
 
+    def slim(self) -> None:
+        """Keep the history, the step losses and the last snapshot; drop the other snapshots."""
+        self.engine.snapshots.keep_latest()
+        self.inspector.clear()
+
     def describe(self) -> dict[str, Any]:
         """The run as the API answers it (see schemas.RunOut)."""
         e = self.engine
@@ -54,11 +59,13 @@ class Run:
 class RunManager:
     """Creates, finds and stops runs; all runs stop when the app shuts down."""
 
-    def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, max_active: int, max_runs: int) -> None:
+    def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, max_active: int, max_runs: int,
+                 max_runs_with_snapshots: int) -> None:
         self.hub = hub
         self._loop = loop
         self._max_active = max_active
         self._max_runs = max_runs
+        self._max_full = max_runs_with_snapshots
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
@@ -87,9 +94,14 @@ class RunManager:
         return run
 
     def _evict(self) -> None:
-        ended = [r for r in self._runs.values() if r.engine.status.final]
-        for run in ended[: max(0, len(self._runs) - self._max_runs)]:
-            del self._runs[run.id]
+        """Bound memory: older ended runs keep their history and last snapshot; past max_runs they go."""
+        for age, run in enumerate(self.list()):  # newest first
+            if not run.engine.status.final:
+                continue
+            if age >= self._max_runs:
+                del self._runs[run.id]
+            elif age >= self._max_full:
+                run.slim()
 
     def get(self, run_id: str) -> Run | None:
         """The run `run_id`, or None."""

@@ -42,6 +42,11 @@ class Inspector:
                 self._models.popitem(last=False)
         return entry
 
+    def clear(self) -> None:
+        """Forget the rebuilt models."""
+        with self._lock:
+            self._models.clear()
+
     def run(self, snap: Snapshot, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Feature maps per conv layer, (C, H, W) each, and class probabilities for one normalised (C, H, W) image."""
         serial_torch()  # a worker thread: one image needs no thread pool, and a second pool slows training

@@ -128,6 +128,12 @@ class SnapshotStore:
             for seq in others[: max(0, len(others) - self._recent)]:
                 del self._items[seq]
 
+    def keep_latest(self) -> None:
+        """Drop every snapshot but the latest (for an old run kept for its history)."""
+        with self._lock:
+            for seq in list(self._items)[:-1]:
+                del self._items[seq]
+
     def get(self, seq: int | None = None) -> Snapshot | None:
         """The snapshot `seq`, or the latest when `seq` is None; None when there is no such snapshot."""
         with self._lock:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from app.config import Settings
 from app.main import create_app
@@ -109,3 +111,27 @@ def test_unknown_runs_are_404_everywhere(client: TestClient) -> None:
                          ("post", "/stop"), ("get", "/snapshots")]:
         res = client.request(method.upper(), f"/api/runs/nope{path}")
         assert res.status_code == 404 and "GET /api/runs" in res.json()["detail"], path
+
+
+def test_old_runs_keep_their_history_and_last_snapshot_until_the_cap() -> None:
+    """The newest run keeps every snapshot, an older one its history and last snapshot, the oldest past the cap
+    is gone: memory stays bounded however many runs a person starts."""
+    with TestClient(create_app(Settings(max_runs=3, max_runs_with_snapshots=1))) as client:
+        runs = []
+        for seed in range(3):
+            runs.append(wait_status(client, start_run(client, dataset="shapes", seed=seed)["id"], "finished"))
+        full = client.get(f"/api/runs/{runs[2]['id']}/snapshots").json()
+        assert len(full) > 2
+        for old in runs[:2]:
+            kept = client.get(f"/api/runs/{old['id']}/snapshots").json()
+            assert [s["seq"] for s in kept] == [max(s["seq"] for s in full)]  # the final one (same run length)
+            again = client.get(f"/api/runs/{old['id']}").json()
+            assert again["history"] == old["history"] and len(again["history"]) == 1
+        png = io.BytesIO()
+        Image.new("L", (28, 28)).save(png, "PNG")
+        res = client.post(f"/api/runs/{runs[0]['id']}/inspect", files={"file": ("a.png", png.getvalue())})
+        assert res.status_code == 200 and res.json()["snapshot"]["seq"] == kept[0]["seq"]
+
+        wait_status(client, start_run(client, dataset="shapes", seed=9)["id"], "finished")
+        assert client.get(f"/api/runs/{runs[0]['id']}").status_code == 404
+        assert [r["id"] for r in client.get("/api/runs").json()][1:] == [runs[2]["id"], runs[1]["id"]]
