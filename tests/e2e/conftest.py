@@ -49,7 +49,7 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[str]:
-    """The real app under uvicorn on a free port; its log is kept in test-artifacts/server.log.
+    """The real server, started as `python -m app serve`, on a free port; its log is in test-artifacts/server.log.
 
     FILTERSCOPE_E2E_URL points the tests at a server that is already running instead.
     """
@@ -61,7 +61,7 @@ def server() -> Iterator[str]:
     env = {**os.environ, "FILTERSCOPE_MAX_ACTIVE_RUNS": "4"}  # tests overlap runs (two pages, a stop in flight)
     with open(ARTIFACTS / "server.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
