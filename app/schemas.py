@@ -78,6 +78,8 @@ class RunOut(BaseModel):
     total_steps: int
     samples_seen: int
     elapsed: float = Field(description="seconds of training, pauses excluded")
+    instrument_seconds: float = Field(description="of `elapsed`, the seconds the training thread spent on "
+                                      "filterscope's own work: taking, encoding and sending snapshots and losses")
     lr: float = Field(description="current learning rate")
     watchers: int = Field(description="WebSocket clients watching now")
     layers: list[LayerOut]

@@ -88,7 +88,8 @@ def encode_snapshot(snap: Snapshot) -> bytes:
     header = {
         "type": "snapshot", "v": PROTOCOL_VERSION, "seq": snap.seq, "step": snap.step, "epoch": snap.epoch,
         "samples_seen": snap.samples_seen, "loss": _finite(snap.loss), "lr": snap.lr,
-        "elapsed": round(snap.elapsed, 3), "epoch_end": snap.epoch_end,
+        "elapsed": round(snap.elapsed, 3), "instrument_seconds": round(snap.instrument_seconds, 4),
+        "epoch_end": snap.epoch_end,
         "sent_at": time.time(),  # Unix time of encoding: a client on the same clock measures its latency
         "probe": {"index": probe.index, "label": probe.label, "source": probe.source,
                   "pixels": frame.raw_u8(probe.pixels),

@@ -158,6 +158,7 @@ class Engine:
         self._running_since: float | None = None
         self._probe: Probe | None = None
         self._seq = 0
+        self.instrument_seconds = 0.0  # training time spent on filterscope's own work, not on learning
 
     # ---- controls (any thread) -------------------------------------------------------------------------
 
@@ -361,13 +362,16 @@ class Engine:
                   loss_since: list[float], *, epoch_end: bool, refresh: bool = False) -> dict[str, torch.Tensor]:
         """Take, keep and emit a snapshot; `refresh` marks one taken without training (start, new probe)."""
         assert self._probe is not None
+        started = time.perf_counter()
         snap = capture(model, layers, previous, self._probe, seq=self._seq, step=self.step_count, epoch=self.epoch,
                        samples_seen=self.samples_seen,
                        loss=float(np.mean(loss_since)) if loss_since else float("nan"), lr=self.current_lr,
-                       elapsed=self.elapsed, epoch_end=epoch_end)
+                       elapsed=self.elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end)
         self._seq += 1
         self.snapshots.add(snap)
         self._emit(snap)
+        if self._running_since is not None:  # a new probe shown while paused costs training nothing
+            self.instrument_seconds += time.perf_counter() - started
         if self._pause_after_snapshot and not refresh:  # `step` means: until the network has changed
             with self._cond:
                 self._pause_after_snapshot = False
@@ -391,9 +395,11 @@ class Engine:
         return total_loss / n, correct / n
 
     def _flush_steps(self, start: int) -> int:
+        started = time.perf_counter()
         end = len(self.steps)
         if end > start:
             self._emit(StepsEvent(self.steps[start:end], self.losses[start:end]))
+        self.instrument_seconds += time.perf_counter() - started
         return end
 
     def _schedule(self, opt: torch.optim.Optimizer) -> None:

@@ -51,6 +51,7 @@ class Snapshot:
     loss: float  # mean training loss since the previous snapshot (nan if none)
     lr: float
     elapsed: float  # seconds of training (pauses excluded)
+    instrument_seconds: float  # of `elapsed`, seconds spent on filterscope's own work before this snapshot
     epoch_end: bool
     layers: tuple[LayerSnapshot, ...]
     probe: Probe
@@ -87,7 +88,7 @@ def conv_weights(layers: list[ConvLayer]) -> dict[str, torch.Tensor]:
 
 def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch.Tensor], probe: Probe,
             *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float, elapsed: float,
-            epoch_end: bool) -> Snapshot:
+            instrument_seconds: float, epoch_end: bool) -> Snapshot:
     """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot."""
     maps, probs = probe_forward(model, layers, probe.tensor)
     shots = []
@@ -104,8 +105,8 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch
         ))
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
-                    elapsed=elapsed, epoch_end=epoch_end, layers=tuple(shots), probe=probe, probs=probs,
-                    state=state)
+                    elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,
+                    layers=tuple(shots), probe=probe, probs=probs, state=state)
 
 
 class SnapshotStore:

@@ -100,6 +100,7 @@ export class Store extends Emitter {
         step: Math.max(this.run.step ?? 0, snapshot.step),
         samples_seen: snapshot.samples_seen,
         elapsed: snapshot.elapsed,
+        instrument_seconds: snapshot.instrument_seconds ?? this.run.instrument_seconds,
         receivedAt: performance.now(),
         current_lr: snapshot.lr ?? this.run.current_lr, // the base lr with the schedule applied
       });

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,6 +62,8 @@ def test_live_run_updates_filters_feature_maps_and_curves(page: Any, ui: Any) ->
     expect(page.get_by_test_id("curves-summary")).to_contain_text("test accuracy")
     expect(page.get_by_test_id("start")).to_be_enabled()
     expect(page.get_by_test_id("pause")).to_be_disabled()
+    # What watching cost the run, as the engine measured it: a share, not a blank.
+    expect(page.get_by_test_id("facts")).to_contain_text(re.compile(r"snapshots \d+\.\d% of training time"))
 
 
 def test_pause_resume_and_a_second_viewer(new_page: Any, ui: Any) -> None:

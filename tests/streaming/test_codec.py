@@ -28,7 +28,7 @@ def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
     pixels = np.random.default_rng(0).integers(0, 256, (channels, size, size), dtype=np.uint8)
     probe = Probe(pixels, torch.from_numpy(pixels).float().unsqueeze(0) / 255, 3, 7, "test")
     return capture(model, layers, previous, probe, seq=4, step=40, epoch=0, samples_seen=1280, loss=0.7,
-                   lr=0.002, elapsed=1.5, epoch_end=False)
+                   lr=0.002, elapsed=1.5, instrument_seconds=0.04, epoch_end=False)
 
 
 @pytest.mark.parametrize(("model_name", "channels", "size"), [("tiny", 1, 28), ("classic", 1, 28),
@@ -38,6 +38,7 @@ def test_a_snapshot_round_trips(model_name: str, channels: int, size: int) -> No
     header, arrays = decode_frame(encode_snapshot(snap))
     assert header["type"] == "snapshot" and header["v"] == 1
     assert (header["seq"], header["step"], header["samples_seen"]) == (4, 40, 1280)
+    assert (header["elapsed"], header["instrument_seconds"]) == (1.5, 0.04)
     assert header["probe"]["label"] == 7 and len(header["probe"]["probs"]) == 10
     np.testing.assert_array_equal(arrays["probe.pixels"], snap.probe.pixels)
     for i, layer in enumerate(snap.layers):

@@ -118,6 +118,24 @@ def test_same_seed_same_numbers_even_with_runs_beside_it() -> None:
         assert engine.join(10)
 
 
+def test_the_engine_accounts_for_the_time_its_own_work_takes() -> None:
+    """instrument_seconds is what the bench and the API report as filterscope's share of training time."""
+    snaps = 0
+
+    def slow_listener(event: object) -> None:
+        nonlocal snaps
+        if isinstance(event, Snapshot):
+            snaps += 1
+            time.sleep(0.01)  # a listener that takes 10 ms per snapshot
+
+    engine = Engine(TrainConfig(**FAST, snapshot_every=25), emit=slow_listener)
+    engine.start()
+    assert engine.join(120)
+    assert snaps == 6  # steps 0, 25, 50, 75, 100 and the epoch end
+    # The untrained network's snapshot comes before the training clock starts; the other five are in it.
+    assert 0.01 * 5 <= engine.instrument_seconds < engine.elapsed
+
+
 def test_pause_really_pauses_and_resume_goes_on() -> None:
     rec = Recorder()
     engine = Engine(TrainConfig(**FAST), emit=rec)

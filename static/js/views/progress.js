@@ -64,7 +64,8 @@ export class ProgressView {
     this.setBar(this.runBar, total ? step / total : 0);
     this.runText.textContent = run ? `step ${step} of ${total}` : '–';
     this.facts.textContent = run
-      ? `${this.lrText(run)} · ${(run.samples_seen ?? 0).toLocaleString('en')} images seen · run ${run.id}`
+      ? [this.lrText(run), `${(run.samples_seen ?? 0).toLocaleString('en')} images seen`, this.costText(run),
+        `run ${run.id}`].filter(Boolean).join(' · ')
       : '';
     const bad = status === 'diverged' || status === 'failed';
     this.message.hidden = !(run?.message);
@@ -79,6 +80,12 @@ export class ProgressView {
     const now = run.current_lr ?? base;
     const schedule = run.config?.lr_schedule;
     return schedule && schedule !== 'constant' ? `lr ${fmt(now)} (${schedule} from ${fmt(base)})` : `lr ${fmt(base)}`;
+  }
+
+  /** What watching costs: the share of training time the engine spent on snapshots and loss messages. */
+  costText(run) {
+    if (!(run.elapsed > 0.5) || run.instrument_seconds == null) return '';
+    return `snapshots ${(100 * run.instrument_seconds / run.elapsed).toFixed(1)}% of training time`;
   }
 
   setBar(bar, fraction) {
