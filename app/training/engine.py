@@ -170,18 +170,28 @@ class Engine:
             self._thread = threading.Thread(target=self._run, name=f"train-{id(self):x}", daemon=True)
         self._thread.start()
 
-    def pause(self) -> None:
-        """Pause after the current batch."""
+    def pause(self, wait: float = 10.0) -> None:
+        """Pause after the current batch; wait up to `wait` seconds for the training thread to get there.
+
+        The run says `paused` only once the thread has stopped, after whatever the batch in flight emits
+        (its snapshot included): a paused run's step and latest snapshot no longer change. A batch plus an
+        epoch's test evaluation takes well under the wait for every preset; if the wait runs out, the run
+        still pauses, and says so when it does.
+        """
         with self._cond:
             if self.status not in (Status.RUNNING, Status.QUEUED):
                 raise StateError(f"Only a running run can be paused; this one is {self.status.value}.")
             self._want_pause = True
-            self._set_status(Status.PAUSED)
+            if self._thread is None:  # never started: it pauses before its first batch
+                self._set_status(Status.PAUSED)
+                return
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.status is Status.PAUSED or self.status.final, wait)
 
     def resume(self) -> None:
-        """Resume a paused run."""
+        """Resume a paused run (or call off a pause the training thread has not reached yet)."""
         with self._cond:
-            if self.status is not Status.PAUSED:
+            if self.status is not Status.PAUSED and not (self._want_pause and not self.status.final):
                 raise StateError(f"Only a paused run can be resumed; this one is {self.status.value}.")
             self._want_pause = False
             self._set_status(Status.RUNNING)
@@ -349,7 +359,9 @@ class Engine:
                     if not self._want_pause:
                         self._clock(True)
                         return
+                    self._set_status(Status.PAUSED)  # now that nothing changes any more (see pause)
                     self._clock(False)
+                    self._cond.notify_all()  # pause() waits for this
                     self._cond.wait()
                     continue
             refresh = False

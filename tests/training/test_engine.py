@@ -138,15 +138,16 @@ def test_the_engine_accounts_for_the_time_its_own_work_takes() -> None:
 
 def test_pause_really_pauses_and_resume_goes_on() -> None:
     rec = Recorder()
-    engine = Engine(TrainConfig(**FAST), emit=rec)
+    engine = Engine(TrainConfig(**FAST, snapshot_every=1), emit=rec)  # every batch in flight ends in a snapshot
     engine.start()
     wait_for(lambda: engine.step_count >= 5)
-    engine.pause()
+    engine.pause()  # returns once the training thread has stopped
     assert engine.status is Status.PAUSED
-    time.sleep(0.1)  # let the batch in flight finish
-    held = engine.step_count
+    held, emitted = engine.step_count, len(rec.events)
+    assert rec.events[-1] == StatusEvent(Status.PAUSED, None, 0, held, engine.lr)  # `paused` is the last word
     time.sleep(0.5)
     assert engine.step_count == held
+    assert len(rec.events) == emitted  # nothing after `paused`, not even a snapshot of the batch in flight
     elapsed = engine.elapsed
     time.sleep(0.2)
     assert engine.elapsed == pytest.approx(elapsed)  # paused time is not training time
