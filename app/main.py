@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import inspect, meta, pages, runs, ws
+from app.api import errors, inspect, meta, pages, runs, ws
 from app.config import Settings, get_settings
 from app.paths import STATIC
 from app.runs import RunManager
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="filterscope", version=__version__, lifespan=lifespan,
                   description="Watch a convolutional network learn its filters. Wire protocol: docs/protocol.md.")
     app.state.settings = settings
+    errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (pages, meta, runs, inspect, ws):
         app.include_router(module.router)

@@ -61,7 +61,8 @@ def _models() -> tuple[ModelOut, ...]:
 
 
 @router.get("/api/datasets/{name}/test/{index}.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+            responses={200: {"content": {"image/png": {}}},
+                       404: {"description": "No such data set, or no such test image in it"}})
 async def test_image(name: str, index: int) -> Response:
     """One test image as PNG, for choosing a probe."""
     if name not in DATASET_NAMES:

@@ -24,7 +24,8 @@ def run_out(run: Run) -> RunOut:
     return RunOut.model_validate(run.describe())
 
 
-@router.post("", status_code=201, responses={429: {"description": "Too many runs training at once"}})
+@router.post("", status_code=201, responses={400: {"description": "The body is not UTF-8 text"},
+                                             429: {"description": "Too many runs training at once"}})
 async def create_run(runs: ManagerDep, config: Annotated[RunConfig | None, Body()] = None) -> RunOut:
     """Create a run from `config` (every field optional) and start training it."""
     try:

@@ -135,3 +135,18 @@ def test_old_runs_keep_their_history_and_last_snapshot_until_the_cap() -> None:
         wait_status(client, start_run(client, dataset="shapes", seed=9)["id"], "finished")
         assert client.get(f"/api/runs/{runs[0]['id']}").status_code == 404
         assert [r["id"] for r in client.get("/api/runs").json()][1:] == [runs[2]["id"], runs[1]["id"]]
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    (b"{bad json", 422, "The body is not valid JSON"),
+    (b"[1, 2]", 422, "must be a JSON object, not an array"),
+    (b'"fast"', 422, "must be a JSON object, not a string"),
+    (b"\xff\xfeaC/", 400, "could not be read"),
+])
+def test_a_body_that_is_not_a_json_object_gets_a_sentence(client: TestClient, body: bytes, status: int,
+                                                          words: str) -> None:
+    res = client.post("/api/runs", content=body, headers={"content-type": "application/json"})
+    assert res.status_code == status
+    detail = res.json()["detail"]
+    message = detail if isinstance(detail, str) else detail[0]["msg"]
+    assert words in message and '{"dataset": "mnist"' in message  # what is wrong, and what is accepted
