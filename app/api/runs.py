@@ -59,7 +59,7 @@ def _control(run: Run, action: Callable[[Engine], None]) -> RunOut:
 
 @router.post("/{run_id}/pause", responses=CONFLICT)
 def pause(run: RunDep) -> RunOut:
-    """Pause after the current batch."""
+    """Pause after the current batch; answers once training has stopped (nothing follows `paused`)."""
     return _control(run, Engine.pause)
 
 
