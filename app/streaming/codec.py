@@ -1,7 +1,7 @@
 """Binary frames for snapshots and JSON texts for everything else (docs/protocol.md, version 1).
 
-A snapshot of `tiny` is about 3,400 kernel entries x 3 tensors plus 5,600 feature-map values: as JSON lists
-of floats that would be ~200 KB; as int16 (weights, dW, updates) and uint8 (feature maps) it is ~27 KB.
+A snapshot of `tiny` is about 6,600 kernel entries x 3 tensors plus 6,600 feature-map values: as JSON lists
+of floats that would be ~350 KB; as int16 (weights, dW, updates) and uint8 (feature maps) it is ~49 KB.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def encode_snapshot(snap: Snapshot) -> bytes:
             "grad": frame.q16(layer.grad),
             "update": frame.q16(layer.update),
             "fmap": frame.u8(layer.fmap),
+            "measures": layer.measures.as_dict(),
+            "peaks": {k: _finite(v) for k, v in layer.peaks.items()},
         })
     probe = snap.probe
     header = {

@@ -35,6 +35,7 @@ class RunRelay:
         self._losses: list[float | None] = []
         self._epochs: list[dict[str, Any]] = []
         self._status: dict[str, Any] | None = None
+        self.first_snapshot: bytes | None = None  # the untrained network: what "moved from its start" means
         self.latest_snapshot: bytes | None = None
         self.frames_sent = 0
 
@@ -55,6 +56,9 @@ class RunRelay:
         droppable = isinstance(event, Snapshot)
         if isinstance(event, Snapshot):
             assert isinstance(message, bytes)
+            if event.seq == 0:
+                self.first_snapshot = message
+                droppable = False  # every client needs step 0 to compare the filters with
             self.latest_snapshot = message
         elif isinstance(event, StepsEvent):
             self._steps.extend(event.steps)
@@ -67,7 +71,7 @@ class RunRelay:
         self._hub.publish(self.run_id, message, droppable)
 
     def backlog(self) -> list[tuple[Message, bool]]:
-        """What a client joining now receives first: hello, every step loss, the latest snapshot."""
+        """What a client joining now receives first: hello, every step loss, the first and the latest snapshot."""
         run = self._describe()
         run["history"] = list(self._epochs)
         if self._status is not None:
@@ -75,6 +79,8 @@ class RunRelay:
         hello = json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "run": run}, separators=(",", ":"))
         steps = json.dumps({"type": "steps", "steps": self._steps, "losses": self._losses}, separators=(",", ":"))
         items: list[tuple[Message, bool]] = [(hello, False), (steps, False)]
+        if self.first_snapshot is not None and self.first_snapshot is not self.latest_snapshot:
+            items.append((self.first_snapshot, False))
         if self.latest_snapshot is not None:
             items.append((self.latest_snapshot, True))
         return items

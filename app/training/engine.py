@@ -25,8 +25,8 @@ from torch import nn
 from app.training.config import TrainConfig
 from app.training.data import Tensors, augment_shift, normalise, to_tensors
 from app.training.datasets import get_dataset
-from app.training.models import ConvLayer, build_model, conv_layers, feature_shapes, init_weights
-from app.training.snapshots import Probe, Snapshot, SnapshotStore, capture, conv_weights
+from app.training.models import INIT_SCALES, ConvLayer, build_model, conv_layers, feature_shapes, init_weights
+from app.training.snapshots import Probe, Reference, Snapshot, SnapshotStore, capture, conv_weights
 from app.training.threads import return_freed_memory, training_torch
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class Engine:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.model = build_model(config.model, self.info.channels, self.info.size, len(self.info.classes),
                                  config.dropout)
-        init_weights(self.model, self.generator)
+        init_weights(self.model, self.generator, INIT_SCALES[config.init])
         shapes = feature_shapes(self.model, self.info.channels, self.info.size)
         self.layers = [LayerInfo(c.name, c.conv.in_channels, c.conv.out_channels,
                                  (int(c.conv.kernel_size[0]), int(c.conv.kernel_size[1])), shapes[c.name])
@@ -157,6 +157,7 @@ class Engine:
         self._elapsed = 0.0
         self._running_since: float | None = None
         self._probe: Probe | None = None
+        self._reference = Reference()  # step 0's weights and the run's largest values, for every snapshot
         self._seq = 0
         self.instrument_seconds = 0.0  # training time spent on filterscope's own work, not on learning
 
@@ -375,8 +376,8 @@ class Engine:
         """Take, keep and emit a snapshot; `refresh` marks one taken without training (start, new probe)."""
         assert self._probe is not None
         started = time.perf_counter()
-        snap = capture(model, layers, previous, self._probe, seq=self._seq, step=self.step_count, epoch=self.epoch,
-                       samples_seen=self.samples_seen,
+        snap = capture(model, layers, previous, self._probe, self._reference, seq=self._seq, step=self.step_count,
+                       epoch=self.epoch, samples_seen=self.samples_seen,
                        loss=float(np.mean(loss_since)) if loss_since else float("nan"), lr=self.current_lr,
                        elapsed=self.elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end)
         self._seq += 1

@@ -53,14 +53,24 @@ class SeededDropout(nn.Module):
         return f"p={self.p}"
 
 
-def init_weights(model: nn.Module, generator: torch.Generator) -> None:
-    """Re-draw every conv and linear parameter as PyTorch's default init does, from `generator`."""
+# How far from zero each init scheme starts the conv kernels, as a multiple of PyTorch's default bound.
+INIT_SCALES = {"default": 1.0, "small": 0.1}
+
+
+def init_weights(model: nn.Module, generator: torch.Generator, conv_scale: float = 1.0) -> None:
+    """Re-draw every conv and linear parameter as PyTorch's default init does, from `generator`.
+
+    `conv_scale` shrinks the conv kernels' initial weights: started near zero, what a filter becomes is
+    written by its gradients rather than left over from its random start.
+    """
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 weight = module.weight
                 cpu = torch.empty(weight.shape)
                 nn.init.kaiming_uniform_(cpu, a=math.sqrt(5), generator=generator)
+                if isinstance(module, nn.Conv2d):
+                    cpu.mul_(conv_scale)
                 weight.copy_(cpu)
                 if module.bias is not None:
                     bound = 1 / math.sqrt(weight[0].numel())  # 1 / sqrt(fan_in)
@@ -94,9 +104,9 @@ def _classifier(features: nn.Sequential, hidden: list[int], channels: int, size:
 def _tiny(channels: int, size: int, classes: int, dropout: float) -> nn.Sequential:
     features = nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(channels, 8, 5)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-        ("conv2", nn.Conv2d(8, 16, 5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(8, 32, 5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
     ]))
-    return _classifier(features, [], channels, size, classes, dropout)
+    return _classifier(features, [64], channels, size, classes, dropout)
 
 
 def _lenet5(channels: int, size: int, classes: int, dropout: float) -> nn.Sequential:
@@ -121,7 +131,7 @@ def _classic(channels: int, size: int, classes: int, dropout: float) -> nn.Seque
 PRESETS: dict[str, PresetInfo] = {
     p.name: p
     for p in (
-        PresetInfo("tiny", "Tiny", "conv 8@5x5, pool, conv 16@5x5, pool, linear: trains in seconds", _tiny),
+        PresetInfo("tiny", "Tiny", "conv 8@5x5, pool, conv 32@5x5, pool, dense 64: trains in seconds", _tiny),
         PresetInfo("lenet5", "LeNet-5", "conv 6@5x5, pool, conv 16@5x5, pool, dense 120, 84: LeCun 1998",
                    _lenet5),
         PresetInfo("classic", "Classic", "conv 32@3x3, pool, conv 64@3x3, pool, conv 64@3x3, dense 64: "

@@ -15,7 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.training.measures import LayerMeasures, layer_measures
 from app.training.models import ConvLayer
+
+KINDS = ("weight", "grad", "update")  # the per-layer tensors a snapshot holds, as the page names them
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class LayerSnapshot:
     grad: np.ndarray  # (O, I, kh, kw) float32: dL/dW of the last batch
     update: np.ndarray  # (O, I, kh, kw) float32: W now - W at the previous snapshot
     fmap: np.ndarray  # (O, H, W) float32: post-activation output for the probe
+    measures: LayerMeasures  # W compared with W at step 0
+    peaks: dict[str, float]  # largest |value| of weight, grad, update over the run so far, this moment included
 
 
 @dataclass(frozen=True)
@@ -81,28 +86,50 @@ def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
     return maps, probs
 
 
+class Reference:
+    """What every snapshot of a run is compared with: each layer's W at step 0, and the largest |value| of W,
+    dW and ΔW seen so far (so that colours can keep one scale over time). Used by the training thread only."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, np.ndarray] = {}
+        self.peaks: dict[str, dict[str, float]] = {}
+
+    def observe(self, name: str, tensors: dict[str, np.ndarray]) -> tuple[LayerMeasures, dict[str, float]]:
+        """Measure one layer's `tensors` (weight, grad, update) against the start; return its measures and peaks."""
+        start = self.start.setdefault(name, tensors["weight"].copy())
+        peaks = self.peaks.setdefault(name, dict.fromkeys(KINDS, 0.0))
+        for kind in KINDS:
+            a = tensors[kind]
+            if a.size:
+                peak = float(np.abs(a).max())
+                if np.isfinite(peak) and peak > peaks[kind]:
+                    peaks[kind] = peak
+        return layer_measures(tensors["weight"], start), dict(peaks)
+
+
 def conv_weights(layers: list[ConvLayer]) -> dict[str, torch.Tensor]:
     """A detached CPU copy of every conv layer's weight."""
     return {layer.name: layer.conv.weight.detach().to("cpu", copy=True) for layer in layers}
 
 
 def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch.Tensor], probe: Probe,
-            *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float, elapsed: float,
-            instrument_seconds: float, epoch_end: bool) -> Snapshot:
+            reference: Reference, *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float,
+            elapsed: float, instrument_seconds: float, epoch_end: bool) -> Snapshot:
     """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot."""
     maps, probs = probe_forward(model, layers, probe.tensor)
     shots = []
     for layer in layers:
         w = layer.conv.weight.detach().cpu()  # (O, I, kh, kw)
         g = layer.conv.weight.grad
-        grad = g.detach().cpu().numpy().copy() if g is not None else np.zeros(w.shape, np.float32)
-        shots.append(LayerSnapshot(
-            name=layer.name,
-            weight=w.numpy().copy(),
-            grad=grad,
-            update=(w - previous[layer.name]).numpy() if layer.name in previous else np.zeros(w.shape, np.float32),
-            fmap=maps[layer.name],
-        ))
+        tensors = {
+            "weight": w.numpy().copy(),
+            "grad": g.detach().cpu().numpy().copy() if g is not None else np.zeros(w.shape, np.float32),
+            "update": (w - previous[layer.name]).numpy() if layer.name in previous
+            else np.zeros(w.shape, np.float32),
+        }
+        measures, peaks = reference.observe(layer.name, tensors)
+        shots.append(LayerSnapshot(name=layer.name, **tensors, fmap=maps[layer.name], measures=measures,
+                                   peaks=peaks))
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
                     elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,

@@ -68,8 +68,14 @@ def test_a_late_client_gets_the_history_first(client: TestClient) -> None:
     with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
         hello = ws.receive_json()
         steps = ws.receive_json()
+        first, first_arrays = decode_frame(ws.receive_bytes())
         header, arrays = decode_frame(ws.receive_bytes())
     assert hello["run"]["status"] == "finished"
+    # step 0 comes first, so the page can show how far every filter moved from its start
+    assert (first["seq"], first["step"]) == (0, 0)
+    assert first["layers"][0]["measures"]["cosine_to_start"] == 1.0
+    assert header["layers"][0]["measures"]["cosine_to_start"] < 1.0
+    assert header["layers"][0]["peaks"]["weight"] >= first["layers"][0]["peaks"]["weight"]
     assert hello["run"]["history"] == done["history"]
     assert steps["type"] == "steps" and steps["steps"] == list(range(1, 64)) and len(steps["losses"]) == 63
     assert header["epoch_end"] and header["step"] == 63

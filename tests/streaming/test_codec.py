@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
@@ -12,7 +13,7 @@ import torch
 from app.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
 from app.training.engine import EpochSummary, Status, StatusEvent, StepsEvent
 from app.training.models import build_model, conv_layers
-from app.training.snapshots import Probe, capture, conv_weights
+from app.training.snapshots import Probe, Reference, capture, conv_weights
 
 
 def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
@@ -20,6 +21,8 @@ def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
     model = build_model(model_name, channels, size, 10)
     layers = conv_layers(model)
     previous = conv_weights(layers)
+    reference = Reference()
+    reference.start = {name: w.numpy().copy() for name, w in previous.items()}
     x = torch.randn(8, channels, size, size)
     torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
     with torch.no_grad():
@@ -27,7 +30,7 @@ def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
             layer.conv.weight.add_(0.01 * torch.randn_like(layer.conv.weight))
     pixels = np.random.default_rng(0).integers(0, 256, (channels, size, size), dtype=np.uint8)
     probe = Probe(pixels, torch.from_numpy(pixels).float().unsqueeze(0) / 255, 3, 7, "test")
-    return capture(model, layers, previous, probe, seq=4, step=40, epoch=0, samples_seen=1280, loss=0.7,
+    return capture(model, layers, previous, probe, reference, seq=4, step=40, epoch=0, samples_seen=1280, loss=0.7,
                    lr=0.002, elapsed=1.5, instrument_seconds=0.04, epoch_end=False)
 
 
@@ -43,6 +46,11 @@ def test_a_snapshot_round_trips(model_name: str, channels: int, size: int) -> No
     np.testing.assert_array_equal(arrays["probe.pixels"], snap.probe.pixels)
     for i, layer in enumerate(snap.layers):
         assert header["layers"][i]["name"] == layer.name
+        # the page's "whole run" colour scale and the per-layer line under each header
+        assert header["layers"][i]["peaks"] == {k: float(np.abs(getattr(layer, k)).max()) for k in
+                                                ("weight", "grad", "update")}
+        measures = header["layers"][i]["measures"]
+        assert 0.9 < measures["cosine_to_start"] <= 1 and 0 < measures["moved"] < 0.5
         for key in ("weight", "grad", "update"):
             original = getattr(layer, key)
             decoded = arrays[f"layers.{i}.{key}"]
@@ -68,14 +76,15 @@ def test_arrays_are_aligned_for_typed_array_views() -> None:
     assert 4 + length + end <= len(frame) < 4 + length + end + 4
 
 
-def test_a_tiny_snapshot_is_under_40_kb() -> None:
-    assert len(encode_snapshot(snapshot_of("tiny"))) < 40_000
+def test_a_tiny_snapshot_is_under_60_kb() -> None:
+    # 6,600 kernel entries x 3 tensors as int16 (40 KB) and 6,600 feature-map bytes: ~12 a second is ~0.6 MB/s
+    assert len(encode_snapshot(snapshot_of("tiny"))) < 60_000
 
 
 def test_all_zero_tensors_encode_as_zeros() -> None:
     snap = snapshot_of("tiny")
-    zeroed = snap.layers[0].__class__(snap.layers[0].name, np.zeros_like(snap.layers[0].weight),
-                                      snap.layers[0].grad, snap.layers[0].update, np.zeros_like(snap.layers[0].fmap))
+    zeroed = dataclasses.replace(snap.layers[0], weight=np.zeros_like(snap.layers[0].weight),
+                                 fmap=np.zeros_like(snap.layers[0].fmap))
     snap = snap.__class__(**{**snap.__dict__, "layers": (zeroed, *snap.layers[1:])})
     header, arrays = decode_frame(encode_snapshot(snap))
     assert header["layers"][0]["weight"]["scale"] == 0

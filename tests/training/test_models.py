@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from app.training.datasets import get_info, list_datasets
-from app.training.models import PRESETS, build_model, conv_layers, feature_shapes, init_weights
+from app.training.models import INIT_SCALES, PRESETS, build_model, conv_layers, feature_shapes, init_weights
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -28,13 +28,13 @@ def test_presets_have_the_documented_conv_layers() -> None:
         return [(c.conv.in_channels, c.conv.out_channels, c.conv.kernel_size[0])
                 for c in conv_layers(build_model(name, 1, 28, 10))]
 
-    assert geometry("tiny") == [(1, 8, 5), (8, 16, 5)]
+    assert geometry("tiny") == [(1, 8, 5), (8, 32, 5)]
     assert geometry("lenet5") == [(1, 6, 5), (6, 16, 5)]
     assert geometry("classic") == [(1, 32, 3), (32, 64, 3), (64, 64, 3)]
 
 
 def test_feature_shapes_follow_the_geometry() -> None:
-    assert feature_shapes(build_model("tiny", 1, 28, 10), 1, 28) == {"conv1": (8, 24, 24), "conv2": (16, 8, 8)}
+    assert feature_shapes(build_model("tiny", 1, 28, 10), 1, 28) == {"conv1": (8, 24, 24), "conv2": (32, 8, 8)}
     assert feature_shapes(build_model("classic", 1, 28, 10), 1, 28) == {
         "conv1": (32, 26, 26), "conv2": (64, 11, 11), "conv3": (64, 3, 3)}
 
@@ -64,3 +64,14 @@ def test_init_weights_is_seeded_and_in_default_range() -> None:
 def test_unknown_preset_is_a_clear_error() -> None:
     with pytest.raises(KeyError, match="unknown model 'vgg'"):
         build_model("vgg", 1, 28, 10)
+
+
+def test_small_init_shrinks_only_the_conv_kernels() -> None:
+    default, small = build_model("tiny", 1, 28, 10), build_model("tiny", 1, 28, 10)
+    init_weights(default, torch.Generator().manual_seed(3))
+    init_weights(small, torch.Generator().manual_seed(3), INIT_SCALES["small"])
+    torch.testing.assert_close(small.conv1.weight, default.conv1.weight * INIT_SCALES["small"])
+    torch.testing.assert_close(small.conv2.weight, default.conv2.weight * INIT_SCALES["small"])
+    assert small.conv1.weight.abs().max() <= 0.02
+    torch.testing.assert_close(small.fc1.weight, default.fc1.weight)  # the classifier starts as PyTorch's
+    torch.testing.assert_close(small.conv1.bias, default.conv1.bias)
