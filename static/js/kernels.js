@@ -110,3 +110,21 @@ export function stats(values, start, end) {
   }
   return { min, max, norm: Math.sqrt(sq) };
 }
+
+/**
+ * How far filter f (values[f*n, (f+1)*n)) has moved from the same filter at step 0: cosine similarity
+ * (1: still its random start) and ‖W − W₀‖ / ‖W₀‖.
+ */
+export function fromStart(values, start, f, n) {
+  let dot = 0;
+  let a = 0;
+  let b = 0;
+  let d = 0;
+  for (let i = f * n, end = i + n; i < end; i++) {
+    dot += values[i] * start[i];
+    a += values[i] * values[i];
+    b += start[i] * start[i];
+    d += (values[i] - start[i]) ** 2;
+  }
+  return { cosine: a && b ? dot / Math.sqrt(a * b) : 0, moved: b ? Math.sqrt(d / b) : 0 };
+}

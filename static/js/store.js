@@ -26,7 +26,9 @@ export class Store extends Emitter {
   constructor(boot) {
     super();
     this.boot = boot; // {datasets, models, defaults, version}
-    this.view = { mode: 'weight', perFilter: false, selected: null };
+    // scale: 'run' (per layer, over the whole run so far), 'moment' (per layer, this snapshot), 'filter'.
+    // show: 'now' (the filters at this moment), 'start' (at step 0), 'both' (side by side).
+    this.view = { mode: 'weight', scale: 'run', show: 'now', selected: null };
     this.connection = 'idle';
     this.clear();
   }
@@ -45,6 +47,7 @@ export class Store extends Emitter {
     this.steps = { x: [], y: [] };
     this.snapshot = null;
     this.previous = null;
+    this.first = null; // the untrained network (seq 0): what every filter is compared with
     this.view.selected = null;
   }
 
@@ -93,6 +96,7 @@ export class Store extends Emitter {
   }
 
   setSnapshot(snapshot) {
+    if (snapshot.seq === 0) this.first = snapshot;
     this.previous = this.snapshot;
     this.snapshot = snapshot;
     if (this.run) {

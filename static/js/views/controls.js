@@ -1,6 +1,11 @@
 /** The run's settings and buttons: start, pause/resume, step, stop, new run; live learning rate. */
 
 const NUMBER_FIELDS = ['lr', 'batch_size', 'epochs', 'weight_decay', 'dropout', 'seed', 'snapshot_every'];
+// One line under the form on what the initial-weights choice means for the filters a person will watch.
+const INIT_HINTS = {
+  small: 'Small initial weights: kernels start as faint noise, so the strokes and edges you see are what training wrote.',
+  default: "PyTorch's default initial weights: kernels start as strong noise, and much of it is still there at the end.",
+};
 const LIVE_FIELDS = new Set(['lr']); // the only setting a live run accepts (PATCH)
 
 export class ControlsView {
@@ -20,6 +25,9 @@ export class ControlsView {
       if (action !== 'start') button.addEventListener('click', () => this.act(action));
     }
     this.form.elements.lr.addEventListener('change', () => this.changeLr());
+    this.initHint = container.querySelector('[data-role=init-hint]');
+    this.form.elements.init.addEventListener('change', () => this.showInitHint());
+    this.showInitHint();
     this.form.addEventListener('input', (e) => this.clearField(e.target.name));
     document.addEventListener('keydown', (e) => this.onKey(e));
     this.reset();
@@ -37,12 +45,15 @@ export class ControlsView {
       augment: el.augment.checked,
     };
     if (el.lr_schedule) cfg.lr_schedule = el.lr_schedule.value;
+    if (el.init) cfg.init = el.init.value;
     for (const name of NUMBER_FIELDS) {
       const text = el[name].value.trim();
       cfg[name] = text === '' ? null : Number(text);
     }
     return cfg;
   }
+
+  showInitHint() { this.initHint.textContent = INIT_HINTS[this.form.elements.init.value] ?? ''; }
 
   /** Fill the form from a run's config (when attaching to a run started elsewhere). */
   fill(config) {
@@ -53,6 +64,7 @@ export class ControlsView {
       if (field.type === 'checkbox') field.checked = Boolean(value);
       else field.value = String(value);
     }
+    this.showInitHint();
   }
 
   update(state) {

@@ -2,11 +2,12 @@
 
 import { ColorBar, fmt, grey, seqIndex } from '../colormap.js';
 import { requestDraw } from '../frame.js';
-import { GAP, paint, stats } from '../kernels.js';
+import { fromStart, GAP, paint, stats } from '../kernels.js';
 import { TileGrid } from '../tilegrid.js';
 
 const PARTS = [
-  ['weight', 'W'],
+  ['start', 'W at step 0'],
+  ['weight', 'W now'],
   ['grad', 'dW = dL/dW'],
   ['update', 'ΔW since last snapshot'],
 ];
@@ -54,6 +55,7 @@ export class FilterDetailView {
   update(state) {
     if (state.snapshot !== this.snapshot) this.drawsSnapshot = true;
     this.snapshot = state.snapshot;
+    this.first = state.first;
     this.selected = state.view.selected;
     this.root.hidden = !(this.selected && this.snapshot);
     if (!this.root.hidden) requestDraw(this);
@@ -72,21 +74,44 @@ export class FilterDetailView {
     const f = sel.index;
     this.title.textContent = `${layer.name} · filter #${f} · ${inCh} input channel${inCh > 1 ? 's' : ''} of ${kh}×${kw}`;
     const width = Math.max(100, this.parts[0].grid.root.parentElement.clientWidth - 16);
+    const start = this.startOf(layer, sel.layer);
+    const arrays = { ...layer, start };
+    const maxAbs = (values) => {
+      const s = stats(values, 0, values.length);
+      return Math.max(Math.abs(s.min), Math.abs(s.max));
+    };
+    const slice = (key) => arrays[key]?.values().subarray(f * n, (f + 1) * n);
+    // W at step 0 and W now share one scale: a filter that grew from faint noise looks it.
+    const wRange = Math.max(maxAbs(slice('weight')), start ? maxAbs(slice('start')) : 0) || 1;
     for (const part of this.parts) {
-      const values = layer[part.key].values().subarray(f * n, (f + 1) * n);
+      const values = slice(part.key);
+      part.grid.root.parentElement.hidden = !values;
+      if (!values) continue;
       const { grid } = part;
       grid.configure(inCh, kw, kh, width);
       const map = this.channelMap(grid, inCh, kh, kw);
-      const s = stats(values, 0, values.length);
-      const range = Math.max(Math.abs(s.min), Math.abs(s.max)) || 1;
+      const range = part.key === 'weight' || part.key === 'start' ? wRange : maxAbs(values) || 1;
       paint(grid.pixels, map, values, { range, stride: n });
       grid.commit();
       part.bar.set('diverging', -range, range);
     }
     this.drawFmap(layer.fmap, f);
-    this.note.textContent = inCh > 1
-      ? 'One kernel per input channel: the filter sums their responses. Each part is scaled to its own ±max.'
-      : 'Each part is scaled to its own ±max.';
+    this.note.textContent = this.summary(layer, start, f, n, inCh);
+  }
+
+  /** This layer's W at step 0, when the store has the first snapshot of the same network. */
+  startOf(layer, li) {
+    const w0 = this.first?.layers[li]?.weight;
+    return w0 && w0.size === layer.weight.size ? w0 : null;
+  }
+
+  summary(layer, start, f, n, inCh) {
+    const moved = start ? fromStart(layer.weight.values(), start.values(), f, n) : null;
+    const since = moved
+      ? `Since step 0: cosine ${moved.cosine.toFixed(2)} (1 = still its random start), ‖W − W₀‖/‖W₀‖ ${fmt(moved.moved)}. `
+      : '';
+    const channels = inCh > 1 ? 'One kernel per input channel: the filter sums their responses. ' : '';
+    return `${since}${channels}W at step 0 and W now share one scale; dW and ΔW are each scaled to their own ±max.`;
   }
 
   /** Pixel-to-value map of one filter's channels laid out as a grid (cached by layout). */
@@ -121,8 +146,11 @@ export class FilterDetailView {
     if (!layer || c < 0) return;
     const [, inCh, kh, kw] = layer.weight.shape;
     const start = this.selected.index * inCh * kh * kw + c * kh * kw;
-    const s = stats(layer[key].values(), start, start + kh * kw);
-    this.note.textContent = `input channel ${c}: ${key === 'weight' ? 'W' : key === 'grad' ? 'dW' : 'ΔW'}`
+    const arr = key === 'start' ? this.startOf(layer, this.selected.layer) : layer[key];
+    if (!arr) return;
+    const s = stats(arr.values(), start, start + kh * kw);
+    const names = { start: 'W at step 0', weight: 'W', grad: 'dW', update: 'ΔW' };
+    this.note.textContent = `input channel ${c}: ${names[key]}`
       + ` from ${fmt(s.min)} to ${fmt(s.max)}, ‖·‖ ${fmt(s.norm)}`;
   }
 }

@@ -1,14 +1,24 @@
-/** The filters panel: every conv layer's filters as a grid, showing W, dW or ΔW, with colour bars. */
+/**
+ * The filters panel: every conv layer's filters as a grid, showing W, dW or ΔW, now, at step 0 or both side
+ * by side, with a colour scale that can keep one range over the whole run, and how far each layer has moved.
+ */
 
 import { ColorBar, fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
-import { filterMaxAbs, paint, pixelIndex, stats, tileShape } from '../kernels.js';
+import { filterMaxAbs, fromStart, paint, pixelIndex, stats, tileShape } from '../kernels.js';
 import { TileGrid } from '../tilegrid.js';
 
 export const MODES = {
   weight: { label: 'W', title: 'weights', help: 'Each tile is one filter: the small kernel of weights W a conv layer slides over its input. Blue is negative, white zero, red positive.' },
   grad: { label: 'dW', title: 'gradient', help: 'dW = dL/dW of the last batch: how the loss would grow if each weight grew. Training pushes W the other way.' },
   update: { label: 'ΔW', title: 'update', help: 'ΔW = W now − W at the previous snapshot: the optimizer moves W against dL/dW, scaled by the learning rate.' },
+};
+
+/** The colour scales, as the colour bar names them. */
+export const SCALES = {
+  run: 'same scale over the whole run so far',
+  moment: 'scaled to this moment',
+  filter: 'each filter scaled to its own ±max',
 };
 
 export class FiltersView {
@@ -19,9 +29,11 @@ export class FiltersView {
     this.list = container.querySelector('[data-role=layers]');
     this.info = container.querySelector('[data-role=info]');
     this.modeButtons = [...container.querySelectorAll('[data-mode]')];
-    this.scaling = container.querySelector('[data-role=per-filter]');
+    this.showButtons = [...container.querySelectorAll('[data-show]')];
+    this.scaling = container.querySelector('[data-role=scale]');
     for (const b of this.modeButtons) b.addEventListener('click', () => store.setView({ mode: b.dataset.mode }));
-    this.scaling.addEventListener('change', () => store.setView({ perFilter: this.scaling.checked }));
+    for (const b of this.showButtons) b.addEventListener('click', () => store.setView({ show: b.dataset.show }));
+    this.scaling.addEventListener('change', () => store.setView({ scale: this.scaling.value }));
     this.layers = [];
     this.hover = null;
     new ResizeObserver(() => this.relayout()).observe(this.list);
@@ -32,21 +44,26 @@ export class FiltersView {
     this.list.replaceChildren();
     this.layers = [];
     this.snapshot = null;
+    this.first = null;
     this.hover = null;
     this.info.textContent = 'Hover over a filter for its numbers; click one to open it.';
     this.list.innerHTML = '<p class="empty">Filters appear with the first snapshot.</p>';
   }
 
-  /** state: the store (snapshot, view options, run config). */
+  /** state: the store (snapshot, step 0, view options, run config). */
   update(state) {
     if (state.snapshot !== this.snapshot) this.drawsSnapshot = true;
     this.snapshot = state.snapshot;
+    this.first = state.first;
+    const showChanged = this.view && this.view.show !== state.view.show;
     this.view = { ...state.view };
     const ds = state.run && state.dataset(state.run.config?.dataset);
     this.channels = ds?.channels ?? 1;
     for (const b of this.modeButtons) b.setAttribute('aria-pressed', String(b.dataset.mode === this.view.mode));
-    this.scaling.checked = this.view.perFilter;
+    for (const b of this.showButtons) b.setAttribute('aria-pressed', String(b.dataset.show === this.view.show));
+    this.scaling.value = this.view.scale;
     this.help.textContent = MODES[this.view.mode].help;
+    if (showChanged) this.relayout(false);
     requestDraw(this);
   }
 
@@ -68,26 +85,44 @@ export class FiltersView {
       title.append(' ', dims);
       head.append(title);
       const bar = new ColorBar(head);
-      section.append(head);
+      const measures = document.createElement('p');
+      measures.className = 'measures';
+      measures.dataset.testid = `measures-${layer.name}`;
+      section.append(head, measures);
+      const pair = document.createElement('div');
+      pair.className = 'grid-pair';
+      section.append(pair);
       const geo = tileShape(shape, rgb);
-      const grid = new TileGrid(section, {
-        gap: geo.gap, maxZoom: rgb || shape[1] === 1 ? 12 : 6, minZoom: 2, maxHeight: 300,
-        onHover: (i) => this.onHover(li, i),
-        onSelect: (i) => this.onSelect(li, i),
+      const grids = ['start', 'now'].map((which) => {
+        const figure = document.createElement('figure');
+        figure.className = 'grid-figure';
+        const caption = document.createElement('figcaption');
+        figure.append(caption);
+        pair.append(figure);
+        const grid = new TileGrid(figure, {
+          gap: geo.gap, maxZoom: rgb || shape[1] === 1 ? 12 : 6, minZoom: 2, maxHeight: 300,
+          onHover: (i) => this.onHover(li, i),
+          onSelect: (i) => this.onSelect(li, i),
+        });
+        grid.canvas.dataset.testid = which === 'now' ? `filter-canvas-${li}` : `filter-start-canvas-${li}`;
+        return { figure, caption, grid, map: null };
       });
-      grid.canvas.dataset.testid = `filter-canvas-${li}`;
       this.list.append(section);
-      return { name: layer.name, shape, rgb, geo, grid, bar, map: null };
+      return { name: layer.name, shape, rgb, geo, bar, measures, start: grids[0], now: grids[1] };
     });
     this.relayout(false);
   }
 
   relayout(draw = true) {
-    const width = this.list.clientWidth - 20; // a layer box has 10 px of padding each side
-    if (width <= 0) return;
+    const both = this.view?.show === 'both';
+    const full = this.list.clientWidth - 20; // a layer box has 10 px of padding each side
+    if (full <= 0) return;
+    const width = both ? Math.floor((full - 12) / 2) : full;
     for (const l of this.layers) {
-      if (l.grid.configure(l.shape[0], l.geo.tileW, l.geo.tileH, width) || !l.map) {
-        l.map = pixelIndex(l.grid, l.shape, l.rgb);
+      for (const part of [l.start, l.now]) {
+        if (part.grid.configure(l.shape[0], l.geo.tileW, l.geo.tileH, width) || !part.map) {
+          part.map = pixelIndex(part.grid, l.shape, l.rgb);
+        }
       }
     }
     if (draw && this.snapshot) requestDraw(this);
@@ -100,25 +135,59 @@ export class FiltersView {
     const shapesChanged = snap.layers.length !== this.layers.length
       || snap.layers.some((l, i) => l.weight.shape.join() !== this.layers[i].shape.join());
     if (shapesChanged) this.build(snap.layers);
-    const { mode, perFilter, selected } = this.view;
+    const { mode, scale, show, selected } = this.view;
+    const first = this.first && this.first.layers.length === snap.layers.length ? this.first : null;
+    const onlyStart = show === 'start' && Boolean(first);
+    const wantStart = show !== 'now' && Boolean(first);
     snap.layers.forEach((layer, li) => {
       const l = this.layers[li];
-      if (!l.map) return;
+      if (!l.now.map) return;
       const arr = layer[mode];
-      const values = arr.values();
-      const [out, inCh, kh, kw] = arr.shape;
-      const pf = perFilter ? filterMaxAbs(values, out) : null;
-      const range = arr.maxAbs();
-      paint(l.grid.pixels, l.map, values, {
-        range, perFilter: pf, stride: inCh * kh * kw, rgbPlane: l.rgb ? kh * kw : 0,
-      });
-      l.grid.commit();
-      l.grid.select(selected && selected.layer === li ? selected.index : -1);
-      const note = perFilter ? 'each filter scaled to its own ±max' : '';
-      l.bar.set(l.rgb ? 'rgb' : 'diverging', -range, range, note);
+      const w0 = first?.layers[li].weight;
+      let range = this.range(layer, mode, arr, scale);
+      let startRange = w0 ? this.range(layer, 'weight', w0, scale) : 0;
+      if (show === 'both' && mode === 'weight') range = startRange = Math.max(range, startRange); // one scale
+      l.now.figure.hidden = onlyStart;
+      l.start.figure.hidden = !wantStart;
+      if (!onlyStart) {
+        this.paintGrid(l, l.now, arr, range, scale === 'filter');
+        l.now.caption.textContent = `${MODES[mode].label} at step ${snap.step}`;
+      }
+      if (wantStart) {
+        this.paintGrid(l, l.start, w0, startRange, scale === 'filter');
+        l.start.caption.textContent = 'W at step 0, its random start';
+      }
+      for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
+      const barRange = onlyStart ? startRange : range;
+      const kind = l.rgb && (onlyStart || mode === 'weight') ? 'rgb' : 'diverging';
+      l.bar.set(kind, -barRange, barRange, scale === 'filter' ? 'per filter' : scale === 'run' ? 'whole run' : 'now');
+      l.bar.root.title = SCALES[scale];
+      l.measures.textContent = this.measuresText(layer.measures);
     });
     if (this.hover) this.showStats(...this.hover);
     else if (selected) this.showStats(selected.layer, selected.index);
+  }
+
+  /** The ±range the colours span: the run's largest |value| so far, or this array's. */
+  range(layer, kind, arr, scale) {
+    // The whole run's largest |value| keeps faint early filters faint; older servers sent no peaks.
+    return scale === 'run' ? Math.max(layer.peaks?.[kind] ?? 0, arr.maxAbs()) : arr.maxAbs();
+  }
+
+  paintGrid(l, part, arr, range, perFilter) {
+    const [out, inCh, kh, kw] = arr.shape;
+    const values = arr.values();
+    paint(part.grid.pixels, part.map, values, {
+      range, perFilter: perFilter ? filterMaxAbs(values, out) : null, stride: inCh * kh * kw, rgbPlane: l.rgb ? kh * kw : 0,
+    });
+    part.grid.commit();
+  }
+
+  /** The layer's line: how far its filters are from their start, and how smooth they are. */
+  measuresText(m) {
+    if (!m || m.moved === null) return '';
+    return `since step 0: ‖W − W₀‖ = ${fmt(m.moved)} × ‖W₀‖ · cosine to W₀ ${fmt(m.cosine_to_start)}`
+      + ` (1 = still its random start) · smoothness ${fmt(m.structure)} (noise ≈ 0, strokes and edges ≈ 0.5+)`;
   }
 
   onHover(li, i) {
@@ -134,7 +203,7 @@ export class FiltersView {
     this.store.setView({ selected: same ? null : { layer: li, index: i } });
   }
 
-  /** min/max/‖W‖ of one filter, and how much it moved since the previous snapshot. */
+  /** min/max/‖W‖ of one filter, how much it moved since the previous snapshot, and since step 0. */
   showStats(li, i) {
     const layer = this.snapshot?.layers[li];
     if (!layer) return;
@@ -143,7 +212,10 @@ export class FiltersView {
     const g = stats(layer.grad.values(), i * n, (i + 1) * n);
     const u = stats(layer.update.values(), i * n, (i + 1) * n);
     const rel = w.norm ? ` (${fmt((100 * u.norm) / w.norm)}% of ‖W‖)` : '';
+    const w0 = this.first?.layers[li]?.weight;
+    const start = w0 && w0.size === layer.weight.size ? fromStart(layer.weight.values(), w0.values(), i, n) : null;
+    const since = start ? ` · since step 0: cosine ${start.cosine.toFixed(2)}, ‖W − W₀‖/‖W₀‖ ${fmt(start.moved)}` : '';
     this.info.textContent = `${layer.name} #${i}: W from ${fmt(w.min)} to ${fmt(w.max)}, ‖W‖ ${fmt(w.norm)}`
-      + ` · ‖dW‖ ${fmt(g.norm)} · moved ‖ΔW‖ ${fmt(u.norm)}${rel} since the last snapshot`;
+      + ` · ‖dW‖ ${fmt(g.norm)} · moved ‖ΔW‖ ${fmt(u.norm)}${rel} since the last snapshot${since}`;
   }
 }
