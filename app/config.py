@@ -15,6 +15,10 @@ class Settings(BaseSettings):
 
     # Two cores here: two runs training at once already share them; a third would only slow all three.
     max_active_runs: int = Field(2, ge=1)
+    # torch threads per training run. 0 (auto): a tuner times batches and picks one thread or all cores as the
+    # machine's load changes (app/training/threads.py): on 2 cores, 1.5x faster alone than one thread, and no
+    # collapse when a browser or another program takes a core. A fixed count makes runs of one seed identical.
+    training_threads: int = Field(0, ge=0)
     # Ended runs stay for watching and inspection. The newest keep every snapshot (a `classic` run's are
     # about 65 MB); older ones keep their history and last snapshot; past `max_runs` the oldest ended go.
     max_runs_with_snapshots: int = Field(8, ge=1)

@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
         manager = RunManager(hub, asyncio.get_running_loop(), settings.max_active_runs, settings.max_runs,
-                             settings.max_runs_with_snapshots)
+                             settings.max_runs_with_snapshots, settings.training_threads)
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)

@@ -61,12 +61,13 @@ class RunManager:
     """Creates, finds and stops runs; all runs stop when the app shuts down."""
 
     def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, max_active: int, max_runs: int,
-                 max_runs_with_snapshots: int) -> None:
+                 max_runs_with_snapshots: int, training_threads: int = 0) -> None:
         self.hub = hub
         self._loop = loop
         self._max_active = max_active
         self._max_runs = max_runs
         self._max_full = max_runs_with_snapshots
+        self._threads = training_threads
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
@@ -86,7 +87,7 @@ class RunManager:
 
             relay = RunRelay(run_id, self.hub, self._loop, describe)
             serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
-            engine = Engine(config, emit=relay.on_event)
+            engine = Engine(config, emit=relay.on_event, threads=self._threads)
             run = Run(run_id, engine, relay, self.hub, Inspector(config, engine.info))
             self._runs[run_id] = run
             self._evict()

@@ -4,7 +4,8 @@ The loop is plain PyTorch: forward, loss, backward (dL/dW for every kernel entry
 the engine records each batch's loss, takes a snapshot every `snapshot_every` batches and at the end of each
 epoch, evaluates on the test set, and reports all of it through one callback, `emit(event)`, called from the
 training thread. Every random draw (initial weights, shuffling, augmentation, dropout) comes from the run's
-own generator, so the same seed and config give the same numbers even with other runs training beside it.
+own generator, so the same seed and config give the same numbers even with other runs training beside it
+(bit for bit with a fixed thread count; see ThreadTuner for what `auto` threads change).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from app.training.data import Tensors, augment_shift, normalise, to_tensors
 from app.training.datasets import get_dataset
 from app.training.models import INIT_SCALES, ConvLayer, build_model, conv_layers, feature_shapes, init_weights
 from app.training.snapshots import Probe, Reference, Snapshot, SnapshotStore, capture, conv_weights
-from app.training.threads import return_freed_memory, training_torch
+from app.training.threads import TRAINING_THREADS, ThreadTuner, return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,10 @@ class Engine:
     STEPS_FLUSH = 25
 
     def __init__(self, config: TrainConfig, emit: Callable[[Event], None] | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, threads: int = 0) -> None:
+        """`threads`: torch threads for training; 0 lets a ThreadTuner pick 1 or all cores as the load changes."""
         self.config = config
+        self.threads = threads
         self._emit_cb = emit
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dataset = get_dataset(config.dataset)
@@ -160,6 +163,7 @@ class Engine:
         self._reference = Reference()  # step 0's weights and the run's largest values, for every snapshot
         self._seq = 0
         self.instrument_seconds = 0.0  # training time spent on filterscope's own work, not on learning
+        self._tuner = ThreadTuner([threads] if threads else [TRAINING_THREADS, 1])
 
     # ---- controls (any thread) -------------------------------------------------------------------------
 
@@ -264,7 +268,7 @@ class Engine:
     # ---- the loop (training thread) --------------------------------------------------------------------
 
     def _run(self) -> None:
-        training_torch()
+        torch.set_num_threads(self._tuner.current)
         try:
             self._train()
         except _Stopped:
@@ -303,6 +307,7 @@ class Engine:
             epoch_loss, epoch_count = 0.0, 0
             for b in range(self.steps_per_epoch):
                 self._checkpoint(model, layers, previous)
+                began = time.perf_counter()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x, y = data.x_train[idx], data.y_train[idx]  # (B, C, H, W), (B,)
                 if cfg.augment:
@@ -315,6 +320,9 @@ class Engine:
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise _Diverged(value)
+                threads = self._tuner.record(time.perf_counter() - began)
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
                 self.step_count += 1
                 self.samples_seen += int(y.shape[0])
                 epoch_loss += value * int(y.shape[0])
