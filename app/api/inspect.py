@@ -6,12 +6,12 @@ import base64
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import RunDep, SettingsDep
 from app.api.meta import png_bytes
 from app.api.runs import CONFLICT, run_out
 from app.api.uploads import UPLOAD_BODY, prepare_upload, read_upload
+from app.background import in_background
 from app.schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
 from app.streaming.codec import encode_u8_json
 from app.training.engine import StateError
@@ -35,7 +35,7 @@ async def inspect(run: RunDep, settings: SettingsDep, request: Request, snapshot
                                  "lists the ones that are.")
     info = run.engine.info
     prepared = await prepare_upload(await read_upload(request, settings), info, settings)
-    maps, probs = await run_in_threadpool(run.inspector.run, snap, prepared.normalised(info))
+    maps, probs = await in_background(run.inspector.run, snap, prepared.normalised(info))
     best = int(probs.argmax())
     return InspectOut(
         snapshot=SnapshotRef(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end),

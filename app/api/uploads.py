@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
+from app.background import in_background
 from app.config import Settings
 from app.training.datasets import DatasetInfo
 from app.training.preprocess import ImageRejected, Prepared, prepare
@@ -75,6 +75,6 @@ async def read_upload(request: Request, settings: Settings) -> bytes:
 async def prepare_upload(data: bytes, info: DatasetInfo, settings: Settings) -> Prepared:
     """Decode and shape the image for `info` in a worker thread; a bad file is a 4xx with its reason."""
     try:
-        return await run_in_threadpool(prepare, data, info, max_pixels=settings.max_image_pixels)
+        return await in_background(prepare, data, info, max_pixels=settings.max_image_pixels)
     except ImageRejected as exc:
         raise HTTPException(STATUS[exc.reason], str(exc)) from None
