@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -13,13 +14,16 @@ import httpx2 as httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def serve() -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server in its own process, as a person runs it; the bench process is the client."""
+def serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server in its own process, as a person runs it; the bench process is the client.
+
+    `env`: extra environment variables for the server (e.g. FILTERSCOPE_TRAINING_THREADS).
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     base = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -21,7 +21,7 @@ class TrainConfig(BaseModel):
     optimizer: OptimizerName = "adam"
     # Adam at 5e-3 with cosine decay, small init and weight decay 3e-4: `tiny` reaches 97% on mnist in 5 epochs
     # for every seed tried (97.05-97.65%, seeds 0-5) and its conv1 filters end far from their random start
-    # (cosine to step 0 at most 0.26) and smooth (lag-1 autocorrelation at least 0.50). See scripts/tune_defaults.py.
+    # (cosine to step 0 at most 0.26) and smooth (lag-1 autocorrelation at least 0.50). See bench/bench_learning.py.
     lr: float = Field(5e-3, gt=0, le=10, description="Learning rate: how far W moves against dL/dW each step.")
     # 32 gives 250 steps per epoch on 8,000 images: enough snapshots to watch filters form.
     # Cosine decay to zero over the run: the last epochs refine instead of bouncing around the minimum.

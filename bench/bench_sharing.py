@@ -1,0 +1,205 @@
+"""Training speed while the machine is shared: a real browser watching, a busy core, uploads, 100 viewers.
+
+A person's laptop always has a browser drawing the page and other work running, so this is the product's
+real speed. For each server thread policy (`auto`, the default, and a fixed count for comparison), each
+round trains the default run through a real server five ways, in rotating order:
+
+- undisturbed: nobody watching, nothing else running (the reference of the round);
+- a real headless Chromium page watching the run (Debian's chromium through Playwright);
+- another process keeping one core busy;
+- two 12-megapixel JPEG uploads in flight all the time (POST /inspect on a finished run);
+- 100 WebSocket viewers reading every frame.
+
+Each disturbed run's speed is divided by the same round's undisturbed run: a ratio taken side by side, which
+this shared, noisy machine moves far less than the raw samples/s.
+
+    .venv/bin/python -m bench.bench_sharing [--rounds 3] [--policies auto 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx2 as httpx
+from websockets.asyncio.client import connect
+
+from app.training.config import TrainConfig
+from app.training.datasets import get_dataset
+from bench.bench_upload import photo_12mp, wait_for
+from bench.common import serve
+
+FINAL = ("finished", "failed", "diverged", "stopped")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+GOALS = {"a real Chromium page watching": 0.90, "one core busy elsewhere": 0.40,
+         "two 12 MP uploads in flight": 0.50, "100 WebSocket viewers": 0.80}
+
+
+@contextmanager
+def nothing(base: str, run_id: str) -> Iterator[None]:
+    yield
+
+
+class Browser:
+    """One headless Chromium for the whole bench; each run gets a fresh page that watches it."""
+
+    def __init__(self) -> None:
+        from playwright.sync_api import sync_playwright
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(
+            executable_path=os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
+
+    @contextmanager
+    def watching(self, base: str, run_id: str) -> Iterator[None]:
+        page = self._browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"http://{base}/?run={run_id}")
+        try:
+            yield
+            # the page really drew the run: it holds a snapshot
+            page.wait_for_function("() => window.filterscope.store.snapshot !== null", timeout=10_000)
+        finally:
+            page.close()
+
+    def close(self) -> None:
+        self._browser.close()
+        self._pw.stop()
+
+
+@contextmanager
+def busy_core(base: str, run_id: str) -> Iterator[None]:
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def uploads(finished_run: str, photo: bytes) -> Callable[[str, str], Any]:
+    @contextmanager
+    def in_flight(base: str, run_id: str) -> Iterator[None]:
+        stop = threading.Event()
+        done: list[int] = []
+
+        def loop() -> None:
+            with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+                while not stop.is_set():
+                    client.post(f"/api/runs/{finished_run}/inspect", files={"file": ("p.jpg", photo)})
+                    done.append(1)
+
+        threads = [threading.Thread(target=loop) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            assert done, "no upload completed"
+
+    return in_flight
+
+
+@contextmanager
+def viewers(base: str, run_id: str, count: int = 100) -> Iterator[None]:
+    stop = threading.Event()
+    frames: list[int] = []
+
+    async def one() -> None:
+        async with connect(f"ws://{base}/ws/runs/{run_id}", max_size=None) as ws:
+            while not stop.is_set():
+                try:
+                    msg = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                if isinstance(msg, bytes):
+                    frames.append(len(msg))
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+
+    thread = threading.Thread(target=lambda: asyncio.run(all_of_them()))
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def train(base: str, cfg: TrainConfig, disturb: Callable[[str, str], Any]) -> float:
+    """Start a run, disturb it until it ends; samples per second of training time."""
+    with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+        run = client.post("/api/runs", json=cfg.model_dump()).json()
+        with disturb(base, run["id"]):
+            run = wait_for(client, run["id"], FINAL)
+    n = get_dataset(cfg.dataset).info.train_count
+    return float(n * cfg.epochs / run["elapsed"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--policies", nargs="+", default=["auto", "2"],
+                        help="FILTERSCOPE_TRAINING_THREADS values to compare (auto = 0)")
+    args = parser.parse_args()
+    cfg = TrainConfig()
+    photo = photo_12mp()
+    browser = Browser()
+    results: dict[str, dict[str, list[float]]] = {}
+    try:
+        for policy in args.policies:
+            server, base = serve({"FILTERSCOPE_TRAINING_THREADS": "0" if policy == "auto" else policy})
+            try:
+                with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+                    done = client.post("/api/runs", json={"epochs": 1}).json()["id"]
+                    wait_for(client, done, ("finished",))
+                ways: dict[str, Callable[[str, str], Any]] = {
+                    "undisturbed": nothing, "a real Chromium page watching": browser.watching,
+                    "one core busy elsewhere": busy_core, "two 12 MP uploads in flight": uploads(done, photo),
+                    "100 WebSocket viewers": viewers}
+                speeds: dict[str, list[float]] = {k: [] for k in ways}
+                names = list(ways)
+                for r in range(args.rounds):
+                    for name in names[r % len(names):] + names[:r % len(names)]:
+                        speeds[name].append(train(base, cfg, ways[name]))
+                    print(f"threads {policy}, round {r + 1}: " + ", ".join(
+                        f"{k} {v[-1]:,.0f}" for k, v in speeds.items()) + " samples/s", flush=True)
+                results[policy] = speeds
+            finally:
+                server.terminate()
+                server.wait(10)
+    finally:
+        browser.close()
+    print()
+    print(f"config: {cfg.model_dump_json()}; {args.rounds} rounds; ratios: median per round (range)")
+    for policy, speeds in results.items():
+        base_speed = speeds["undisturbed"]
+        print(f"threads {policy}: undisturbed {statistics.median(base_speed):,.0f} samples/s "
+              f"(range {min(base_speed):,.0f}-{max(base_speed):,.0f})")
+        for name, goal in GOALS.items():
+            ratios = [s / b for s, b in zip(speeds[name], base_speed, strict=True)]
+            verdict = "meets" if statistics.median(ratios) >= goal else "MISSES"
+            print(f"  {name:<32} ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}); "
+                  f"{verdict} goal >= {goal:.2f}")
+    if "auto" in results and len(results) > 1:
+        for policy, speeds in results.items():
+            if policy == "auto":
+                continue
+            ratios = [a / b for a, b in zip(results["auto"]["undisturbed"], speeds["undisturbed"], strict=True)]
+            print(f"undisturbed, auto against {policy} threads: {statistics.median(ratios):.2f} "
+                  f"({min(ratios):.2f}-{max(ratios):.2f}); goal >= 0.95")
+
+
+if __name__ == "__main__":
+    main()
