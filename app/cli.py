@@ -1,11 +1,35 @@
-"""The `filterscope` command: `filterscope serve [--host 127.0.0.1] [--port 8000]`."""
+"""The `filterscope` command: `filterscope serve [--host 127.0.0.1] [--port 8000] [--allow-host NAME ...]`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import secrets
+import socket
+import threading
+from types import FrameType
 
 import uvicorn
+
+from app.api.guard import host_name, is_loopback
+
+# SIGTERM: runs stop at once, open requests get this long to finish (a half-sent body does not hold the server),
+# and the training threads are joined after: the server is gone within about 5 s whatever clients do.
+GRACEFUL_SECONDS = 2
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, stopping every run as soon as it is asked to exit (before it waits for connections)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        from app.main import app
+
+        manager = getattr(app.state, "runs", None)
+        if manager is not None:  # from a thread: never take a lock inside a signal handler
+            threading.Thread(target=manager.stop_all, name="stop-runs", daemon=True).start()
+        super().handle_exit(sig, frame)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,14 +37,36 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="filterscope", description="Watch a CNN learn its filters, live.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the web server")
-    # Loopback by default: the server trains on this machine's CPU and has no authentication.
+    # Loopback by default: the server trains on this machine's CPU; elsewhere it asks for a server token.
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a host name the page may be opened under, besides localhost and the bound address "
+                            "(repeatable; '*' for any)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(f"filterscope: open http://{args.host}:{args.port}/ in a browser", flush=True)  # noqa: T201
+    hosts = [*args.allow_host]
+    name = host_name(args.host)
+    if name in ("0.0.0.0", "::"):  # every interface: people will use the machine's name or address
+        hosts += [socket.gethostname(), socket.getfqdn()]
+        with_addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+        hosts += sorted(str(a) for a in with_addresses)
+    else:
+        hosts.append(name)
+    os.environ["FILTERSCOPE_ALLOWED_HOSTS"] = json.dumps(hosts)
+    link = f"http://{args.host if ':' not in args.host else f'[{args.host}]'}:{args.port}/"
+    if not is_loopback(name):
+        token = os.environ.get("FILTERSCOPE_SERVER_TOKEN") or secrets.token_urlsafe(16)
+        os.environ["FILTERSCOPE_SERVER_TOKEN"] = token
+        link += f"?token={token}"
+        print("filterscope: reachable from the network; starting runs needs the token in this link",  # noqa: T201
+              flush=True)
+    print(f"filterscope: open {link} in a browser", flush=True)  # noqa: T201
+    from app.main import app
+
     # No permessage-deflate: snapshots are already quantised, and compressing 12 of them a second took half
     # of the event loop's CPU during a run (0.20 s -> 0.09 s a run), CPU that training on 2 cores needs.
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level, ws="websockets-sansio",
-                ws_per_message_deflate=False)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, ws="websockets-sansio",
+                            ws_per_message_deflate=False, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    Server(config).run()

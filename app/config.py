@@ -27,6 +27,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     # 40 megapixels decodes in well under a second; a larger declared size is treated as a decompression bomb.
     max_image_pixels: int = Field(40_000_000, ge=1)
+    # Host names the server answers to besides localhost, 127.0.0.1 and [::1] (`serve` adds the bound address
+    # and every --allow-host; "*" allows any): anything else is a DNS-rebinding page, refused with 400.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # A run config is well under 1 KB; 64 KB leaves room and bounds what the event loop ever parses.
+    max_json_bytes: int = Field(64 * 1024, ge=1024)
+    # Each chunk of a request body must arrive within this, so no client holds a request (or shutdown) open.
+    body_timeout: float = Field(10.0, gt=0)
+    # When set, creating a run needs `Authorization: Bearer <server_token>`; `serve` makes one up and prints
+    # it when bound to anything but loopback (as Jupyter does), since then the whole network can reach it.
+    server_token: str = ""
     # Snapshots a slow client may have queued before older ones are skipped (the newest always survives).
     client_max_snapshots: int = Field(2, ge=1)
     # Undroppable messages (steps, epochs, status) a stuck client may pile up before it is cut off.

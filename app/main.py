@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app import __version__
 from app.api import errors, inspect, meta, pages, runs, ws
+from app.api.guard import Guard
 from app.config import Settings, get_settings
 from app.paths import STATIC
 from app.runs import RunManager
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Watch a convolutional network learn its filters. Wire protocol: docs/protocol.md.")
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
+                       body_timeout=settings.body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (pages, meta, runs, inspect, ws):
         app.include_router(module.router)

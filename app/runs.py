@@ -7,13 +7,14 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.streaming.hub import Hub
 from app.streaming.relay import RunRelay
 from app.training.config import TrainConfig
-from app.training.engine import Engine
+from app.training.engine import Engine, Status
 from app.training.inference import Inspector
 from app.training.threads import serial_torch
 
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class TooManyRuns(Exception):
-    """The cap on concurrently active runs is reached."""
+    """The cap on runs training at once is reached."""
+
+
+# Sent to the watchers of a run the server let go of (WebSocket close code and reason, docs/protocol.md).
+CLOSE_RUN_REMOVED = 4410
+REMOVED_REASON = "This run was removed to make room for newer ones."
 
 
 @dataclass
@@ -34,6 +40,13 @@ class Run:
     hub: Hub
     inspector: Inspector
     created_at: float = field(default_factory=time.time)
+    # Whoever created the run holds this; pausing, stepping, stopping, changing it need it (viewers only watch).
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+
+    @property
+    def computing(self) -> bool:
+        """True while the run holds a training slot: running, or about to (a paused run holds none)."""
+        return self.engine.status in (Status.RUNNING, Status.QUEUED)
 
     def slim(self) -> None:
         """Keep the history, the step losses and the last snapshot; drop the other snapshots."""
@@ -74,10 +87,7 @@ class RunManager:
     def create(self, config: TrainConfig) -> Run:
         """Build and start a run (blocking: loads data and builds the model; call it off the event loop)."""
         with self._lock:
-            active = [r for r in self._runs.values() if not r.engine.status.final]
-            if len(active) >= self._max_active:
-                raise TooManyRuns(f"{len(active)} runs are already training, the most this server allows "
-                                  f"at once; stop one (POST /api/runs/{{id}}/stop) or wait for it to finish.")
+            self._check_slot()
             run_id = "r" + secrets.token_hex(4)
             run: Run | None = None
 
@@ -95,6 +105,19 @@ class RunManager:
         log.info("run %s started: %s", run_id, config.model_dump_json())
         return run
 
+    def wake(self, run: Run, action: Callable[[], None]) -> None:
+        """Resume or step `run` with `action`, if a paused run may take a training slot (TooManyRuns if not)."""
+        with self._lock:
+            if run.engine.status is Status.PAUSED:
+                self._check_slot()
+            action()
+
+    def _check_slot(self) -> None:
+        computing = [r for r in self._runs.values() if r.computing]
+        if len(computing) >= self._max_active:
+            raise TooManyRuns(f"{len(computing)} runs are training, the most this server allows at once; pause "
+                              f"or stop one, or wait for one to finish.")
+
     def _evict(self) -> None:
         """Bound memory: older ended runs keep their history and last snapshot; past max_runs they go."""
         for age, run in enumerate(self.list()):  # newest first
@@ -102,6 +125,7 @@ class RunManager:
                 continue
             if age >= self._max_runs:
                 del self._runs[run.id]
+                self._loop.call_soon_threadsafe(self.hub.close, run.id, CLOSE_RUN_REMOVED, REMOVED_REASON)
             elif age >= self._max_full:
                 run.slim()
 
@@ -113,14 +137,18 @@ class RunManager:
         """Every run, newest first."""
         return sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop every live run and wait for its thread."""
+    def stop_all(self) -> None:
+        """Ask every live run to stop at its next batch; returns at once."""
         for run in list(self._runs.values()):
             if not run.engine.status.final:
                 try:
                     run.engine.stop()
                 except Exception:  # it ended between the check and the call
                     log.debug("run %s ended before stop", run.id)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop every live run and wait (up to `timeout` seconds in all) for their threads."""
+        self.stop_all()
         deadline = time.monotonic() + timeout
         for run in list(self._runs.values()):
             run.engine.join(max(0.0, deadline - time.monotonic()))

@@ -87,10 +87,17 @@ class RunOut(BaseModel):
     history: list[EpochOut]
 
 
+class CreatedRunOut(RunOut):
+    """A new run, with the token that controls it (given only in this answer)."""
+
+    token: str = Field(description="send as Authorization: Bearer <token> to pause, resume, step, stop, or "
+                       "change the learning rate or the probe")
+
+
 class LrPatch(BaseModel):
     """A new learning rate for a live run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lr: float = Field(gt=0, le=10)
 
 

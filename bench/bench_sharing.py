@@ -2,10 +2,12 @@
 
 A person's laptop always has a browser drawing the page and other work running, so this is the product's
 real speed. For each server thread policy (`auto`, the default, and a fixed count for comparison), each
-round trains the default run through a real server five ways, in rotating order:
+round trains the default run through a real server five ways, for each policy (one server each, all alive
+at once), in rotating order:
 
 - undisturbed: nobody watching, nothing else running (the reference of the round);
-- a real headless Chromium page watching the run (Debian's chromium through Playwright);
+- a real headless Chromium page watching the run (Debian's chromium through Playwright), open before the run
+  starts, as when a person presses Start;
 - another process keeping one core busy;
 - two 12-megapixel JPEG uploads in flight all the time (POST /inspect on a finished run);
 - 100 WebSocket viewers reading every frame.
@@ -44,9 +46,18 @@ GOALS = {"a real Chromium page watching": 0.90, "one core busy elsewhere": 0.40,
          "two 12 MP uploads in flight": 0.50, "100 WebSocket viewers": 0.80}
 
 
+# A disturbance is a context manager, entered before the run starts (as a page is open, or another program
+# busy, before a person presses Start); it yields a callback that is told the new run's id.
+Disturbance = Callable[[str], Any]  # (base) -> context manager yielding on_run(run_id)
+
+
+def _ignore(run_id: str) -> None:
+    return None
+
+
 @contextmanager
-def nothing(base: str, run_id: str) -> Iterator[None]:
-    yield
+def nothing(base: str) -> Iterator[Callable[[str], None]]:
+    yield _ignore
 
 
 class Browser:
@@ -59,13 +70,22 @@ class Browser:
             executable_path=os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
 
     @contextmanager
-    def watching(self, base: str, run_id: str) -> Iterator[None]:
+    def watching(self, base: str) -> Iterator[Callable[[str], None]]:
+        """The page is open (loaded, idle) before the run starts, and attaches to it as it starts."""
         page = self._browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(f"http://{base}/?run={run_id}")
+        page.goto(f"http://{base}/")
+        page.wait_for_function("() => window.filterscope !== undefined")
+        attached: list[str] = []
+
+        def on_run(run_id: str) -> None:
+            page.evaluate("id => window.filterscope.session.attach(id)", run_id)
+            attached.append(run_id)
+
         try:
-            yield
-            # the page really drew the run: it holds a snapshot
-            page.wait_for_function("() => window.filterscope.store.snapshot !== null", timeout=10_000)
+            yield on_run
+            # the page really drew the run: it holds a snapshot of it
+            page.wait_for_function("id => window.filterscope.store.snapshot !== null "
+                                   "&& window.filterscope.store.runId === id", arg=attached[-1], timeout=10_000)
         finally:
             page.close()
 
@@ -75,18 +95,18 @@ class Browser:
 
 
 @contextmanager
-def busy_core(base: str, run_id: str) -> Iterator[None]:
+def busy_core(base: str) -> Iterator[Callable[[str], None]]:
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        yield
+        yield _ignore
     finally:
         proc.kill()
         proc.wait()
 
 
-def uploads(finished_run: str, photo: bytes) -> Callable[[str, str], Any]:
+def uploads(finished_run: str, photo: bytes) -> Disturbance:
     @contextmanager
-    def in_flight(base: str, run_id: str) -> Iterator[None]:
+    def in_flight(base: str) -> Iterator[Callable[[str], None]]:
         stop = threading.Event()
         done: list[int] = []
 
@@ -100,7 +120,7 @@ def uploads(finished_run: str, photo: bytes) -> Callable[[str, str], Any]:
         for t in threads:
             t.start()
         try:
-            yield
+            yield _ignore
         finally:
             stop.set()
             for t in threads:
@@ -111,11 +131,13 @@ def uploads(finished_run: str, photo: bytes) -> Callable[[str, str], Any]:
 
 
 @contextmanager
-def viewers(base: str, run_id: str, count: int = 100) -> Iterator[None]:
+def viewers(base: str, count: int = 100) -> Iterator[Callable[[str], None]]:
+    """100 WebSocket clients that join the run as it starts and read every frame."""
     stop = threading.Event()
     frames: list[int] = []
+    threads: list[threading.Thread] = []
 
-    async def one() -> None:
+    async def one(run_id: str) -> None:
         async with connect(f"ws://{base}/ws/runs/{run_id}", max_size=None) as ws:
             while not stop.is_set():
                 try:
@@ -125,24 +147,27 @@ def viewers(base: str, run_id: str, count: int = 100) -> Iterator[None]:
                 if isinstance(msg, bytes):
                     frames.append(len(msg))
 
-    async def all_of_them() -> None:
-        await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    async def all_of_them(run_id: str) -> None:
+        await asyncio.gather(*(one(run_id) for _ in range(count)), return_exceptions=True)
 
-    thread = threading.Thread(target=lambda: asyncio.run(all_of_them()))
-    thread.start()
+    def on_run(run_id: str) -> None:
+        threads.append(threading.Thread(target=lambda: asyncio.run(all_of_them(run_id))))
+        threads[-1].start()
+
     try:
-        yield
+        yield on_run
     finally:
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
 
 
-def train(base: str, cfg: TrainConfig, disturb: Callable[[str, str], Any]) -> float:
-    """Start a run, disturb it until it ends; samples per second of training time."""
-    with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+def train(base: str, cfg: TrainConfig, disturb: Disturbance) -> float:
+    """With the disturbance on, start a run and let it finish; samples per second of training time."""
+    with httpx.Client(base_url=f"http://{base}", timeout=60) as client, disturb(base) as on_run:
         run = client.post("/api/runs", json=cfg.model_dump()).json()
-        with disturb(base, run["id"]):
-            run = wait_for(client, run["id"], FINAL)
+        on_run(run["id"])
+        run = wait_for(client, run["id"], FINAL)
     n = get_dataset(cfg.dataset).info.train_count
     return float(n * cfg.epochs / run["elapsed"])
 
@@ -156,31 +181,33 @@ def main() -> None:
     cfg = TrainConfig()
     photo = photo_12mp()
     browser = Browser()
+    servers = {policy: serve({"FILTERSCOPE_TRAINING_THREADS": "0" if policy == "auto" else policy})
+               for policy in args.policies}  # all alive at once, so that every round compares them side by side
     results: dict[str, dict[str, list[float]]] = {}
     try:
-        for policy in args.policies:
-            server, base = serve({"FILTERSCOPE_TRAINING_THREADS": "0" if policy == "auto" else policy})
-            try:
-                with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
-                    done = client.post("/api/runs", json={"epochs": 1}).json()["id"]
-                    wait_for(client, done, ("finished",))
-                ways: dict[str, Callable[[str, str], Any]] = {
-                    "undisturbed": nothing, "a real Chromium page watching": browser.watching,
-                    "one core busy elsewhere": busy_core, "two 12 MP uploads in flight": uploads(done, photo),
-                    "100 WebSocket viewers": viewers}
-                speeds: dict[str, list[float]] = {k: [] for k in ways}
-                names = list(ways)
-                for r in range(args.rounds):
-                    for name in names[r % len(names):] + names[:r % len(names)]:
-                        speeds[name].append(train(base, cfg, ways[name]))
-                    print(f"threads {policy}, round {r + 1}: " + ", ".join(
-                        f"{k} {v[-1]:,.0f}" for k, v in speeds.items()) + " samples/s", flush=True)
-                results[policy] = speeds
-            finally:
-                server.terminate()
-                server.wait(10)
+        ways: dict[str, dict[str, Disturbance]] = {}
+        for policy, (_, base) in servers.items():
+            with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+                done = client.post("/api/runs", json={"epochs": 1}).json()["id"]
+                wait_for(client, done, ("finished",))
+            ways[policy] = {"undisturbed": nothing, "a real Chromium page watching": browser.watching,
+                            "one core busy elsewhere": busy_core, "two 12 MP uploads in flight": uploads(done, photo),
+                            "100 WebSocket viewers": viewers}
+            results[policy] = {k: [] for k in ways[policy]}
+        jobs = [(policy, name) for name in results[args.policies[0]] for policy in args.policies]
+        for r in range(args.rounds):
+            # every (policy, disturbance) once a round, in rotating order, so slow spells fall on each in turn
+            shift = r * len(args.policies) % len(jobs)
+            for policy, name in jobs[shift:] + jobs[:shift]:
+                results[policy][name].append(train(servers[policy][1], cfg, ways[policy][name]))
+            for policy, speeds in results.items():
+                print(f"round {r + 1}, threads {policy}: " + ", ".join(
+                    f"{k} {v[-1]:,.0f}" for k, v in speeds.items()) + " samples/s", flush=True)
     finally:
         browser.close()
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(10)
     print()
     print(f"config: {cfg.model_dump_json()}; {args.rounds} rounds; ratios: median per round (range)")
     for policy, speeds in results.items():

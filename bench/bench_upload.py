@@ -88,7 +88,7 @@ def main() -> None:
             wait_for(client, busy["id"], ("running",))
             report("12 MP JPEG, a run training beside it", timings(client, run["id"], "a.jpg", large, args.large), 100)
             report("28x28 PNG, a run training beside it", timings(client, run["id"], "d.png", small, args.small), 20)
-            client.post(f"/api/runs/{busy['id']}/stop")
+            client.post(f"/api/runs/{busy['id']}/stop", headers={"Authorization": f"Bearer {busy['token']}"})
     finally:
         server.terminate()
         server.wait(10)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 
 from app.config import Settings
 from app.runs import Run, RunManager
@@ -30,6 +31,42 @@ def run(run_id: str, runs: Annotated[RunManager, Depends(manager)]) -> Run:
     return found
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _unauthorized(sentence: str) -> HTTPException:
+    return HTTPException(401, sentence, headers={"WWW-Authenticate": "Bearer"})
+
+
+def owned_run(run: Annotated[Run, Depends(run)], authorization: Annotated[str | None, Header()] = None) -> Run:
+    """The run `run_id`, if the request carries its control token (401 without one, 403 with another)."""
+    token = bearer(authorization)
+    if token is None:
+        raise _unauthorized("Only the browser that started this run can control it (send its control token as "
+                            "Authorization: Bearer <token>, from the answer to POST /api/runs); anyone with the "
+                            "link can watch it.")
+    if not secrets.compare_digest(token.encode(), run.token.encode()):
+        raise HTTPException(403, "This token does not control this run; only the one its creator received does.")
+    return run
+
+
+def may_create(settings: Annotated[Settings, Depends(settings)],
+               authorization: Annotated[str | None, Header()] = None) -> None:
+    """Pass when no server token is set, or the request carries it (401 otherwise)."""
+    if not settings.server_token:
+        return
+    token = bearer(authorization) or ""
+    if not secrets.compare_digest(token.encode(), settings.server_token.encode()):
+        raise _unauthorized("This server is reachable from the network, so starting a run needs its server token "
+                            "(printed when it started): open the page with the link it printed, or send "
+                            "Authorization: Bearer <server token>.")
+
+
 SettingsDep = Annotated[Settings, Depends(settings)]
 ManagerDep = Annotated[RunManager, Depends(manager)]
 RunDep = Annotated[Run, Depends(run)]
+OwnedRunDep = Annotated[Run, Depends(owned_run)]  # controls: only the run's creator
+CreatorDep = Annotated[None, Depends(may_create)]

@@ -7,6 +7,8 @@ or "There was an error parsing the body".
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,18 +20,41 @@ from starlette.exceptions import HTTPException
 
 ACCEPTED = "send a JSON object such as {\"dataset\": \"mnist\", \"lr\": 0.003} (fields and bounds: /docs)"
 UNREADABLE = "There was an error parsing the body"  # FastAPI's words for a body it could not decode
+ECHO_CHARS = 200  # a 422 shows at most this much of the value it refused: never a 40 MB echo of the input
+
+
+def short_input(value: Any) -> Any:
+    """`value` as a 422 may show it: as is when small and finite, else a truncated JSON-ish text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or Infinity: say it in words
+    try:
+        text = json.dumps(value, allow_nan=False, default=str)
+    except (ValueError, TypeError):
+        text = str(value)
+    else:
+        if len(text) <= ECHO_CHARS:
+            return value
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text):,} characters)"
 
 
 def explain(error: dict[str, Any]) -> dict[str, Any]:
     """`error` with a sentence for `msg` when the body as a whole is wrong; field errors as they are."""
+    shown = {**error, "input": short_input(error["input"])} if "input" in error else dict(error)
+    if "ctx" in error:
+        shown["ctx"] = {k: short_input(v) for k, v in error["ctx"].items()}
+    return _in_words(error, shown)
+
+
+def _in_words(error: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
+    """`shown` with a sentence for `msg` when the body as a whole is wrong (judged on the original `error`)."""
     loc = tuple(error.get("loc", ()))
     if error.get("type") == "json_invalid":
         reason = (error.get("ctx") or {}).get("error", "")
-        return {**error, "msg": f"The body is not valid JSON ({reason}); {ACCEPTED}."}
+        return {**shown, "msg": f"The body is not valid JSON ({reason}); {ACCEPTED}."}
     if loc == ("body",) and error.get("type") in ("model_attributes_type", "dict_type"):
         kind = type(error.get("input")).__name__
-        return {**error, "msg": f"The body must be a JSON object, not {_json_name(kind)}; {ACCEPTED}."}
-    return error
+        return {**shown, "msg": f"The body must be a JSON object, not {_json_name(kind)}; {ACCEPTED}."}
+    return shown
 
 
 def _json_name(python_type: str) -> str:

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from app.api.deps import RunDep, SettingsDep
+from app.api.deps import OwnedRunDep, RunDep, SettingsDep
 from app.api.meta import png_bytes
-from app.api.runs import CONFLICT, run_out
+from app.api.runs import CONFLICT, OWNER, run_out
 from app.api.uploads import UPLOAD_BODY, prepare_upload, read_upload
 from app.background import in_background
 from app.schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
@@ -48,8 +48,8 @@ async def inspect(run: RunDep, settings: SettingsDep, request: Request, snapshot
     )
 
 
-@router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**CONFLICT, **UPLOAD_ERRORS})
-async def upload_probe(run: RunDep, settings: SettingsDep, request: Request) -> RunOut:
+@router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**OWNER, **UPLOAD_ERRORS})
+async def upload_probe(run: OwnedRunDep, settings: SettingsDep, request: Request) -> RunOut:
     """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
     prepared = await prepare_upload(await read_upload(request, settings), run.engine.info, settings)
     try:

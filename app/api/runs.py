@@ -8,15 +8,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ManagerDep, RunDep
+from app.api.deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
 from app.runs import Run, TooManyRuns
-from app.schemas import LrPatch, ProbeIndex, RunConfig, RunOut, SnapshotRef
+from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut, SnapshotRef
 from app.training.engine import Engine, StateError
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown run"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"description": "Not possible in the run's state"}}
+OWNER: dict[int | str, dict[str, Any]] = {
+    **CONFLICT, 401: {"description": "No control token (Authorization: Bearer <token>)"},
+    403: {"description": "Not this run's control token"}}
+BUSY: dict[int | str, dict[str, Any]] = {429: {"description": "Too many runs training at once"}}
 
 
 def run_out(run: Run) -> RunOut:
@@ -24,17 +28,22 @@ def run_out(run: Run) -> RunOut:
     return RunOut.model_validate(run.describe())
 
 
-@router.post("", status_code=201, responses={400: {"description": "The body is not UTF-8 text"},
-                                             429: {"description": "Too many runs training at once"}})
-async def create_run(runs: ManagerDep, config: Annotated[RunConfig | None, Body()] = None) -> RunOut:
-    """Create a run from `config` (every field optional) and start training it."""
+@router.post("", status_code=201, responses={
+    **BUSY, 400: {"description": "The body is not UTF-8 text"}, 401: {"description": "The server token is needed"},
+    413: {"description": "The body is over the JSON cap"}, 415: {"description": "Not application/json"}})
+async def create_run(runs: ManagerDep, _creator: CreatorDep, config: Annotated[RunConfig, Body()]) -> CreatedRunOut:
+    """Create a run from `config` (a JSON object, every field optional: {} for the defaults) and start training.
+
+    The answer carries the run's control token, given only here: pause, resume, step, stop, the learning rate
+    and the probe need it as `Authorization: Bearer <token>`.
+    """
     try:
-        run = await run_in_threadpool(runs.create, config or RunConfig())
+        run = await run_in_threadpool(runs.create, config)
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return run_out(run)
+    return CreatedRunOut.model_validate({**run.describe(), "token": run.token})
 
 
 @router.get("")
@@ -54,41 +63,43 @@ def _control(run: Run, action: Callable[[Engine], None]) -> RunOut:
         action(run.engine)
     except StateError as exc:
         raise HTTPException(409, str(exc)) from None
+    except TooManyRuns as exc:
+        raise HTTPException(429, str(exc)) from None
     return run_out(run)
 
 
-@router.post("/{run_id}/pause", responses=CONFLICT)
-def pause(run: RunDep) -> RunOut:
+@router.post("/{run_id}/pause", responses=OWNER)
+def pause(run: OwnedRunDep) -> RunOut:
     """Pause after the current batch; answers once training has stopped (nothing follows `paused`)."""
     return _control(run, Engine.pause)
 
 
-@router.post("/{run_id}/resume", responses=CONFLICT)
-def resume(run: RunDep) -> RunOut:
-    """Resume a paused run."""
-    return _control(run, Engine.resume)
+@router.post("/{run_id}/resume", responses={**OWNER, **BUSY})
+def resume(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
+    """Resume a paused run (429 while as many other runs train as the server allows)."""
+    return _control(run, lambda e: runs.wake(run, e.resume))
 
 
-@router.post("/{run_id}/step", responses=CONFLICT)
-def step(run: RunDep) -> RunOut:
+@router.post("/{run_id}/step", responses={**OWNER, **BUSY})
+def step(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
     """Train up to the next snapshot, then pause."""
-    return _control(run, Engine.step)
+    return _control(run, lambda e: runs.wake(run, e.step))
 
 
-@router.post("/{run_id}/stop", responses=CONFLICT)
-def stop(run: RunDep) -> RunOut:
+@router.post("/{run_id}/stop", responses=OWNER)
+def stop(run: OwnedRunDep) -> RunOut:
     """Stop for good; the history stays."""
     return _control(run, Engine.stop)
 
 
-@router.patch("/{run_id}", responses=CONFLICT)
-def set_lr(run: RunDep, patch: LrPatch) -> RunOut:
+@router.patch("/{run_id}", responses=OWNER)
+def set_lr(run: OwnedRunDep, patch: LrPatch) -> RunOut:
     """Change the learning rate of a live run from its next batch on."""
     return _control(run, lambda e: e.set_lr(patch.lr))
 
 
-@router.put("/{run_id}/probe", responses={**CONFLICT, 422: {"description": "Index out of range"}})
-def set_probe(run: RunDep, probe: ProbeIndex) -> RunOut:
+@router.put("/{run_id}/probe", responses={**OWNER, 422: {"description": "Index out of range"}})
+def set_probe(run: OwnedRunDep, probe: ProbeIndex) -> RunOut:
     """Show test image `index` as the probe; a fresh snapshot follows on the socket, also when paused."""
     try:
         return _control(run, lambda e: e.set_probe_index(probe.index))

@@ -10,13 +10,14 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from app.runs import RunManager
-from app.streaming.hub import Overflow, Subscriber
+from app.streaming.hub import Closed, Overflow, Subscriber
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
 
 CLOSE_UNKNOWN_RUN = 4404
 CLOSE_TOO_SLOW = 4408
+CLOSE_RUN_REMOVED = 4410  # the run was deleted or evicted while the client watched it
 
 
 @router.websocket("/ws/runs/{run_id}")
@@ -26,19 +27,24 @@ async def watch(websocket: WebSocket, run_id: str) -> None:
     run = runs.get(run_id)
     await websocket.accept()
     if run is None:
-        await websocket.close(CLOSE_UNKNOWN_RUN, f"There is no run {run_id!r}.")
+        # A close reason has at most 123 bytes: a long id is cut, never a crash of the handler.
+        shown = run_id if len(run_id) <= 40 else run_id[:40] + "…"
+        await websocket.close(CLOSE_UNKNOWN_RUN, f"There is no run {shown!r}.")
         return
     # No await between taking the backlog and subscribing: nothing published can fall between them.
     async with run.hub.subscribe(run_id, run.relay.backlog()) as sub:
         too_slow = False
+        removed: Closed | None = None
         async with anyio.create_task_group() as tasks:
 
             async def send() -> None:
-                nonlocal too_slow
+                nonlocal too_slow, removed
                 try:
                     await _send(websocket, sub)
                 except Overflow:
                     too_slow = True
+                except Closed as exc:
+                    removed = exc
                 tasks.cancel_scope.cancel()
 
             async def drain() -> None:  # notices a client that leaves while the run is quiet
@@ -47,6 +53,9 @@ async def watch(websocket: WebSocket, run_id: str) -> None:
 
             tasks.start_soon(send)
             tasks.start_soon(drain)
+        if removed is not None:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close(removed.code, removed.reason)
         if too_slow:
             log.warning("client of run %s fell too far behind; disconnected", run_id)
             with contextlib.suppress(RuntimeError):

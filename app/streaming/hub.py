@@ -20,6 +20,14 @@ class Overflow(Exception):
     """The subscriber fell too far behind and was cut off."""
 
 
+class Closed(Exception):
+    """The topic was closed (its run deleted or evicted): `code` and `reason` for the client."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
 class Subscriber:
     """One client's queue."""
 
@@ -31,6 +39,7 @@ class Subscriber:
         self._ready = asyncio.Event()
         self.dropped = 0  # snapshots skipped because the client was behind
         self.overflowed = False
+        self.closed: Closed | None = None
 
     def push(self, message: Message, droppable: bool) -> None:
         """Queue `message`; never blocks."""
@@ -53,11 +62,18 @@ class Subscriber:
                 self.dropped += 1
                 return
 
+    def close(self, closed: Closed) -> None:
+        """Deliver what is queued, then raise `closed` from get()."""
+        self.closed = closed
+        self._ready.set()
+
     async def get(self) -> Message:
-        """The next message, waiting if there is none; raises Overflow once cut off."""
+        """The next message, waiting if there is none; raises Overflow once cut off, Closed once closed."""
         while not self._queue:
             if self.overflowed:
                 raise Overflow
+            if self.closed is not None:
+                raise self.closed
             self._ready.clear()
             await self._ready.wait()
         message, droppable = self._queue.popleft()
@@ -97,6 +113,11 @@ class Hub:
                 subs.discard(sub)
                 if not subs:
                     del self._topics[topic]
+
+    def close(self, topic: str, code: int, reason: str) -> None:
+        """Tell every subscriber of `topic` that it is gone (they leave once their queue is sent)."""
+        for sub in self._topics.get(topic, ()):
+            sub.close(Closed(code, reason))
 
     def count(self, topic: str) -> int:
         """How many clients watch `topic`."""

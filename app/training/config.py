@@ -14,7 +14,7 @@ OptimizerName = Literal["sgd", "momentum", "adam"]
 class TrainConfig(BaseModel):
     """One training run's settings; out-of-range values are rejected field by field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dataset: DatasetName = "mnist"
     model: ModelName = "tiny"

@@ -43,9 +43,10 @@ class ThreadTuner:
     1.5x faster than one (8,500 against 5,400 samples/s); with one core busy elsewhere (a browser drawing the
     page, another program), a team of two OpenMP threads waits at every barrier for the one that lost its
     core and falls to 1,100-2,900 samples/s whatever the spin policy, while one thread keeps 5,600. So the
-    tuner times a window of batches at each choice, keeps the faster, and checks again after a hold that
-    doubles while the choice stands (1 s up to 4 s), or at once when batches slow down by half. The trials
-    cost a window of the slower choice every few seconds: about 1-2 % of training time.
+    tuner times a window of batches at each choice, keeps the faster (the one with more threads unless the
+    other is clearly faster), and checks again after a hold that doubles while the choice stands (1 s up to
+    4 s), or at once when batches slow down by half. The trials cost a window of the slower choice every few
+    seconds: about 1-2 % of training time.
 
     Changing the thread count changes the order of floating-point sums: with `auto`, two runs of one seed agree
     to about 1e-7 at first and may drift apart over a long run. A fixed count keeps them identical.
@@ -55,19 +56,28 @@ class ThreadTuner:
     FIRST_HOLD = 1.0  # seconds before checking again after the choice changed
     MAX_HOLD = 4.0  # the longest a standing choice goes unchecked: how long a freed core may go unused
     SLOWDOWN = 1.5  # batches this much slower than when the choice was made: the machine changed, check now
+    # A choice earlier in the list (more threads) is kept unless a later one is this much faster: a browser
+    # drawing the page now and then slows a window of two threads without making one thread the better
+    # choice (bench_sharing: two threads kept 0.73-1.06 of their speed with a page watching).
+    MARGIN = 0.15
 
     def __init__(self, choices: list[int], clock: Callable[[], float] = time.perf_counter) -> None:
-        self.choices = list(dict.fromkeys(choices))  # first = the one tried first
+        self.choices = list(dict.fromkeys(choices))  # in order of preference: the first is tried first
         self.current = self.choices[0]
         self._clock = clock
         self._window: list[float] = []
         self._settle = False  # the next batch follows a change of thread count: not timed
-        self._trials: dict[int, float] | None = {} if len(self.choices) > 1 else None  # None: holding
+        self._plan: list[int] = self._round() if len(self.choices) > 1 else []  # trials still to time
+        self._times: dict[int, list[float]] = {}  # median batch time of each trial window, per choice
         self._reference = 0.0  # median batch time of the current choice when it was chosen
         self._hold = self.FIRST_HOLD
         self._hold_until = 0.0
         self._chosen: int | None = None  # the choice the last round of trials made
         self.trials = 0  # rounds of trials so far, for tests and the curious
+
+    def _round(self) -> list[int]:
+        """A round of trials: the current choice, each other one, the current one again (so drift cancels)."""
+        return [self.current, *[c for c in self.choices if c != self.current], self.current]
 
     def record(self, seconds: float) -> int:
         """Record one batch's training time; return the thread count for the next batch."""
@@ -81,25 +91,23 @@ class ThreadTuner:
             return self.current
         median = statistics.median(self._window)
         self._window = []
-        if self._trials is None:  # holding a choice
-            if median > self.SLOWDOWN * self._reference or self._clock() >= self._hold_until:
-                self._trials = {}
-                self._trial(median)
-            return self.current
-        self._trial(median)
+        if not self._plan:  # holding a choice
+            if median <= self.SLOWDOWN * self._reference and self._clock() < self._hold_until:
+                return self.current
+            self._plan = self._round()
+        self._times.setdefault(self._plan.pop(0), []).append(median)
+        if self._plan:
+            self._switch(self._plan[0])
+        else:
+            self._decide()
         return self.current
 
-    def _trial(self, median: float) -> None:
-        assert self._trials is not None
-        self._trials[self.current] = median
-        untried = [c for c in self.choices if c not in self._trials]
-        if untried:
-            self._switch(untried[0])
-            return
-        times = self._trials
-        best = min(times, key=lambda c: times[c])
+    def _decide(self) -> None:
+        times = {c: statistics.mean(t) for c, t in self._times.items()}
+        fastest = min(times.values())
+        best = next(c for c in self.choices if times[c] <= fastest * (1 + self.MARGIN))
         self._hold = min(2 * self._hold, self.MAX_HOLD) if best == self._chosen else self.FIRST_HOLD
-        self._chosen, self._reference, self._trials = best, times[best], None
+        self._chosen, self._reference, self._times = best, times[best], {}
         self.trials += 1
         self._hold_until = self._clock() + self._hold
         self._switch(best)

@@ -27,8 +27,38 @@ function toError(status, body) {
   return new ApiError(status, `The server answered ${status}.`);
 }
 
-async function request(method, path, { json, form } = {}) {
+/**
+ * Control tokens, kept in this browser (localStorage), so every tab of it controls the runs it started:
+ * `runs` maps a run id to the token POST /api/runs gave it; `server` is the token a server reachable from
+ * the network asks for to start a run (from the link it printed: /?token=...).
+ */
+const KEY = 'filterscope.tokens';
+const SERVER_KEY = 'filterscope.serverToken';
+
+function readTokens() {
+  try {
+    return JSON.parse(localStorage.getItem(KEY) ?? '{}') ?? {};
+  } catch {
+    return {};
+  }
+}
+
+export const tokens = {
+  get: (id) => readTokens()[id] ?? null,
+  set(id, token) {
+    const all = readTokens();
+    all[id] = token;
+    const ids = Object.keys(all);
+    for (const old of ids.slice(0, Math.max(0, ids.length - 500))) delete all[old]; // the newest 500 runs
+    localStorage.setItem(KEY, JSON.stringify(all));
+  },
+  server: () => localStorage.getItem(SERVER_KEY),
+  setServer: (token) => localStorage.setItem(SERVER_KEY, token),
+};
+
+async function request(method, path, { json, form, token } = {}) {
   const init = { method, headers: { Accept: 'application/json' } };
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (json !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(json);
@@ -59,16 +89,23 @@ function fileForm(file) {
 
 const run = (id) => `/api/runs/${encodeURIComponent(id)}`;
 
+/** A control request for run `id`, carrying its token from this browser. */
+const control = (method, id, suffix, body = {}) => request(method, `${run(id)}${suffix}`, { ...body, token: tokens.get(id) });
+
 export const api = {
-  createRun: (config) => request('POST', '/api/runs', { json: config }),
+  async createRun(config) {
+    const created = await request('POST', '/api/runs', { json: config, token: tokens.server() });
+    tokens.set(created.id, created.token);
+    return created;
+  },
   getRun: (id) => request('GET', run(id)),
-  pause: (id) => request('POST', `${run(id)}/pause`),
-  resume: (id) => request('POST', `${run(id)}/resume`),
-  step: (id) => request('POST', `${run(id)}/step`),
-  stop: (id) => request('POST', `${run(id)}/stop`),
-  setLr: (id, lr) => request('PATCH', run(id), { json: { lr } }),
-  setProbe: (id, index) => request('PUT', `${run(id)}/probe`, { json: { index } }),
-  uploadProbe: (id, file) => request('POST', `${run(id)}/probe`, { form: fileForm(file) }),
+  pause: (id) => control('POST', id, '/pause'),
+  resume: (id) => control('POST', id, '/resume'),
+  step: (id) => control('POST', id, '/step'),
+  stop: (id) => control('POST', id, '/stop'),
+  setLr: (id, lr) => control('PATCH', id, '', { json: { lr } }),
+  setProbe: (id, index) => control('PUT', id, '/probe', { json: { index } }),
+  uploadProbe: (id, file) => control('POST', id, '/probe', { form: fileForm(file) }),
   snapshots: (id) => request('GET', `${run(id)}/snapshots`),
   inspect: (id, file, seq) => {
     const query = seq === null || seq === undefined ? '' : `?snapshot=${seq}`;

@@ -1,5 +1,6 @@
 /** The only wiring point: builds the store, the session and the views, and connects store events to views. */
 
+import { tokens } from './api.js';
 import { perf, throttle } from './frame.js';
 import { Session } from './session.js';
 import { Store } from './store.js';
@@ -70,7 +71,14 @@ setInterval(() => {
 // First paint of the empty state, then attach to the run in the URL if there is one.
 store.emit('run', store);
 store.emit('view', store);
-const runId = new URLSearchParams(location.search).get('run');
+// A server reachable from the network prints a link with its token (/?token=...): keep it, hide it.
+const url = new URL(location.href);
+if (url.searchParams.has('token')) {
+  tokens.setServer(url.searchParams.get('token'));
+  url.searchParams.delete('token');
+  history.replaceState(null, '', url);
+}
+const runId = url.searchParams.get('run');
 if (runId) session.attach(runId);
 // For the console and the e2e tests.
 window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect } };

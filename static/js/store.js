@@ -1,5 +1,7 @@
 /** The page's one state object and its emitter: the only channel between views. */
 
+import { tokens } from './api.js';
+
 /** A tiny event emitter: on(type, fn) returns the function that unsubscribes. */
 export class Emitter {
   constructor() { this.handlers = new Map(); }
@@ -126,6 +128,9 @@ export class Store extends Emitter {
 
   /** A sentence for the person: kind 'error' | 'info'. */
   notice(message, kind = 'error') { this.emit('notice', { message, kind }); }
+
+  /** True when this browser holds the run's control token (it started the run, in this tab or another). */
+  get canControl() { return Boolean(this.runId && tokens.get(this.runId)); }
 
   get status() { return this.run?.status ?? null; }
   get isLive() { return LIVE.has(this.status); }

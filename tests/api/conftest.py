@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,10 +21,53 @@ from tests.conftest import wait_for
 QUICK: dict[str, Any] = {"dataset": "mnist", "model": "tiny", "batch_size": 128, "epochs": 1, "snapshot_every": 5}
 
 
+RUN_PATH = re.compile(r"^/api/runs/([^/?]+)")
+
+
+class LocalClient(TestClient):
+    """TestClient as a browser on this machine talks to the server: its Host is 127.0.0.1, not 'testserver'."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, base_url="http://127.0.0.1", **kwargs)
+
+    def websocket_connect(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        return super().websocket_connect(f"ws://127.0.0.1{url}" if url.startswith("/") else url, *args, **kwargs)
+
+
+class OwnerClient(LocalClient):
+    """The real app as the person who starts runs uses it: every request about a run this client created
+    carries that run's control token (as the page does from localStorage)."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.tokens: dict[str, str] = {}
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        found = RUN_PATH.match(str(url))
+        if found and found.group(1) in self.tokens:
+            kwargs["headers"] = {"Authorization": f"Bearer {self.tokens[found.group(1)]}", **(kwargs.get("headers")
+                                                                                             or {})}
+        res = super().request(method, url, **kwargs)
+        if method.upper() == "POST" and str(url).rstrip("/") == "/api/runs" and res.status_code == 201:
+            self.tokens[res.json()["id"]] = res.json()["token"]
+        return res
+
+
+def owner_client(**settings: Any) -> OwnerClient:
+    """An OwnerClient of a fresh app with these settings (use it as a context manager)."""
+    return OwnerClient(create_app(Settings(**settings)))
+
+
 @pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(max_active_runs=2))) as c:
+def client() -> Iterator[OwnerClient]:
+    with owner_client(max_active_runs=2) as c:
         yield c
+
+
+@pytest.fixture
+def make_client() -> Callable[..., OwnerClient]:
+    """owner_client, for tests that need other settings."""
+    return owner_client
 
 
 def start_run(client: TestClient, **overrides: Any) -> dict[str, Any]:

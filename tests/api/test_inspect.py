@@ -14,16 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from app.config import Settings
-from app.main import create_app
 from app.training.datasets import get_dataset
-from tests.api.conftest import start_run, wait_status
+from tests.api.conftest import owner_client, start_run, wait_status
 
 
 @pytest.fixture(scope="module")
 def trained() -> Iterator[tuple[TestClient, dict[str, Any]]]:
     """A server (default limits: 10 MB per file) with a `tiny` run trained for 3 epochs on mnist."""
-    with TestClient(create_app(Settings())) as client:
+    with owner_client() as client:
         run = start_run(client, epochs=3, batch_size=64, snapshot_every=50)
         yield client, wait_status(client, run["id"], "finished", timeout=120)
 
@@ -166,8 +164,8 @@ def test_bad_files_get_a_clear_4xx(trained: tuple[TestClient, dict[str, Any]], k
 
 def test_malformed_requests_say_how_to_upload(trained: tuple[TestClient, dict[str, Any]]) -> None:
     client, run = trained
-    res = client.post(f"/api/runs/{run['id']}/inspect", json={"file": "x"})
-    assert res.status_code == 422 and "'file'" in res.json()["detail"]
+    res = client.post(f"/api/runs/{run['id']}/inspect", json={"file": "x"})  # not multipart: refused unread
+    assert res.status_code == 415 and "multipart/form-data in a field named 'file'" in res.json()["detail"]
     res = client.post(f"/api/runs/{run['id']}/inspect", files={"other": ("a.png", b"123")})
     assert res.status_code == 422 and "'file'" in res.json()["detail"]
     res = client.post("/api/runs/nope/inspect", files={"file": ("a.png", b"123")})
@@ -182,7 +180,7 @@ def test_a_huge_declared_body_is_refused_before_it_is_read(trained: tuple[TestCl
 
 
 def test_bad_uploads_do_not_disturb_a_run_in_training() -> None:
-    with TestClient(create_app(Settings())) as client:
+    with owner_client() as client:
         run = start_run(client, epochs=5, batch_size=64)
         wait_status(client, run["id"], "running")
         before = client.get(f"/api/runs/{run['id']}").json()["step"]

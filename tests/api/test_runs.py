@@ -9,9 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.config import Settings
-from app.main import create_app
-from tests.api.conftest import QUICK, start_run, wait_status
+from tests.api.conftest import QUICK, owner_client, start_run, wait_status
 from tests.conftest import wait_for
 
 
@@ -30,8 +28,10 @@ def test_a_run_trains_to_the_end_and_reports_its_history(client: TestClient) -> 
     assert snaps[0]["step"] == 0 and snaps[-1] == {"seq": snaps[-1]["seq"], "step": 63, "epoch": 1, "epoch_end": True}
 
 
-def test_an_empty_body_uses_the_defaults(client: TestClient) -> None:
-    res = client.post("/api/runs")
+def test_an_empty_object_uses_the_defaults_and_no_body_starts_nothing(client: TestClient) -> None:
+    res = client.post("/api/runs")  # what any web page may send: refused, so it can never start a run
+    assert res.status_code == 415 and "{}" in res.json()["detail"]
+    res = client.post("/api/runs", json={})
     assert res.status_code == 201
     assert res.json()["config"]["model"] == "tiny" and res.json()["config"]["epochs"] == 5
     client.post(f"/api/runs/{res.json()['id']}/stop")
@@ -57,7 +57,7 @@ def test_a_probe_index_outside_the_test_set_is_422(client: TestClient) -> None:
 
 
 def test_the_cap_on_active_runs_is_429_with_a_reason() -> None:
-    with TestClient(create_app(Settings(max_active_runs=1))) as client:
+    with owner_client(max_active_runs=1) as client:
         first = start_run(client, epochs=3)
         res = client.post("/api/runs", json=QUICK)
         assert res.status_code == 429 and "stop one" in res.json()["detail"]
@@ -116,7 +116,7 @@ def test_unknown_runs_are_404_everywhere(client: TestClient) -> None:
 def test_old_runs_keep_their_history_and_last_snapshot_until_the_cap() -> None:
     """The newest run keeps every snapshot, an older one its history and last snapshot, the oldest past the cap
     is gone: memory stays bounded however many runs a person starts."""
-    with TestClient(create_app(Settings(max_runs=3, max_runs_with_snapshots=1))) as client:
+    with owner_client(max_runs=3, max_runs_with_snapshots=1) as client:
         runs = []
         for seed in range(3):
             runs.append(wait_status(client, start_run(client, dataset="shapes", seed=seed)["id"], "finished"))

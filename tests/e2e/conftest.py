@@ -157,9 +157,10 @@ def new_page(browser: Any, server: str, console: ConsoleErrors, request: pytest.
             page.screenshot(path=str(ARTIFACTS / f"{request.node.name}{suffix}.png"), full_page=True)
         except playwright_sync.Error:
             pass
+    for page in pages:
+        _stop_my_runs(page)
     for ctx in contexts:
         ctx.close()
-    _stop_live_runs(server)
     assert not console.unexpected(), "console errors:\n" + "\n".join(console.unexpected())
 
 
@@ -169,14 +170,24 @@ def page(new_page: Any) -> Any:
     return new_page()
 
 
-def _stop_live_runs(base: str) -> None:
-    """Leave no run training for the next test (the server limits active runs)."""
-    for run in http_json("GET", f"{base}/api/runs"):
-        if run["status"] in ("queued", "running", "paused"):
-            try:
-                http_json("POST", f"{base}/api/runs/{run['id']}/stop")
-            except urllib.error.HTTPError:
-                pass  # it ended in between
+# Leave no run training for the next test (the server limits runs training at once). Only the browser that
+# started a run may stop it: each page stops the runs whose tokens its localStorage holds.
+STOP_MINE = """async () => {
+    const tokens = JSON.parse(localStorage.getItem('filterscope.tokens') || '{}');
+    await Promise.all(Object.entries(tokens).map(async ([id, token]) => {
+        const run = await (await fetch(`/api/runs/${id}`)).json();
+        if (['queued', 'running', 'paused'].includes(run.status)) {
+            await fetch(`/api/runs/${id}/stop`, {method: 'POST', headers: {Authorization: `Bearer ${token}`}});
+        }
+    }));
+}"""
+
+
+def _stop_my_runs(page: Any) -> None:
+    try:
+        page.evaluate(STOP_MINE)
+    except playwright_sync.Error:
+        pass  # the page is gone or elsewhere
 
 
 class Ui:

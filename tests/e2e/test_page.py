@@ -84,6 +84,12 @@ def test_pause_resume_and_a_second_viewer(new_page: Any, ui: Any) -> None:
     expect(viewer.get_by_test_id("status")).to_have_text("paused")
     viewer.wait_for_function("s => window.filterscope.store.snapshot?.seq === s", arg=paused_at)
     expect(viewer.get_by_test_id("field-model")).to_have_value("tiny")
+    # It watches, but only the browser that started the run controls it: the page says so.
+    expect(viewer.get_by_test_id("viewer-note")).to_be_visible()
+    for control in ("pause", "step", "stop"):
+        expect(viewer.get_by_test_id(control)).to_be_hidden()
+    expect(viewer.get_by_test_id("field-lr")).to_be_disabled()
+    expect(page.get_by_test_id("viewer-note")).to_be_hidden()
     # While the viewer connected and caught up, the paused page received nothing new.
     assert ui.seq(page) == paused_at
     assert page.evaluate("window.filterscope.store.run.step") == paused_step

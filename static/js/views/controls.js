@@ -26,6 +26,7 @@ export class ControlsView {
     }
     this.form.elements.lr.addEventListener('change', () => this.changeLr());
     this.initHint = container.querySelector('[data-role=init-hint]');
+    this.viewerNote = container.querySelector('[data-role=viewer]');
     this.form.elements.init.addEventListener('change', () => this.showInitHint());
     this.showInitHint();
     this.form.addEventListener('input', (e) => this.clearField(e.target.name));
@@ -80,9 +81,14 @@ export class ControlsView {
     const status = state.status;
     const live = state.isLive;
     const attached = Boolean(state.runId);
+    // A shared link watches: only the browser that started the run holds its token and may control it.
+    const viewer = attached && !state.canControl;
+    this.viewerNote.hidden = !viewer;
+    for (const action of ['pause', 'step', 'stop']) this.buttons[action].hidden = viewer;
     for (const field of this.form.elements) {
       if (!field.name) continue;
-      field.disabled = this.busy || (live && !LIVE_FIELDS.has(field.name)) || (attached && !run && !LIVE_FIELDS.has(field.name));
+      const liveField = LIVE_FIELDS.has(field.name) && !viewer;
+      field.disabled = this.busy || (live && !liveField) || (attached && !run && !liveField);
     }
     const b = this.buttons;
     b.start.disabled = this.busy || live || (attached && !run);
@@ -113,7 +119,7 @@ export class ControlsView {
   }
 
   async changeLr() {
-    if (!this.store.isLive) return;
+    if (!this.store.isLive || !this.store.canControl) return;
     const field = this.form.elements.lr;
     const text = field.value.trim();
     const ok = await this.run(() => this.session.setLr(text === '' ? null : Number(text)));

@@ -92,6 +92,7 @@ export class InspectView {
       this.reset();
       this.runId = state.runId;
     }
+    this.useProbe.hidden = !state.canControl; // the live probe belongs to whoever controls the run
     const epochs = state.history.length;
     if (state.runId && state.snapshot && epochs !== this.epochsSeen) {
       this.epochsSeen = epochs;

@@ -113,6 +113,10 @@ export class ProbeView {
 
   async choose(i) {
     if (!this.store.runId) return;
+    if (!this.store.canControl) {
+      this.store.notice('Only the browser that started this run can change its probe; try your own image below instead.', 'info');
+      return;
+    }
     try {
       await this.session.setProbe(i);
     } catch (err) {

@@ -1,0 +1,136 @@
+"""Runs belong to whoever started them; no body can freeze the server or make it answer 500."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.api.conftest import QUICK, LocalClient, OwnerClient, start_run, wait_status
+
+
+def stranger(client: OwnerClient) -> LocalClient:
+    """Someone with the shared link: the same server, none of the owner's tokens."""
+    return LocalClient(client.app)
+
+
+def test_creating_a_run_returns_its_control_token_once(client: OwnerClient) -> None:
+    run = start_run(client, epochs=20)
+    assert len(run["token"]) >= 30
+    assert "token" not in client.get(f"/api/runs/{run['id']}").json()
+    assert all("token" not in r for r in client.get("/api/runs").json())
+
+
+def test_a_viewer_watches_but_cannot_control(client: OwnerClient) -> None:
+    run = start_run(client, epochs=20)
+    viewer = stranger(client)
+    rid = run["id"]
+    attempts: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "pause", {}), ("POST", "stop", {}), ("POST", "step", {}), ("POST", "resume", {}),
+        ("PATCH", "", {"json": {"lr": 1.0}}), ("PUT", "probe", {"json": {"index": 3}})]
+    for method, action, extra in attempts:
+        url = f"/api/runs/{rid}/{action}".rstrip("/")
+        res = viewer.request(method, url, **extra)
+        assert res.status_code == 401, (action, res.text)
+        assert "started this run" in res.json()["detail"] and res.headers["www-authenticate"] == "Bearer"
+        res = viewer.request(method, url, headers={"Authorization": "Bearer not-the-token"}, **extra)
+        assert res.status_code == 403, action
+    assert viewer.get(f"/api/runs/{rid}").json()["status"] in ("queued", "running")  # watching is free
+    with viewer.websocket_connect(f"/ws/runs/{rid}") as ws:
+        assert ws.receive_json()["type"] == "hello"
+    assert client.post(f"/api/runs/{rid}/stop").status_code == 200  # the owner can
+    wait_status(client, rid, "stopped")
+
+
+def test_the_server_token_guards_creating_runs(make_client: Any) -> None:
+    with make_client(server_token="s3cret-token") as c:
+        res = c.post("/api/runs", json=QUICK)
+        assert res.status_code == 401 and "server token" in res.json()["detail"]
+        res = c.post("/api/runs", json=QUICK, headers={"Authorization": "Bearer s3cret-token"})
+        assert res.status_code == 201
+        c.post(f"/api/runs/{res.json()['id']}/stop")
+
+
+def test_a_5_mb_body_is_refused_at_once_without_echo(client: OwnerClient) -> None:
+    body = json.dumps({"dataset": "x" * 5_000_000}).encode()
+    started = time.perf_counter()
+    res = client.post("/api/runs", content=body, headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+    assert time.perf_counter() - started < 1.0
+    assert len(res.content) < 1000 and "64 KB" in res.json()["detail"]
+
+
+def test_a_streamed_body_over_the_cap_is_cut_off(client: OwnerClient) -> None:
+    def chunks() -> Any:
+        yield b'{"dataset": "'
+        for _ in range(200):
+            yield b"x" * 1024
+        yield b'"}'
+
+    res = client.post("/api/runs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+
+
+def test_a_large_refused_value_is_not_echoed(client: OwnerClient) -> None:
+    res = client.post("/api/runs", json={"dataset": "y" * 50_000})
+    assert res.status_code == 422
+    assert len(res.content) < 2000
+    assert "characters" in res.json()["detail"][0]["input"]
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_422_not_500(client: OwnerClient, text: str) -> None:
+    res = client.post("/api/runs", content=f'{{"lr": {text}}}', headers={"Content-Type": "application/json"})
+    assert res.status_code == 422, res.text
+    assert res.json()["detail"][0]["loc"][-1] == "lr"
+    run = start_run(client, epochs=20)
+    res = client.patch(f"/api/runs/{run['id']}", content=f'{{"lr": {text}}}',
+                       headers={"Content-Type": "application/json"})
+    assert res.status_code == 422 and math.isfinite(client.get(f"/api/runs/{run['id']}").json()["lr"])
+    client.post(f"/api/runs/{run['id']}/stop")
+
+
+def test_deeply_nested_json_is_a_sentence_not_a_crash(client: OwnerClient) -> None:
+    res = client.post("/api/runs", content=b"[" * 60_000, headers={"Content-Type": "application/json"})
+    assert res.status_code in (400, 422)
+    assert "JSON" in json.dumps(res.json())
+
+
+@pytest.mark.parametrize("length", [10, 110, 500, 5000])
+def test_an_unknown_run_id_of_any_length_gets_4404(client: OwnerClient, length: int) -> None:
+    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(f"/ws/runs/{'z' * length}") as ws:
+        ws.receive_text()
+    assert info.value.code == 4404 and len(info.value.reason.encode()) <= 123
+
+
+def test_paused_runs_hold_no_training_slot(make_client: Any) -> None:
+    with make_client(max_active_runs=1) as c:
+        first = start_run(c, epochs=20)
+        assert c.post(f"/api/runs/{first['id']}/pause").json()["status"] == "paused"
+        second = start_run(c, epochs=20)  # the paused one does not count
+        res = c.post(f"/api/runs/{first['id']}/resume")
+        assert res.status_code == 429 and "training" in res.json()["detail"]
+        c.post(f"/api/runs/{second['id']}/stop")
+        wait_status(c, second["id"], "stopped")  # its slot is free once its thread has stopped
+        assert c.post(f"/api/runs/{first['id']}/resume").json()["status"] == "running"
+        c.post(f"/api/runs/{first['id']}/stop")
+
+
+def test_watchers_of_an_evicted_run_are_told(make_client: Any) -> None:
+    with make_client(max_runs=1, max_runs_with_snapshots=1) as c:
+        old = start_run(c)
+        wait_status(c, old["id"], "finished")
+        with c.websocket_connect(f"/ws/runs/{old['id']}") as ws:
+            assert ws.receive_json()["type"] == "hello"
+            newer = start_run(c)  # the server keeps one run: the old one goes
+            for _ in range(10_000):  # the backlog, then the close
+                message = ws.receive()
+                if message["type"] == "websocket.close":
+                    break
+        assert message["code"] == 4410 and "removed" in message["reason"]
+        assert c.get(f"/api/runs/{old['id']}").status_code == 404
+        c.post(f"/api/runs/{newer['id']}/stop")

@@ -1,0 +1,54 @@
+"""SIGTERM ends the server within 5 s, whatever its clients are doing, and stops its runs first."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sigterm_exits_within_5_s_with_a_half_sent_body_and_a_run_training() -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        request = urllib.request.Request(f"{base}/api/runs", data=json.dumps({"epochs": 50}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as res:
+            assert json.load(res)["status"] in ("queued", "running")
+        # A client that sends half a body and then nothing, holding its request open.
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 1000\r\n\r\n{\"epochs\": ")
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+        assert time.monotonic() - started < 5.0
+        stalled.close()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
