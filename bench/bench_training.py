@@ -42,7 +42,7 @@ from app.training.config import TrainConfig
 from app.training.data import to_tensors
 from app.training.datasets import get_dataset
 from app.training.engine import Engine, Event
-from app.training.models import build_model, init_weights
+from app.training.models import INIT_SCALES, build_model, init_weights
 from app.training.snapshots import Snapshot
 from app.training.threads import serial_torch, training_torch
 from bench.common import pct, serve
@@ -70,7 +70,7 @@ def bare_loop(cfg: TrainConfig) -> float:
     data = to_tensors(dataset, torch.device("cpu"))
     g = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg.model, dataset.info.channels, dataset.info.size, len(dataset.info.classes), cfg.dropout)
-    init_weights(model, g)
+    init_weights(model, g, INIT_SCALES[cfg.init])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = data.x_train.shape[0]
     steps_per_epoch = math.ceil(n / cfg.batch_size)

@@ -1,4 +1,5 @@
-"""Take the README's screenshot from a running server: start a default run, let it train, shoot the page.
+"""Take the README's screenshot from a running server: start a default run, let it finish, shoot the page with
+the filters at step 0 beside the filters at the end.
 
     .venv/bin/filterscope serve &           # in one shell
     .venv/bin/python scripts/screenshot.py  # writes docs/screenshot.png
@@ -23,7 +24,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
-    parser.add_argument("--epochs", type=int, default=2, help="completed epochs to wait for")
     parser.add_argument("--size", default="1280x800")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -32,12 +32,10 @@ def main() -> None:
                                      args=ARGS)
         page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
         page.goto(args.url)
-        page.get_by_test_id("field-epochs").fill("5")
         page.get_by_test_id("start").click()
-        page.wait_for_function("n => window.filterscope.store.history.length >= n", arg=args.epochs,
-                               timeout=120_000)
-        page.get_by_test_id("pause").click()
-        page.wait_for_function("() => window.filterscope.store.run.status === 'paused'")
+        page.wait_for_function("() => window.filterscope.store.run?.status === 'finished'", timeout=120_000,
+                               polling=500)
+        page.get_by_test_id("show-both").click()
         page.wait_for_timeout(500)  # let the last frame draw
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out))
