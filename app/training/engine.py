@@ -121,7 +121,6 @@ class Engine:
                  device: str | None = None, threads: int = 0) -> None:
         """`threads`: torch threads for training; 0 lets a ThreadTuner pick 1 or all cores as the load changes."""
         self.config = config
-        self.threads = threads
         self._emit_cb = emit
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dataset = get_dataset(config.dataset)
