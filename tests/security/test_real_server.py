@@ -1,4 +1,4 @@
-"""SIGTERM ends the server within 5 s, whatever its clients are doing, and stops its runs first."""
+"""The real server as people start it: SIGTERM ends it within 5 s, and on the network it asks for a token."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -52,3 +53,40 @@ def test_sigterm_exits_within_5_s_with_a_half_sent_body_and_a_run_training() -> 
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_needs() -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", str(port),
+                               "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(2)]
+        link = next(line for line in lines if "?token=" in line)
+        token = link.split("?token=", 1)[1].split()[0]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+
+        def create(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(f"{base}/api/runs", data=b'{"epochs": 1}', method="POST",
+                                             headers={"Content-Type": "application/json", **headers})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as res:
+                    return int(res.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        assert create({}) == 401
+        assert create({"Authorization": "Bearer wrong"}) == 401
+        assert create({"Authorization": f"Bearer {token}"}) == 201
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
