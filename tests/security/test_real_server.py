@@ -90,3 +90,5 @@ def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_need
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
