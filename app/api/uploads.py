@@ -58,6 +58,8 @@ async def read_upload(request: Request, settings: Settings) -> bytes:
         form = await counted.form(max_files=1, max_fields=4)
     except _TooLarge:
         raise _too_large(limit) from None
+    except HTTPException:  # the guard's answer to a body that stalled (408)
+        raise
     except Exception as exc:  # a malformed multipart body
         raise HTTPException(422, f"The upload could not be read as multipart/form-data ({exc}); send the image "
                                  f"in a field named 'file'.") from None

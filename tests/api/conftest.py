@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -96,11 +97,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def live_server() -> Iterator[str]:
-    """A real uvicorn server in a thread; yields its base URL."""
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """A real uvicorn server of a fresh app in a thread; yields its address (host:port)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(max_active_runs=2)), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                            log_level="warning", ws="websockets-sansio"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -108,6 +109,15 @@ def live_server() -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(20)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def live_server() -> Iterator[str]:
+    """A real uvicorn server in a thread; yields its base URL."""
+    with serving(Settings(max_active_runs=2)) as base:
+        yield base

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from typing import Any
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.api.conftest import QUICK, LocalClient, OwnerClient, start_run, wait_status
+from app.config import Settings
+from tests.api.conftest import QUICK, LocalClient, OwnerClient, serving, start_run, wait_status
 
 
 def stranger(client: OwnerClient) -> LocalClient:
@@ -134,3 +136,14 @@ def test_watchers_of_an_evicted_run_are_told(make_client: Any) -> None:
         assert message["code"] == 4410 and "removed" in message["reason"]
         assert c.get(f"/api/runs/{old['id']}").status_code == 404
         c.post(f"/api/runs/{newer['id']}/stop")
+
+
+def test_a_stalled_body_gets_408_not_a_hung_request() -> None:
+    with serving(Settings(body_timeout=0.5)) as base:
+        host, port = base.split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"epochs\": ")  # and then nothing
+            sock.settimeout(5)
+            answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "stalled" in answer
