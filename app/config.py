@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
+import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,10 +21,14 @@ class Settings(BaseSettings):
     # machine's load changes (app/training/threads.py): on 2 cores, 1.5x faster alone than one thread, and no
     # collapse when a browser or another program takes a core. A fixed count makes runs of one seed identical.
     training_threads: int = Field(0, ge=0)
-    # Ended runs stay for watching and inspection. The newest keep every snapshot (a `classic` run's are
-    # about 65 MB); older ones keep their history and last snapshot; past `max_runs` the oldest ended go.
-    max_runs_with_snapshots: int = Field(8, ge=1)
-    max_runs: int = Field(200, ge=1)
+    # Where runs, their history and every snapshot are kept (SQLite, runs.db); a per-user data directory
+    # (e.g. ~/.local/share/filterscope), so that runs survive restarts and are never mixed between users.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("filterscope")))
+    # A default `tiny` run takes ~4 MB, `classic` ~20 MB: 2 GB holds hundreds. Past it the oldest ended runs go.
+    max_disk: int = Field(2 * 1024**3, ge=1)
+    # Training seconds between checkpoints: what a crash may lose at most, and how far back an inspection of
+    # an old snapshot replays (a `tiny` checkpoint with Adam's state is ~0.5 MB, so not one per snapshot).
+    checkpoint_seconds: float = Field(3.0, gt=0)
     # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     # 40 megapixels decodes in well under a second; a larger declared size is treated as a decompression bomb.

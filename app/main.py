@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import errors, inspect, meta, pages, runs, ws
+from app.api import errors, history, inspect, meta, pages, runs, ws
 from app.api.guard import Guard
 from app.config import Settings, get_settings
 from app.paths import STATIC
+from app.record.store import Store
 from app.runs import RunManager
 from app.streaming.hub import Hub
 from app.training.datasets import get_dataset
@@ -40,8 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
-        manager = RunManager(hub, asyncio.get_running_loop(), settings.max_active_runs, settings.max_runs,
-                             settings.max_runs_with_snapshots, settings.training_threads)
+        store = await asyncio.to_thread(Store, settings.data_dir / "runs.db")
+        manager = await asyncio.to_thread(
+            RunManager, hub, asyncio.get_running_loop(), store, settings.max_active_runs, settings.max_disk,
+            settings.training_threads, settings.checkpoint_seconds)
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)
@@ -57,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
                        body_timeout=settings.body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, meta, runs, inspect, ws):
+    for module in (pages, meta, runs, history, inspect, ws):
         app.include_router(module.router)
     return app
 

@@ -1,8 +1,14 @@
-"""The runs the server holds: each an engine (training thread) wired to a relay (stream), with a cap."""
+"""The runs the server holds: every stored run's record, and for live ones the engine that trains it.
+
+Runs come back from the store at start-up; one that was training when the server stopped (or died) is
+`interrupted` and resumes from its last checkpoint. Runs are kept until someone deletes them or the disk
+budget needs the room (then the oldest ended runs go, whole, never one being watched).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import threading
@@ -11,11 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from app.record.record import Message, RunRecord, new_stored_run
+from app.record.store import Store, token_hash
 from app.streaming.hub import Hub
-from app.streaming.relay import RunRelay
 from app.training.config import TrainConfig
+from app.training.datasets import get_dataset
 from app.training.engine import Engine, Status
 from app.training.inference import Inspector
+from app.training.replay import state_at
 from app.training.threads import serial_torch
 
 log = logging.getLogger(__name__)
@@ -25,90 +36,159 @@ class TooManyRuns(Exception):
     """The cap on runs training at once is reached."""
 
 
-# Sent to the watchers of a run the server let go of (WebSocket close code and reason, docs/protocol.md).
+class NotResumable(Exception):
+    """The run is in no state to resume."""
+
+
+# Sent to the watchers of a run that is deleted (WebSocket close code and reason, docs/protocol.md).
 CLOSE_RUN_REMOVED = 4410
-REMOVED_REASON = "This run was removed to make room for newer ones."
+DELETED_REASON = "This run was deleted."
+EVICTED_REASON = "This run was removed to keep the server's disk budget."
 
 
 @dataclass
 class Run:
-    """One run: its engine, its relay, its inspector of uploads, when it was made."""
+    """One run: its record, and its engine while a thread trains it (or may again: paused)."""
 
-    id: str
-    engine: Engine
-    relay: RunRelay
-    hub: Hub
+    record: RunRecord
+    engine: Engine | None
     inspector: Inspector
-    created_at: float = field(default_factory=time.time)
-    # Whoever created the run holds this; pausing, stepping, stopping, changing it need it (viewers only watch).
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    watchers: Callable[[], int] = field(default=lambda: 0)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.model_validate(self.record.meta["config"])
+
+    @property
+    def status(self) -> Status:
+        engine = self.engine
+        return engine.status if engine is not None else Status(self.record.status)
 
     @property
     def computing(self) -> bool:
         """True while the run holds a training slot: running, or about to (a paused run holds none)."""
-        return self.engine.status in (Status.RUNNING, Status.QUEUED)
+        return self.status in (Status.RUNNING, Status.QUEUED)
 
-    def slim(self) -> None:
-        """Keep the history, the step losses and the last snapshot; drop the other snapshots."""
-        self.engine.snapshots.keep_latest()
-        self.inspector.clear()
+    def owned_by(self, token: str) -> bool:
+        return secrets.compare_digest(token_hash(token), self.record.token_hash)
 
     def describe(self) -> dict[str, Any]:
-        """The run as the API answers it (see schemas.RunOut)."""
+        """The run as the API answers it (see schemas.RunOut): the record, with a live engine's counters."""
+        rec = self.record
+        meta, state = rec.meta, dict(rec.state)
         e = self.engine
+        if e is not None:
+            state.update(status=e.status.value, message=e.message, epoch=e.epoch, step=e.step_count,
+                         samples_seen=e.samples_seen, elapsed=round(e.elapsed, 3),
+                         instrument_seconds=round(e.instrument_seconds, 3), lr=e.lr)
         return {
-            "id": self.id, "status": e.status.value, "message": e.message,
-            "config": e.config.model_dump(), "created_at": self.created_at, "epoch": e.epoch,
-            "step": e.step_count, "steps_per_epoch": e.steps_per_epoch, "total_steps": e.total_steps,
-            "samples_seen": e.samples_seen, "elapsed": round(e.elapsed, 3),
-            "instrument_seconds": round(e.instrument_seconds, 3), "lr": e.lr,
-            "watchers": self.hub.count(self.id),
-            "layers": [{"name": x.name, "in_channels": x.in_channels, "out_channels": x.out_channels,
-                        "kernel": x.kernel, "fmap": x.fmap} for x in e.layers],
-            "classes": list(e.info.classes),
-            "history": [vars(h) for h in list(e.history)],
+            "id": rec.id, "created_at": rec.created_at, **meta, **state, "watchers": self.watchers(),
+            "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
         }
 
 
 class RunManager:
-    """Creates, finds and stops runs; all runs stop when the app shuts down."""
+    """Creates, finds, resumes, deletes and stops runs; live runs are interrupted when the app shuts down."""
 
-    def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, max_active: int, max_runs: int,
-                 max_runs_with_snapshots: int, training_threads: int = 0) -> None:
+    def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, store: Store, max_active: int,
+                 max_disk: int, training_threads: int = 0, checkpoint_seconds: float = 3.0) -> None:
         self.hub = hub
+        self.store = store
         self._loop = loop
         self._max_active = max_active
-        self._max_runs = max_runs
-        self._max_full = max_runs_with_snapshots
+        self._max_disk = max_disk
         self._threads = training_threads
+        self._checkpoint_seconds = checkpoint_seconds
         self._runs: dict[str, Run] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        for stored in store.load_runs():
+            if stored.state["status"] not in {s.value for s in Status if s.ended}:
+                stored.state.update(status=Status.INTERRUPTED.value,
+                                    message="The server stopped while this run trained; resume it to go on "
+                                            "from its last checkpoint.")
+                store.set_state(stored.id, stored.state)
+            record = RunRecord(stored, store)
+            self._runs[stored.id] = self._wrap(record, None)
+        self.enforce_budget()
 
-    def create(self, config: TrainConfig) -> Run:
-        """Build and start a run (blocking: loads data and builds the model; call it off the event loop)."""
+    def _wrap(self, record: RunRecord, engine: Engine | None) -> Run:
+        config = TrainConfig.model_validate(record.meta["config"])
+        info = get_dataset(config.dataset).info
+        record.publish = self._publisher(record.id)
+        return Run(record, engine, Inspector(config, info), lambda: self.hub.count(record.id))
+
+    def _publisher(self, run_id: str) -> Callable[[Message, bool, int], None]:
+        def publish(message: Message, droppable: bool, n: int) -> None:  # writer thread, after the commit
+            try:
+                self._loop.call_soon_threadsafe(self.hub.publish, run_id, message, droppable, n)
+            except RuntimeError:  # the loop is closed: the server is shutting down
+                log.debug("dropped a message of run %s: event loop closed", run_id)
+            if isinstance(message, str) and message.startswith('{"type":"status"') and \
+                    Status(json.loads(message)["status"]).ended:
+                self._ended_maybe()
+        return publish
+
+    def _engine(self, run_id: str, record: RunRecord, config: TrainConfig, **kwargs: Any) -> Engine:
+        serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
+        return Engine(config, emit=record.on_event, threads=self._threads,
+                      checkpoint_seconds=self._checkpoint_seconds, **kwargs)
+
+    def create(self, config: TrainConfig) -> tuple[Run, str]:
+        """Build and start a run; returns it and its control token (blocking: call it off the event loop)."""
         with self._lock:
             self._check_slot()
             run_id = "r" + secrets.token_hex(4)
-            run: Run | None = None
-
-            def describe() -> dict[str, Any]:
-                assert run is not None
-                return run.describe()
-
-            relay = RunRelay(run_id, self.hub, self._loop, describe)
+            token = secrets.token_urlsafe(24)
             serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
-            engine = Engine(config, emit=relay.on_event, threads=self._threads)
-            run = Run(run_id, engine, relay, self.hub, Inspector(config, engine.info))
+            engine = Engine(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds)
+            meta = {"config": config.model_dump(), "steps_per_epoch": engine.steps_per_epoch,
+                    "total_steps": engine.total_steps, "classes": list(engine.info.classes),
+                    "layers": [{"name": x.name, "in_channels": x.in_channels, "out_channels": x.out_channels,
+                                "kernel": list(x.kernel), "fmap": list(x.fmap)} for x in engine.layers]}
+            stored = new_stored_run(run_id, token_hash(token), meta, config.lr)
+            self.store.add_run(stored)
+            record = RunRecord(stored, self.store)
+            engine.listen(record.on_event)
+            run = self._wrap(record, engine)
             self._runs[run_id] = run
-            self._evict()
         engine.start()
         log.info("run %s started: %s", run_id, config.model_dump_json())
-        return run
+        return run, token
+
+    def resume(self, run: Run) -> None:
+        """Resume a paused run, or continue an interrupted one from its last checkpoint (blocking)."""
+        with self._lock:
+            status = run.status
+            if status is Status.PAUSED:
+                self._check_slot()
+                assert run.engine is not None
+                run.engine.resume()
+                return
+            if status is not Status.INTERRUPTED:
+                raise NotResumable(f"Only a paused or interrupted run can be resumed; this one is {status.value}.")
+            self._check_slot()
+            point = self.store.checkpoint(run.id, resumable=True)
+            record = run.record
+            if point is None:  # interrupted before its first checkpoint: from the start (its step 0 stays)
+                record.truncate(0, 0, 0)
+                engine = self._engine(run.id, record, run.config, first_seq=record.next_seq())
+            else:
+                record.truncate(point.seq, point.step, point.epoch)
+                engine = self._engine(run.id, record, run.config, checkpoint=point.state,
+                                      first_seq=record.next_seq())
+            run.engine = engine
+            run.inspector.clear()
+        engine.start()
+        log.info("run %s resumed at step %d", run.id, engine.step_count)
 
     def wake(self, run: Run, action: Callable[[], None]) -> None:
-        """Resume or step `run` with `action`, if a paused run may take a training slot (TooManyRuns if not)."""
+        """Step `run` with `action`, if a paused run may take a training slot (TooManyRuns if not)."""
         with self._lock:
-            if run.engine.status is Status.PAUSED:
+            if run.status is Status.PAUSED:
                 self._check_slot()
             action()
 
@@ -118,16 +198,46 @@ class RunManager:
             raise TooManyRuns(f"{len(computing)} runs are training, the most this server allows at once; pause "
                               f"or stop one, or wait for one to finish.")
 
-    def _evict(self) -> None:
-        """Bound memory: older ended runs keep their history and last snapshot; past max_runs they go."""
-        for age, run in enumerate(self.list()):  # newest first
-            if not run.engine.status.final:
-                continue
-            if age >= self._max_runs:
+    def delete(self, run: Run) -> None:
+        """Stop the run if it trains, tell its watchers, and remove it with its whole history."""
+        with self._lock:
+            self._runs.pop(run.id, None)
+        engine = run.engine
+        if engine is not None and not engine.status.ended:
+            try:
+                engine.stop()
+            except Exception:  # it ended between the check and the call
+                log.debug("run %s ended before stop", run.id)
+            engine.join(10)
+        self._remove(run, DELETED_REASON)
+
+    def _remove(self, run: Run, reason: str) -> None:
+        run.record.publish = None
+        self.store.delete_run(run.id)
+        try:
+            self._loop.call_soon_threadsafe(self.hub.close, run.id, CLOSE_RUN_REMOVED, reason)
+        except RuntimeError:
+            pass
+
+    def _ended_maybe(self) -> None:
+        threading.Thread(target=self.enforce_budget, name="disk-budget", daemon=True).start()
+
+    def enforce_budget(self) -> None:
+        """Past the disk budget, remove the oldest ended runs, whole, that nobody watches."""
+        with self._lock:
+            total = sum(r.record.size for r in self._runs.values())
+            if total <= self._max_disk:
+                return
+            for run in sorted(self._runs.values(), key=lambda r: r.record.created_at):
+                if total <= self._max_disk:
+                    break
+                if not run.status.ended or run.watchers() > 0:
+                    continue
+                total -= run.record.size
                 del self._runs[run.id]
-                self._loop.call_soon_threadsafe(self.hub.close, run.id, CLOSE_RUN_REMOVED, REMOVED_REASON)
-            elif age >= self._max_full:
-                run.slim()
+                log.warning("disk budget %d MB: removed run %s (%.1f MB), the oldest ended one",
+                            self._max_disk // 2**20, run.id, run.record.size / 2**20)
+                self._remove(run, EVICTED_REASON)
 
     def get(self, run_id: str) -> Run | None:
         """The run `run_id`, or None."""
@@ -135,20 +245,37 @@ class RunManager:
 
     def list(self) -> list[Run]:
         """Every run, newest first."""
-        return sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+        return sorted(self._runs.values(), key=lambda r: r.record.created_at, reverse=True)
+
+    def model_state(self, run: Run, seq: int, step: int) -> dict[str, torch.Tensor]:
+        """The whole model's state at snapshot `seq` (step `step`): kept in memory, a checkpoint, or replayed
+        from the nearest checkpoint before it (blocking, up to a few seconds: call it off the event loop)."""
+        state = run.record.recent_state(seq)
+        if state is not None:
+            return state
+        exact = self.store.checkpoint(run.id, at_or_before_step=step)
+        if exact is not None and exact.step == step:
+            return dict(exact.state["loop"]["model"])
+        start = self.store.checkpoint(run.id, at_or_before_step=step, resumable=True)
+        config = run.config
+        return state_at(config, get_dataset(config.dataset).info, step,
+                        None if start is None else start.state["loop"], run.record.lr_changes())
 
     def stop_all(self) -> None:
-        """Ask every live run to stop at its next batch; returns at once."""
+        """Ask every live run to stop at its next batch as `interrupted` (resumable); returns at once."""
         for run in list(self._runs.values()):
-            if not run.engine.status.final:
+            engine = run.engine
+            if engine is not None and not engine.status.ended:
                 try:
-                    run.engine.stop()
+                    engine.interrupt()
                 except Exception:  # it ended between the check and the call
-                    log.debug("run %s ended before stop", run.id)
+                    log.debug("run %s ended before interrupt", run.id)
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        """Stop every live run and wait (up to `timeout` seconds in all) for their threads."""
+        """Interrupt every live run, wait (up to `timeout` seconds in all) for their threads, write everything."""
         self.stop_all()
         deadline = time.monotonic() + timeout
         for run in list(self._runs.values()):
-            run.engine.join(max(0.0, deadline - time.monotonic()))
+            if run.engine is not None:
+                run.engine.join(max(0.0, deadline - time.monotonic()))
+        self.store.close()

@@ -10,7 +10,7 @@ from app.training.config import TrainConfig
 
 RunConfig = TrainConfig  # the run config travels as is: one definition, in the training package
 
-StatusName = Literal["queued", "running", "paused", "stopped", "finished", "diverged", "failed"]
+StatusName = Literal["queued", "running", "paused", "interrupted", "stopped", "finished", "diverged", "failed"]
 
 
 class Health(BaseModel):
@@ -69,7 +69,7 @@ class RunOut(BaseModel):
 
     id: str
     status: StatusName
-    message: str | None = Field(description="why the run diverged or failed")
+    message: str | None = Field(description="why the run diverged, failed or was interrupted")
     config: RunConfig
     created_at: float
     epoch: int = Field(description="completed epochs")
@@ -85,6 +85,8 @@ class RunOut(BaseModel):
     layers: list[LayerOut]
     classes: list[str]
     history: list[EpochOut]
+    snapshots: int = Field(description="snapshots kept (GET /api/runs/{id}/snapshots lists them)")
+    bytes: int = Field(description="what the run takes on disk")
 
 
 class CreatedRunOut(RunOut):

@@ -17,8 +17,9 @@ import json
 import statistics
 
 from app.training.config import TrainConfig
-from app.training.engine import Engine
+from app.training.engine import Engine, EpochSummary
 from app.training.measures import layer_measures
+from app.training.snapshots import Snapshot
 from app.training.threads import serial_torch
 
 GOALS = {  # data set: (largest mean cosine to step 0, smallest structure, smallest test accuracy or None)
@@ -36,13 +37,21 @@ def parse_value(text: str) -> object:
 
 def measure(config: TrainConfig) -> dict[str, float]:
     """Train one run; its accuracy, conv1's measures at the end, and its training time."""
-    engine = Engine(config)
+    snaps: list[Snapshot] = []
+    epochs: list[EpochSummary] = []
+
+    def keep(event: object) -> None:
+        if isinstance(event, Snapshot):
+            snaps.append(event)
+        elif isinstance(event, EpochSummary):
+            epochs.append(event)
+
+    engine = Engine(config, emit=keep)
     engine.start()
     engine.join()
-    snaps = engine.snapshots.list()
     first, last = snaps[0].layers[0].weight, snaps[-1].layers[0].weight
     end, start = layer_measures(last, first), layer_measures(first, first)
-    return {"accuracy": engine.history[-1].test_accuracy if engine.history else float("nan"),
+    return {"accuracy": epochs[-1].test_accuracy if epochs else float("nan"),
             "cosine": end.cosine_to_start, "structure": end.structure, "structure0": start.structure,
             "moved": end.moved, "seconds": engine.elapsed}
 

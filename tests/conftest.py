@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,26 @@ class Recorder:
         """Every recorded event of type `kind`, in order."""
         with self._lock:
             return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test ever writes to the person's own run store: a session-wide one for long-lived fixtures..."""
+    previous = os.environ.get("FILTERSCOPE_DATA_DIR")
+    os.environ["FILTERSCOPE_DATA_DIR"] = str(tmp_path_factory.mktemp("session-runs"))
+    yield
+    if previous is None:
+        os.environ.pop("FILTERSCOPE_DATA_DIR", None)
+    else:
+        os.environ["FILTERSCOPE_DATA_DIR"] = previous
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """...and a fresh, empty one for each test (apps created inside the test read it from the environment)."""
+    path = tmp_path_factory.mktemp("runs")
+    monkeypatch.setenv("FILTERSCOPE_DATA_DIR", str(path))
+    return path
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def owned_run(run: Annotated[Run, Depends(run)], authorization: Annotated[str | 
         raise _unauthorized("Only the browser that started this run can control it (send its control token as "
                             "Authorization: Bearer <token>, from the answer to POST /api/runs); anyone with the "
                             "link can watch it.")
-    if not secrets.compare_digest(token.encode(), run.token.encode()):
+    if not run.owned_by(token):
         raise HTTPException(403, "This token does not control this run; only the one its creator received does.")
     return run
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 
-from app.api.deps import OwnedRunDep, RunDep, SettingsDep
+from app.api.deps import ManagerDep, OwnedRunDep, RunDep, SettingsDep
 from app.api.meta import png_bytes
-from app.api.runs import CONFLICT, OWNER, run_out
+from app.api.runs import CONFLICT, OWNER, no_engine, run_out
 from app.api.uploads import UPLOAD_BODY, prepare_upload, read_upload
 from app.background import in_background
 from app.schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
 from app.streaming.codec import encode_u8_json
+from app.training.datasets import get_dataset
 from app.training.engine import StateError
 
 router = APIRouter(prefix="/api/runs", tags=["inspect"])
@@ -25,17 +27,25 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "File too
 
 @router.post("/{run_id}/inspect", openapi_extra=UPLOAD_BODY,
              responses={**CONFLICT, **UPLOAD_ERRORS, 404: {"description": "Unknown run or snapshot"}})
-async def inspect(run: RunDep, settings: SettingsDep, request: Request, snapshot: int | None = None) -> InspectOut:
-    """Run an uploaded image (multipart field `file`) through the model as it was at snapshot `snapshot`."""
-    snap = run.engine.snapshots.get(snapshot)
+async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, request: Request,
+                  snapshot: int | None = None) -> InspectOut:
+    """Run an uploaded image (multipart field `file`) through the model as it was at snapshot `snapshot`
+    (default: the latest). Any snapshot of any stored run: an old one may take a second or two, replayed from
+    the checkpoint before it."""
+    snap = run.record.find(snapshot)
     if snap is None:
         if snapshot is None:
             raise HTTPException(409, "This run has no snapshot yet; try again once training has started.")
-        raise HTTPException(404, f"Snapshot {snapshot} is not kept in memory; GET /api/runs/{run.id}/snapshots "
-                                 "lists the ones that are.")
-    info = run.engine.info
+        raise HTTPException(404, f"Run {run.id} has no snapshot {snapshot}; GET /api/runs/{run.id}/snapshots "
+                                 "lists its snapshots.")
+    info = get_dataset(run.config.dataset).info
     prepared = await prepare_upload(await read_upload(request, settings), info, settings)
-    maps, probs = await in_background(run.inspector.run, snap, prepared.normalised(info))
+
+    def work() -> tuple[dict[str, np.ndarray], np.ndarray]:
+        state = None if run.inspector.has(snap.seq) else runs.model_state(run, snap.seq, snap.step)
+        return run.inspector.run(snap.seq, state, prepared.normalised(info))
+
+    maps, probs = await in_background(work)
     best = int(probs.argmax())
     return InspectOut(
         snapshot=SnapshotRef(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end),
@@ -51,8 +61,11 @@ async def inspect(run: RunDep, settings: SettingsDep, request: Request, snapshot
 @router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**OWNER, **UPLOAD_ERRORS})
 async def upload_probe(run: OwnedRunDep, settings: SettingsDep, request: Request) -> RunOut:
     """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
-    prepared = await prepare_upload(await read_upload(request, settings), run.engine.info, settings)
+    prepared = await prepare_upload(await read_upload(request, settings), get_dataset(run.config.dataset).info,
+                                    settings)
     try:
+        if run.engine is None:
+            raise StateError(no_engine(run))
         run.engine.set_probe_pixels(prepared.pixels)
     except StateError as exc:
         raise HTTPException(409, str(exc)) from None

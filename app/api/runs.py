@@ -1,16 +1,16 @@
-"""Runs: create, list, read, and control (pause, resume, step, stop, learning rate, probe)."""
+"""Runs: create, list, read, control (pause, resume, step, stop, learning rate, probe) and delete."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
-from app.runs import Run, TooManyRuns
-from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut, SnapshotRef
+from app.runs import NotResumable, Run, TooManyRuns
+from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut
 from app.training.engine import Engine, StateError
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -38,17 +38,17 @@ async def create_run(runs: ManagerDep, _creator: CreatorDep, config: Annotated[R
     and the probe need it as `Authorization: Bearer <token>`.
     """
     try:
-        run = await run_in_threadpool(runs.create, config)
+        run, token = await run_in_threadpool(runs.create, config)
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return CreatedRunOut.model_validate({**run.describe(), "token": run.token})
+    return CreatedRunOut.model_validate({**run.describe(), "token": token})
 
 
 @router.get("")
 def list_runs(runs: ManagerDep) -> list[RunOut]:
-    """Every run the server holds, newest first."""
+    """Every stored run, newest first."""
     return [run_out(r) for r in runs.list()]
 
 
@@ -59,8 +59,11 @@ def get_run(run: RunDep) -> RunOut:
 
 
 def _control(run: Run, action: Callable[[Engine], None]) -> RunOut:
+    engine = run.engine
     try:
-        action(run.engine)
+        if engine is None:
+            raise StateError(no_engine(run))
+        action(engine)
     except StateError as exc:
         raise HTTPException(409, str(exc)) from None
     except TooManyRuns as exc:
@@ -74,10 +77,23 @@ def pause(run: OwnedRunDep) -> RunOut:
     return _control(run, Engine.pause)
 
 
+def no_engine(run: Run) -> str:
+    if run.status.value == "interrupted":
+        return f"This run was interrupted; resume it first (POST /api/runs/{run.id}/resume)."
+    return f"This run has ended ({run.status.value}); start a new run to train again."
+
+
 @router.post("/{run_id}/resume", responses={**OWNER, **BUSY})
 def resume(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
-    """Resume a paused run (429 while as many other runs train as the server allows)."""
-    return _control(run, lambda e: runs.wake(run, e.resume))
+    """Resume a paused run, or continue an interrupted one from its last checkpoint (429 while as many other
+    runs train as the server allows). An interrupted run goes on exactly as if it had never stopped."""
+    try:
+        runs.resume(run)
+    except (NotResumable, StateError) as exc:
+        raise HTTPException(409, str(exc)) from None
+    except TooManyRuns as exc:
+        raise HTTPException(429, str(exc)) from None
+    return run_out(run)
 
 
 @router.post("/{run_id}/step", responses={**OWNER, **BUSY})
@@ -107,8 +123,8 @@ def set_probe(run: OwnedRunDep, probe: ProbeIndex) -> RunOut:
         raise HTTPException(422, str(exc)) from None
 
 
-@router.get("/{run_id}/snapshots", responses=NOT_FOUND)
-def snapshots(run: RunDep) -> list[SnapshotRef]:
-    """The snapshots kept in memory, oldest first: every epoch end and the latest 50 others."""
-    return [SnapshotRef(seq=s.seq, step=s.step, epoch=s.epoch, epoch_end=s.epoch_end)
-            for s in run.engine.snapshots.list()]
+@router.delete("/{run_id}", status_code=204, responses=OWNER)
+def delete(run: OwnedRunDep, runs: ManagerDep) -> Response:
+    """Delete the run and its whole history (a live run is stopped first); its watchers are told (4410)."""
+    runs.delete(run)
+    return Response(status_code=204)

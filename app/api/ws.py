@@ -7,6 +7,7 @@ import logging
 
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
 from app.runs import RunManager
@@ -22,7 +23,7 @@ CLOSE_RUN_REMOVED = 4410  # the run was deleted or evicted while the client watc
 
 @router.websocket("/ws/runs/{run_id}")
 async def watch(websocket: WebSocket, run_id: str) -> None:
-    """Stream run `run_id`: hello, steps so far, latest snapshot, then live messages (docs/protocol.md)."""
+    """Stream run `run_id`: hello, steps so far, first and latest snapshot, then live messages (docs/protocol.md)."""
     runs: RunManager = websocket.app.state.runs
     run = runs.get(run_id)
     await websocket.accept()
@@ -31,8 +32,10 @@ async def watch(websocket: WebSocket, run_id: str) -> None:
         shown = run_id if len(run_id) <= 40 else run_id[:40] + "…"
         await websocket.close(CLOSE_UNKNOWN_RUN, f"There is no run {shown!r}.")
         return
-    # No await between taking the backlog and subscribing: nothing published can fall between them.
-    async with run.hub.subscribe(run_id, run.relay.backlog()) as sub:
+    await run_in_threadpool(run.record.load_frames)  # a stored run's first and latest frames, from disk
+    # No await between taking the backlog and subscribing: messages numbered past the backlog come live.
+    backlog, covered = run.record.backlog(run.describe())
+    async with runs.hub.subscribe(run_id, backlog, covered) as sub:
         too_slow = False
         removed: Closed | None = None
         async with anyio.create_task_group() as tasks:

@@ -28,7 +28,7 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-class _Frame:
+class Frame:
     """Collects arrays into one payload, each at a 4-byte-aligned offset, and writes the header last."""
 
     def __init__(self) -> None:
@@ -61,6 +61,10 @@ class _Frame:
         return self._add(q.tobytes(), {"shape": list(a.shape), "dtype": "u8",
                                        "lo": [float(v) for v in lo], "hi": [float(v) for v in hi]})
 
+    def f32(self, a: np.ndarray) -> dict[str, Any]:
+        """float32 little-endian, exact."""
+        return self._add(np.ascontiguousarray(a, "<f4").tobytes(), {"shape": list(a.shape), "dtype": "f32"})
+
     def raw_u8(self, a: np.ndarray) -> dict[str, Any]:
         """uint8 as is (pixels)."""
         return self._add(np.ascontiguousarray(a, np.uint8).tobytes(), {"shape": list(a.shape), "dtype": "u8"})
@@ -74,7 +78,7 @@ class _Frame:
 
 def encode_snapshot(snap: Snapshot) -> bytes:
     """One snapshot as a binary frame."""
-    frame = _Frame()
+    frame = Frame()
     layers = []
     for layer in snap.layers:
         layers.append({
@@ -130,6 +134,8 @@ def decode_array(payload: bytes | memoryview, meta: dict[str, Any]) -> np.ndarra
         q = np.frombuffer(payload, "<i2", count, meta["offset"]).astype(np.float32)
         scale = float(meta["scale"]) / Q16
         return (q * scale).reshape(shape)
+    if meta["dtype"] == "f32":
+        return np.frombuffer(payload, "<f4", count, meta["offset"]).reshape(shape)
     if meta["dtype"] == "u8":
         q = np.frombuffer(payload, np.uint8, count, meta["offset"]).reshape(shape)
         if "lo" not in meta:
@@ -142,7 +148,7 @@ def decode_array(payload: bytes | memoryview, meta: dict[str, Any]) -> np.ndarra
 
 def encode_u8_json(a: np.ndarray) -> dict[str, Any]:
     """A feature-map stack for a JSON answer: the snapshot's u8 encoding with the bytes in base64."""
-    frame = _Frame()
+    frame = Frame()
     meta = frame.u8(a)
     meta.pop("offset")
     meta["data"] = base64.b64encode(b"".join(frame.chunks)[: int(np.prod(a.shape))]).decode()

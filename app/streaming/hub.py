@@ -31,7 +31,8 @@ class Closed(Exception):
 class Subscriber:
     """One client's queue."""
 
-    def __init__(self, max_snapshots: int = 2, max_messages: int = 5000) -> None:
+    def __init__(self, max_snapshots: int = 2, max_messages: int = 5000, after: int = 0) -> None:
+        self.after = after  # messages numbered up to this came in the backlog: skip them when published
         self._queue: deque[tuple[Message, bool]] = deque()  # (message, droppable)
         self._droppable = 0
         self._max_snapshots = max_snapshots
@@ -92,16 +93,18 @@ class Hub:
         self._max_snapshots = max_snapshots
         self._max_messages = max_messages
 
-    def publish(self, topic: str, message: Message, droppable: bool = False) -> None:
-        """Give `message` to every subscriber of `topic`."""
+    def publish(self, topic: str, message: Message, droppable: bool = False, n: int = 0) -> None:
+        """Give `message` (numbered `n` in its topic, 0 if unnumbered) to every subscriber of `topic`."""
         for sub in self._topics.get(topic, ()):
-            sub.push(message, droppable)
+            if n == 0 or n > sub.after:
+                sub.push(message, droppable)
 
     @asynccontextmanager
-    async def subscribe(self, topic: str, backlog: list[tuple[Message, bool]] | None = None,
+    async def subscribe(self, topic: str, backlog: list[tuple[Message, bool]] | None = None, after: int = 0,
                         ) -> AsyncIterator[Subscriber]:
-        """Subscribe to `topic`, with `backlog` queued first; unsubscribed however the block ends."""
-        sub = Subscriber(self._max_snapshots, self._max_messages)
+        """Subscribe to `topic`, with `backlog` (covering messages up to number `after`) queued first;
+        unsubscribed however the block ends."""
+        sub = Subscriber(self._max_snapshots, self._max_messages, after)
         for message, droppable in backlog or ():
             sub.push(message, droppable)
         self._topics.setdefault(topic, set()).add(sub)

@@ -1,44 +1,49 @@
-"""The training loop, run in its own thread, with pause/resume/step/stop and events for every moment.
+"""A training run in its own thread, with pause/resume/step/stop/interrupt and an event for every moment.
 
-The loop is plain PyTorch: forward, loss, backward (dL/dW for every kernel entry), optimizer step. Around it,
-the engine records each batch's loss, takes a snapshot every `snapshot_every` batches and at the end of each
-epoch, evaluates on the test set, and reports all of it through one callback, `emit(event)`, called from the
-training thread. Every random draw (initial weights, shuffling, augmentation, dropout) comes from the run's
-own generator, so the same seed and config give the same numbers even with other runs training beside it
+The loop itself lives in `TrainLoop` (forward, loss, backward, step) and what it records in `Recorder`
+(losses, snapshots, their cadence and cost); the engine owns the thread, the state machine and the command
+mailbox, and reports everything through one callback, `emit(event)`, called from the training thread.
+Checkpoints (`CheckpointEvent`) hold all a run needs to go on exactly where it was: an interrupted run
+restarted from one (`Engine(..., checkpoint=...)`) ends with the same weights as a run that never stopped
 (bit for bit with a fixed thread count; see ThreadTuner for what `auto` threads change).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from app.training.config import TrainConfig
-from app.training.data import Tensors, augment_shift, normalise, to_tensors
+from app.training.data import normalise
 from app.training.datasets import get_dataset
-from app.training.models import INIT_SCALES, ConvLayer, build_model, conv_layers, feature_shapes, init_weights
-from app.training.snapshots import Probe, Reference, Snapshot, SnapshotStore, capture, conv_weights
+from app.training.loop import Diverged, TrainLoop
+from app.training.models import conv_layers, feature_shapes
+from app.training.recorder import Recorder, StepsEvent
+from app.training.snapshots import Probe, Snapshot
 from app.training.threads import TRAINING_THREADS, ThreadTuner, return_freed_memory
 
 log = logging.getLogger(__name__)
 
+__all__ = ["CheckpointEvent", "Engine", "EpochSummary", "ErrorEvent", "Event", "LayerInfo", "StateError", "Status",
+           "StatusEvent", "StepsEvent"]
+
 
 class Status(StrEnum):
-    """The states of a run; the last four are final."""
+    """The states of a run."""
 
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
+    INTERRUPTED = "interrupted"  # the server stopped (or died) while it trained: resumable from a checkpoint
     STOPPED = "stopped"
     FINISHED = "finished"
     DIVERGED = "diverged"
@@ -48,6 +53,11 @@ class Status(StrEnum):
     def final(self) -> bool:
         """True when the run will never train again."""
         return self in (Status.STOPPED, Status.FINISHED, Status.DIVERGED, Status.FAILED)
+
+    @property
+    def ended(self) -> bool:
+        """True when no thread trains it: final, or interrupted until someone resumes it."""
+        return self.final or self is Status.INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,6 @@ class EpochSummary:
     test_accuracy: float
     lr: float
     wall_time: float  # seconds of training since the start (pauses excluded)
-
-
-@dataclass(frozen=True)
-class StepsEvent:
-    """Training losses of consecutive batches."""
-
-    steps: list[int]
-    losses: list[float]
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,23 @@ class ErrorEvent:
     message: str
 
 
-Event = StepsEvent | Snapshot | EpochSummary | StatusEvent | ErrorEvent
+@dataclass(frozen=True)
+class CheckpointEvent:
+    """Everything needed to go on from this moment (or, `resumable=False`, to look at the model here).
+
+    `anchor`: kept for good (a replay for inspection may start from it); otherwise it only replaces the
+    run's previous non-anchor checkpoint (pause, interrupt). `seq` is the latest snapshot before it.
+    """
+
+    seq: int
+    step: int
+    epoch: int
+    anchor: bool
+    resumable: bool
+    state: dict[str, Any]
+
+
+Event = StepsEvent | Snapshot | EpochSummary | StatusEvent | ErrorEvent | CheckpointEvent
 
 
 class StateError(Exception):
@@ -108,18 +126,21 @@ class LayerInfo:
 
 
 class _Stopped(Exception):
-    """Raised inside the loop when a stop was requested."""
+    """Raised inside the loop when a stop (or an interrupt) was requested."""
 
 
 class Engine:
-    """One training run: owns the model, the thread and the run's history."""
-
-    # Flush batch losses to listeners at least this often, so the curve moves between snapshots.
-    STEPS_FLUSH = 25
+    """One training run: owns the loop, the thread and the controls."""
 
     def __init__(self, config: TrainConfig, emit: Callable[[Event], None] | None = None,
-                 device: str | None = None, threads: int = 0) -> None:
-        """`threads`: torch threads for training; 0 lets a ThreadTuner pick 1 or all cores as the load changes."""
+                 device: str | None = None, threads: int = 0, checkpoint: dict[str, Any] | None = None,
+                 checkpoint_seconds: float = 3.0, first_seq: int = 0) -> None:
+        """`threads`: torch threads for training; 0 lets a ThreadTuner pick 1 or all cores as the load changes.
+
+        `checkpoint`: go on from this state (a CheckpointEvent's) instead of starting afresh; snapshots are
+        then numbered from `first_seq` on, so no number is ever used twice. `checkpoint_seconds`: an anchor
+        checkpoint after the first snapshot past this much training since the previous one.
+        """
         self.config = config
         self._emit_cb = emit
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -128,41 +149,83 @@ class Engine:
         if config.probe_index >= dataset.info.test_count:
             raise ValueError(f"probe_index {config.probe_index} is out of range: the {config.dataset} test set "
                              f"has {dataset.info.test_count} images (0-{dataset.info.test_count - 1}).")
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.model = build_model(config.model, self.info.channels, self.info.size, len(self.info.classes),
-                                 config.dropout)
-        init_weights(self.model, self.generator, INIT_SCALES[config.init])
-        shapes = feature_shapes(self.model, self.info.channels, self.info.size)
+        if checkpoint is None:
+            self.loop = TrainLoop(config, self.info, self.device)
+        else:
+            self.loop = TrainLoop.restore(config, self.info, self.device, checkpoint["loop"])
+        shapes = feature_shapes(self.loop.model, self.info.channels, self.info.size)
         self.layers = [LayerInfo(c.name, c.conv.in_channels, c.conv.out_channels,
                                  (int(c.conv.kernel_size[0]), int(c.conv.kernel_size[1])), shapes[c.name])
-                       for c in conv_layers(self.model)]
-        n_train = dataset.info.train_count
-        self.steps_per_epoch = math.ceil(n_train / config.batch_size)
-        self.total_steps = self.steps_per_epoch * config.epochs
-        self.snapshots = SnapshotStore()
-        self.history: list[EpochSummary] = []
-        self.steps: list[int] = []
-        self.losses: list[float] = []
+                       for c in conv_layers(self.loop.model)]
+        self.recorder = Recorder(self.loop, self._emit, self._test_probe(config.probe_index))
+        self._resumed = checkpoint is not None
+        self._elapsed = 0.0
+        if checkpoint is not None:
+            self.recorder.restore(checkpoint["recorder"], self._make_probe)
+            self.recorder.seq = max(self.recorder.seq, first_seq)
+            self._elapsed = float(checkpoint["elapsed"])
         self.status = Status.QUEUED
         self.message: str | None = None
-        self.epoch = 0
-        self.step_count = 0
-        self.samples_seen = 0
-        self.lr = config.lr  # the base rate a person set; the schedule scales it
-        self.current_lr = config.lr  # the rate of the latest batch
         self._cond = threading.Condition()
         self._stop = False
+        self._interrupt = False
         self._want_pause = False
         self._pause_after_snapshot = False
+        self._pending_lr: float | None = None  # set by set_lr, applied by the training thread before a batch
         self._commands: list[Callable[[], bool | None]] = []  # run in the training thread; True = new probe
         self._thread: threading.Thread | None = None
-        self._elapsed = 0.0
         self._running_since: float | None = None
-        self._probe: Probe | None = None
-        self._reference = Reference()  # step 0's weights and the run's largest values, for every snapshot
-        self._seq = 0
-        self.instrument_seconds = 0.0  # training time spent on filterscope's own work, not on learning
+        self._checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = (self._elapsed, self.loop.step_count)  # (training seconds, step) of the latest
         self._tuner = ThreadTuner([threads] if threads else [TRAINING_THREADS, 1])
+
+    # ---- what the loop knows, for readers -----------------------------------------------------------------
+
+    @property
+    def model(self) -> nn.Module:
+        return self.loop.model
+
+    @property
+    def step_count(self) -> int:
+        return self.loop.step_count
+
+    @property
+    def epoch(self) -> int:
+        return self.loop.epoch
+
+    @property
+    def samples_seen(self) -> int:
+        return self.loop.samples_seen
+
+    @property
+    def lr(self) -> float:
+        """The base learning rate a person set (the schedule scales it), from the next batch on."""
+        pending = self._pending_lr
+        return pending if pending is not None else self.loop.lr
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.loop.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.loop.total_steps
+
+    @property
+    def instrument_seconds(self) -> float:
+        """Training time spent on filterscope's own work, not on learning."""
+        return self.recorder.instrument_seconds
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds spent training so far, pauses excluded."""
+        with self._cond:
+            extra = time.perf_counter() - self._running_since if self._running_since is not None else 0.0
+            return self._elapsed + extra
+
+    def listen(self, emit: Callable[[Event], None]) -> None:
+        """Send every event from now on to `emit` (before `start`)."""
+        self._emit_cb = emit
 
     # ---- controls (any thread) -------------------------------------------------------------------------
 
@@ -190,12 +253,12 @@ class Engine:
                 self._set_status(Status.PAUSED)
                 return
             self._cond.notify_all()
-            self._cond.wait_for(lambda: self.status is Status.PAUSED or self.status.final, wait)
+            self._cond.wait_for(lambda: self.status is Status.PAUSED or self.status.ended, wait)
 
     def resume(self) -> None:
         """Resume a paused run (or call off a pause the training thread has not reached yet)."""
         with self._cond:
-            if self.status is not Status.PAUSED and not (self._want_pause and not self.status.final):
+            if self.status is not Status.PAUSED and not (self._want_pause and not self.status.ended):
                 raise StateError(f"Only a paused run can be resumed; this one is {self.status.value}.")
             self._want_pause = False
             self._set_status(Status.RUNNING)
@@ -204,8 +267,7 @@ class Engine:
     def step(self) -> None:
         """Train up to the next snapshot, then pause."""
         with self._cond:
-            if self.status.final:
-                raise StateError(f"This run is {self.status.value}; start a new run to train again.")
+            self._refuse_if_ended("start a new run to train again")
             self._pause_after_snapshot = True
             if self.status is Status.PAUSED:
                 self._want_pause = False
@@ -214,25 +276,36 @@ class Engine:
 
     def stop(self) -> None:
         """Stop for good at the next batch boundary; history stays."""
+        self._halt(interrupt=False)
+
+    def interrupt(self) -> None:
+        """Stop at the next batch boundary with a checkpoint, as `interrupted`: resumable later (shutdown)."""
+        self._halt(interrupt=True)
+
+    def _halt(self, interrupt: bool) -> None:
         with self._cond:
-            if self.status.final:
+            if self.status.ended:
                 raise StateError(f"This run has already ended ({self.status.value}).")
-            self._stop = True
+            self._stop, self._interrupt = True, interrupt
             self._cond.notify_all()
-        thread = self._thread
-        if thread is None:  # never started: nothing to wait for
-            with self._cond:
-                self._set_status(Status.STOPPED)
+            if self._thread is None:  # never started: nothing to wait for
+                self._set_status(Status.INTERRUPTED if interrupt else Status.STOPPED)
 
     def set_lr(self, lr: float) -> None:
         """Change the learning rate from the next batch on."""
-        if not (lr > 0 and math.isfinite(lr)):
+        if not (lr > 0 and np.isfinite(lr)):
             raise ValueError("The learning rate must be a positive number.")
         with self._cond:
-            if self.status.final:
-                raise StateError(f"This run has ended ({self.status.value}); its learning rate can't change.")
-            self.lr = lr
-            self._commands.append(self._apply_lr)
+            self._refuse_if_ended("its learning rate can't change")
+
+            self._pending_lr = lr
+
+            def command() -> None:
+                self.loop.lr, self._pending_lr = lr, None
+                with self._cond:  # listeners learn the new rate, and the step it applies after
+                    self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, lr))
+
+            self._commands.append(command)
             self._cond.notify_all()
 
     def set_probe_index(self, index: int) -> None:
@@ -257,12 +330,11 @@ class Engine:
             return not self._thread.is_alive()
         return True
 
-    @property
-    def elapsed(self) -> float:
-        """Seconds spent training so far, pauses excluded."""
-        with self._cond:
-            extra = time.perf_counter() - self._running_since if self._running_since is not None else 0.0
-            return self._elapsed + extra
+    def _refuse_if_ended(self, what: str) -> None:
+        if self.status is Status.INTERRUPTED:
+            raise StateError("This run was interrupted; resume it first (POST /api/runs/{id}/resume).")
+        if self.status.final:
+            raise StateError(f"This run has ended ({self.status.value}); {what}.")
 
     # ---- the loop (training thread) --------------------------------------------------------------------
 
@@ -271,9 +343,8 @@ class Engine:
         try:
             self._train()
         except _Stopped:
-            with self._cond:
-                self._set_status(Status.STOPPED)
-        except _Diverged as exc:
+            self._halted()
+        except Diverged as exc:
             self._fail(Status.DIVERGED, f"The loss became {exc.value} at step {self.step_count + 1} (epoch "
                        f"{self.epoch + 1}): the learning rate {self.lr:g} is too high for "
                        f"{self.config.optimizer}. Start again with a smaller one (try 0.001-0.01 for adam, "
@@ -287,77 +358,62 @@ class Engine:
             return_freed_memory()
 
     def _train(self) -> None:
-        cfg = self.config
-        data = to_tensors(get_dataset(cfg.dataset), self.device)  # (N, C, H, W) float32, normalised
-        model = self.model.to(self.device)
-        layers = conv_layers(model)
-        opt = self._optimizer(model)
-        self._probe = self._test_probe(cfg.probe_index)
+        loop, recorder = self.loop, self.recorder
+        _ = loop.data  # load the data set now, before the clock runs
         with self._cond:
             if self.status is Status.QUEUED:
                 self._set_status(Status.RUNNING)
-        previous = conv_weights(layers)
-        self._snapshot(model, layers, previous, [], epoch_end=False, refresh=True)  # the untrained network
-        n = data.x_train.shape[0]
-        pending: list[float] = []  # losses since the last snapshot
-        flush_from = 0
-        for epoch in range(cfg.epochs):
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-            epoch_loss, epoch_count = 0.0, 0
-            for b in range(self.steps_per_epoch):
-                self._checkpoint(model, layers, previous)
-                began = time.perf_counter()
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                x, y = data.x_train[idx], data.y_train[idx]  # (B, C, H, W), (B,)
-                if cfg.augment:
-                    x = augment_shift(x, self.generator)
-                self._schedule(opt)
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x), y)
-                loss.backward()  # type: ignore[no-untyped-call]  # dL/dW for every kernel entry
-                opt.step()  # W <- W - lr * (optimizer's direction)
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise _Diverged(value)
-                threads = self._tuner.record(time.perf_counter() - began)
-                if threads != torch.get_num_threads():
-                    torch.set_num_threads(threads)
-                self.step_count += 1
-                self.samples_seen += int(y.shape[0])
-                epoch_loss += value * int(y.shape[0])
-                epoch_count += int(y.shape[0])
-                self.steps.append(self.step_count)
-                self.losses.append(value)
-                pending.append(value)
-                if len(self.steps) - flush_from >= self.STEPS_FLUSH:
-                    flush_from = self._flush_steps(flush_from)
-                last = b == self.steps_per_epoch - 1
-                if not last and self.step_count % cfg.snapshot_every == 0:
-                    flush_from = self._flush_steps(flush_from)
-                    previous = self._snapshot(model, layers, previous, pending, epoch_end=False)
-                    pending = []
-            flush_from = self._flush_steps(flush_from)
-            self.epoch = epoch + 1
-            test_loss, test_acc = self._evaluate(model, data)
-            summary = EpochSummary(epoch=self.epoch, step=self.step_count, train_loss=epoch_loss / epoch_count,
-                                   test_loss=test_loss, test_accuracy=test_acc, lr=self.current_lr,
-                                   wall_time=self.elapsed)
-            self.history.append(summary)
-            self._emit(summary)
-            previous = self._snapshot(model, layers, previous, pending, epoch_end=True)
-            pending = []
+        if not self._resumed:
+            recorder.snapshot(self.elapsed, epoch_end=False, refresh=True, clocked=False)  # the untrained network
+        while not loop.done:
+            self._between_batches()
+            began = time.perf_counter()
+            loss = loop.train_batch()
+            threads = self._tuner.record(time.perf_counter() - began)
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
+            if recorder.batch(loss, self.elapsed):
+                self._after_snapshot()
+            if loop.epoch_complete:
+                recorder.flush_steps()
+                train_loss = loop.end_epoch()
+                test_loss, test_acc = loop.evaluate()
+                self._emit(EpochSummary(epoch=loop.epoch, step=loop.step_count, train_loss=train_loss,
+                                        test_loss=test_loss, test_accuracy=test_acc, lr=loop.current_lr,
+                                        wall_time=self.elapsed))
+                recorder.snapshot(self.elapsed, epoch_end=True)
+                if not loop.done:
+                    self._after_snapshot()
+        self._checkpoint(anchor=True, resumable=False)  # the finished model, for inspecting its last moment
         with self._cond:
             self._set_status(Status.FINISHED)
 
-    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        cfg = self.config
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        momentum = 0.9 if cfg.optimizer == "momentum" else 0.0
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
+    def _after_snapshot(self) -> None:
+        """An anchor checkpoint when enough training has passed; `step` pauses here."""
+        elapsed, step = self._last_checkpoint
+        if self.elapsed - elapsed >= self._checkpoint_seconds:
+            self._checkpoint(anchor=True)
+        if self._pause_after_snapshot:  # `step` means: until the network has changed
+            with self._cond:
+                self._pause_after_snapshot = False
+                if not self._stop:
+                    self._want_pause = True
+                    self._set_status(Status.PAUSED)
 
-    def _checkpoint(self, model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch.Tensor]) -> None:
-        """Between batches: run queued commands, honour stop, and wait while paused."""
+    def _checkpoint(self, anchor: bool, resumable: bool = True) -> None:
+        """Emit a checkpoint of this moment; the copies it makes count as our own work."""
+        started = time.perf_counter()
+        loop = self.loop
+        state = {"loop": loop.state(optimizer=resumable), "recorder": self.recorder.state(),
+                 "elapsed": self.elapsed}
+        self._emit(CheckpointEvent(seq=self.recorder.last_seq, step=loop.step_count, epoch=loop.epoch,
+                                   anchor=anchor, resumable=resumable, state=state))
+        self._last_checkpoint = (self.elapsed, loop.step_count)
+        if self._running_since is not None:
+            self.recorder.instrument_seconds += time.perf_counter() - started
+
+    def _between_batches(self) -> None:
+        """Run queued commands, honour stop, and wait while paused (with a checkpoint on the way in)."""
         while True:
             with self._cond:
                 commands, self._commands = self._commands, []
@@ -367,82 +423,43 @@ class Engine:
                     if not self._want_pause:
                         self._clock(True)
                         return
-                    self._set_status(Status.PAUSED)  # now that nothing changes any more (see pause)
                     self._clock(False)
+            if not commands:
+                if self._last_checkpoint[1] != self.step_count:
+                    self._checkpoint(anchor=False)  # a paused run survives a restart where it stands
+                with self._cond:
+                    if self._stop or not self._want_pause or self._commands:
+                        continue
+                    self._set_status(Status.PAUSED)  # now that nothing changes any more (see pause)
                     self._cond.notify_all()  # pause() waits for this
                     self._cond.wait()
-                    continue
+                continue
             refresh = False
             for command in commands:
                 refresh = command() is True or refresh
             if refresh:  # a new probe: show it now, even while paused
-                self._snapshot(model, layers, previous, [], epoch_end=False, refresh=True)
+                self.recorder.snapshot(self.elapsed, epoch_end=False, refresh=True,
+                                       clocked=self._running_since is not None)
 
-    def _snapshot(self, model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch.Tensor],
-                  loss_since: list[float], *, epoch_end: bool, refresh: bool = False) -> dict[str, torch.Tensor]:
-        """Take, keep and emit a snapshot; `refresh` marks one taken without training (start, new probe)."""
-        assert self._probe is not None
-        started = time.perf_counter()
-        snap = capture(model, layers, previous, self._probe, self._reference, seq=self._seq, step=self.step_count,
-                       epoch=self.epoch, samples_seen=self.samples_seen,
-                       loss=float(np.mean(loss_since)) if loss_since else float("nan"), lr=self.current_lr,
-                       elapsed=self.elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end)
-        self._seq += 1
-        self.snapshots.add(snap)
-        self._emit(snap)
-        if self._running_since is not None:  # a new probe shown while paused costs training nothing
-            self.instrument_seconds += time.perf_counter() - started
-        if self._pause_after_snapshot and not refresh:  # `step` means: until the network has changed
+    def _halted(self) -> None:
+        """The loop left on a stop request: `stopped`, or `interrupted` with a checkpoint to resume from."""
+        if self._interrupt:
+            self.recorder.flush_steps()
+            if self._last_checkpoint[1] != self.step_count:  # at step 0 a resume starts afresh
+                self._checkpoint(anchor=False)
             with self._cond:
-                self._pause_after_snapshot = False
-                if not self._stop:
-                    self._want_pause = True
-                    self._set_status(Status.PAUSED)
-        # The next update is measured from here; a refresh leaves the weights untouched.
-        return previous if refresh else conv_weights(layers)
-
-    def _evaluate(self, model: nn.Module, data: Tensors) -> tuple[float, float]:
-        model.eval()
-        total_loss, correct = 0.0, 0
-        with torch.no_grad():
-            for i in range(0, data.x_test.shape[0], 1000):
-                x, y = data.x_test[i:i + 1000], data.y_test[i:i + 1000]
-                logits = model(x)
-                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-        model.train()
-        n = data.x_test.shape[0]
-        return total_loss / n, correct / n
-
-    def _flush_steps(self, start: int) -> int:
-        started = time.perf_counter()
-        end = len(self.steps)
-        if end > start:
-            self._emit(StepsEvent(self.steps[start:end], self.losses[start:end]))
-        self.instrument_seconds += time.perf_counter() - started
-        return end
-
-    def _schedule(self, opt: torch.optim.Optimizer) -> None:
-        """Set this batch's learning rate: `lr` scaled by the schedule at this point of the run."""
-        factor = 1.0
-        if self.config.lr_schedule == "cosine":
-            factor = 0.5 * (1 + math.cos(math.pi * self.step_count / self.total_steps))
-        self.current_lr = self.lr * factor
-        for group in opt.param_groups:
-            group["lr"] = self.current_lr
-
-    def _apply_lr(self) -> None:
-        """Tell listeners; the rate itself is read by `_schedule` before every batch."""
-        with self._cond:
-            self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, self.lr))
+                self._set_status(Status.INTERRUPTED)
+        else:
+            self.recorder.flush_steps()
+            with self._cond:
+                self._set_status(Status.STOPPED)
 
     def _set_probe_later(self, make: Callable[[], Probe]) -> None:
         with self._cond:
-            if self.status.final:
-                raise StateError(f"This run has ended ({self.status.value}); inspect an image instead.")
+            self._refuse_if_ended("inspect an image instead")
 
             def command() -> bool:
-                self._probe = make()
+                self.recorder.probe = make()
                 return True
 
             self._commands.append(command)
@@ -480,16 +497,10 @@ class Engine:
         with self._cond:
             self._set_status(status, message)
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: Event | object) -> None:
         if self._emit_cb is None:
             return
         try:
-            self._emit_cb(event)
+            self._emit_cb(event)  # type: ignore[arg-type]
         except Exception:  # a broken listener must never kill training
             log.exception("event listener failed on %s", type(event).__name__)
-
-
-class _Diverged(Exception):
-    def __init__(self, value: float) -> None:
-        super().__init__(value)
-        self.value = value

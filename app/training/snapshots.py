@@ -1,4 +1,4 @@
-"""Snapshots: what the network looks like at one moment of training, and the bounded store that keeps them.
+"""Snapshots: what the network looks like at one moment of training.
 
 A snapshot holds, for every conv layer, W, dL/dW of the last batch, the update since the previous snapshot
 and the probe image's feature maps; it also keeps a CPU copy of the whole model state so that an uploaded
@@ -7,8 +7,6 @@ image can later be run through the model exactly as it was then.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,42 +132,3 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
                     elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,
                     layers=tuple(shots), probe=probe, probs=probs, state=state)
-
-
-class SnapshotStore:
-    """Keeps the first snapshot (the untrained network), every epoch end and the newest `recent` others.
-
-    Thread-safe. The first and the epoch ends are what a person compares an image across ("before
-    training", "after epoch 1", ...); the recent ones let them look closely at the last few moments.
-    """
-
-    def __init__(self, recent: int = 50) -> None:
-        self._recent = recent
-        self._items: OrderedDict[int, Snapshot] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, snap: Snapshot) -> None:
-        """Keep `snap`, dropping the oldest intermediate snapshot past the bound."""
-        with self._lock:
-            self._items[snap.seq] = snap
-            others = [s.seq for s in self._items.values() if not s.epoch_end and s.seq != 0]
-            for seq in others[: max(0, len(others) - self._recent)]:
-                del self._items[seq]
-
-    def keep_latest(self) -> None:
-        """Drop every snapshot but the latest (for an old run kept for its history)."""
-        with self._lock:
-            for seq in list(self._items)[:-1]:
-                del self._items[seq]
-
-    def get(self, seq: int | None = None) -> Snapshot | None:
-        """The snapshot `seq`, or the latest when `seq` is None; None when there is no such snapshot."""
-        with self._lock:
-            if seq is None:
-                return next(reversed(self._items.values()), None)
-            return self._items.get(seq)
-
-    def list(self) -> list[Snapshot]:
-        """Every kept snapshot, oldest first."""
-        with self._lock:
-            return list(self._items.values())

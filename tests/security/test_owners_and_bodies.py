@@ -122,22 +122,6 @@ def test_paused_runs_hold_no_training_slot(make_client: Any) -> None:
         c.post(f"/api/runs/{first['id']}/stop")
 
 
-def test_watchers_of_an_evicted_run_are_told(make_client: Any) -> None:
-    with make_client(max_runs=1, max_runs_with_snapshots=1) as c:
-        old = start_run(c)
-        wait_status(c, old["id"], "finished")
-        with c.websocket_connect(f"/ws/runs/{old['id']}") as ws:
-            assert ws.receive_json()["type"] == "hello"
-            newer = start_run(c)  # the server keeps one run: the old one goes
-            for _ in range(10_000):  # the backlog, then the close
-                message = ws.receive()
-                if message["type"] == "websocket.close":
-                    break
-        assert message["code"] == 4410 and "removed" in message["reason"]
-        assert c.get(f"/api/runs/{old['id']}").status_code == 404
-        c.post(f"/api/runs/{newer['id']}/stop")
-
-
 def test_a_stalled_body_gets_408_not_a_hung_request() -> None:
     with serving(Settings(body_timeout=0.5)) as base:
         host, port = base.split(":")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 
@@ -12,7 +11,8 @@ import torch
 
 from app.training.config import TrainConfig
 from app.training.engine import Engine, EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent
-from app.training.snapshots import Snapshot, SnapshotStore
+from app.training.recorder import is_snapshot_step
+from app.training.snapshots import Snapshot
 from tests.conftest import Recorder, wait_for
 
 FAST = {"dataset": "mnist", "model": "tiny", "batch_size": 64, "epochs": 1}
@@ -37,10 +37,10 @@ def test_a_run_goes_from_running_to_finished_and_learns(finished: tuple[Engine, 
     assert engine.status is Status.FINISHED and engine.message is None
     assert statuses(rec) == [Status.RUNNING, Status.FINISHED]
     assert engine.step_count == engine.steps_per_epoch == 125
-    assert [h.epoch for h in engine.history] == [1]
-    assert rec.of(EpochSummary) == engine.history
-    assert engine.history[0].test_accuracy > 0.9
-    losses = engine.losses
+    history = rec.of(EpochSummary)
+    assert [h.epoch for h in history] == [1]
+    assert history[0].test_accuracy > 0.9
+    losses = [x for e in rec.of(StepsEvent) for x in e.losses]
     assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])  # the loss falls
 
 
@@ -48,14 +48,15 @@ def test_every_step_is_reported_once_in_order(finished: tuple[Engine, Recorder])
     engine, rec = finished
     steps = [s for e in rec.of(StepsEvent) for s in e.steps]
     assert steps == list(range(1, 126))
-    assert [x for e in rec.of(StepsEvent) for x in e.losses] == engine.losses
+    assert all(math.isfinite(x) for e in rec.of(StepsEvent) for x in e.losses)
 
 
 def test_snapshots_hold_weights_gradients_updates_and_feature_maps(finished: tuple[Engine, Recorder]) -> None:
     engine, rec = finished
     snaps: list[Snapshot] = rec.of(Snapshot)
-    # step 0, every 10 batches, and the end of the epoch (step 125)
-    assert [s.step for s in snaps] == [0, *range(10, 125, 10), 125]
+    # step 0, every batch up to 10, every 5 up to 100, then every 10 batches, and the end of the epoch (125)
+    assert [s.step for s in snaps] == [0, *range(1, 11), *range(15, 101, 5), 110, 120, 125]
+    assert [s for s in range(1, 200) if is_snapshot_step(s, 20)][-6:] == [90, 95, 100, 120, 140, 160, 180][-6:]
     assert [s.seq for s in snaps] == list(range(len(snaps)))
     assert [s.epoch_end for s in snaps] == [False] * (len(snaps) - 1) + [True]
     geometry = {x.name: x for x in engine.layers}
@@ -74,47 +75,34 @@ def test_snapshots_hold_weights_gradients_updates_and_feature_maps(finished: tup
     assert snaps[-1].probe.index == 0 and snaps[-1].probe.label is not None
 
 
-def test_the_snapshot_store_keeps_epoch_ends_and_recent_snapshots(finished: tuple[Engine, Recorder]) -> None:
-    engine, rec = finished
-    kept = engine.snapshots.list()
-    assert kept[-1].epoch_end and engine.snapshots.get() is kept[-1]
-    assert engine.snapshots.get(kept[0].seq) is kept[0]
-    assert engine.snapshots.get(10_000) is None
+def losses(rec: Recorder) -> list[float]:
+    return [x for e in rec.of(StepsEvent) for x in e.losses]
 
 
-def test_the_store_bounds_intermediate_snapshots_but_keeps_the_untrained_network(
-        finished: tuple[Engine, Recorder]) -> None:
-    engine, _ = finished
-    model = engine.snapshots.get()
-    assert model is not None
-    store = SnapshotStore(recent=3)
-    for seq in range(20):
-        store.add(dataclasses.replace(model, seq=seq, epoch_end=seq in (7, 14)))
-    assert [s.seq for s in store.list()] == [0, 7, 14, 17, 18, 19]
-    assert store.get(5) is None and store.get(0) is not None and store.get().seq == 19  # type: ignore[union-attr]
-
-
-def first_snapshot_after_step_one(seed: int) -> tuple[Engine, Snapshot]:
+def snapshot_at_step_15(seed: int) -> tuple[Engine, Recorder, Snapshot]:
     rec = Recorder()
     # A fixed thread count: with `auto` the order of floating-point sums follows the machine's load.
     engine = Engine(TrainConfig(**FAST, seed=seed, snapshot_every=15, dropout=0.3, augment=True), emit=rec,
                     threads=2)
-    engine.step()  # train to the first snapshot after step 0, then pause
+    engine.step()  # train to the next snapshot (steps 1-10 each have one, then 15), then pause
     engine.start()
-    wait_for(lambda: engine.status is Status.PAUSED and len(rec.of(Snapshot)) == 2)
-    return engine, rec.of(Snapshot)[-1]
+    for done in range(1, 12):
+        wait_for(lambda done=done: engine.status is Status.PAUSED and len(rec.of(Snapshot)) == done + 1)
+        if done < 11:
+            engine.step()
+    return engine, rec, rec.of(Snapshot)[-1]
 
 
 def test_same_seed_same_numbers_even_with_runs_beside_it() -> None:
-    a, snap_a = first_snapshot_after_step_one(7)
-    b, snap_b = first_snapshot_after_step_one(7)  # `a` is still alive (paused) beside it
-    c, snap_c = first_snapshot_after_step_one(8)
+    a, rec_a, snap_a = snapshot_at_step_15(7)
+    b, rec_b, snap_b = snapshot_at_step_15(7)  # `a` is still alive (paused) beside it
+    c, rec_c, snap_c = snapshot_at_step_15(8)
     assert snap_a.step == snap_b.step == 15
-    assert a.losses == b.losses
+    assert losses(rec_a) == losses(rec_b)
     for la, lb, lc in zip(snap_a.layers, snap_b.layers, snap_c.layers, strict=True):
         assert np.array_equal(la.weight, lb.weight) and np.array_equal(la.fmap, lb.fmap)
         assert not np.array_equal(la.weight, lc.weight)
-    assert a.losses != c.losses
+    assert losses(rec_a) != losses(rec_c)
     for engine in (a, b, c):
         engine.stop()
         assert engine.join(10)
@@ -133,9 +121,9 @@ def test_the_engine_accounts_for_the_time_its_own_work_takes() -> None:
     engine = Engine(TrainConfig(**FAST, snapshot_every=25), emit=slow_listener)
     engine.start()
     assert engine.join(120)
-    assert snaps == 6  # steps 0, 25, 50, 75, 100 and the epoch end
-    # The untrained network's snapshot comes before the training clock starts; the other five are in it.
-    assert 0.01 * 5 <= engine.instrument_seconds < engine.elapsed
+    assert snaps == 30  # step 0, steps 1-10, every 5 up to 100, and the epoch end (125)
+    # The untrained network's snapshot comes before the training clock starts; the other 29 are in it.
+    assert 0.01 * 29 <= engine.instrument_seconds < engine.elapsed
 
 
 def test_pause_really_pauses_and_resume_goes_on() -> None:
@@ -169,12 +157,12 @@ def test_step_trains_to_the_next_snapshot_then_pauses() -> None:
     time.sleep(0.2)
     assert engine.step_count == 0
     engine.step()
-    wait_for(lambda: engine.status is Status.PAUSED and engine.step_count == 7)
+    wait_for(lambda: engine.status is Status.PAUSED and engine.step_count == 1)  # dense at the start
     engine.step()
-    wait_for(lambda: engine.step_count == 14 and engine.status is Status.PAUSED)
+    wait_for(lambda: engine.step_count == 2 and engine.status is Status.PAUSED)
     time.sleep(0.2)
-    assert engine.step_count == 14
-    assert [s.step for s in rec.of(Snapshot)] == [0, 7, 14]
+    assert engine.step_count == 2
+    assert [s.step for s in rec.of(Snapshot)] == [0, 1, 2]
     engine.stop()
     assert engine.join(10)
     assert engine.status is Status.STOPPED
@@ -184,11 +172,11 @@ def test_stop_ends_the_run_and_keeps_its_history() -> None:
     rec = Recorder()
     engine = Engine(TrainConfig(**{**FAST, "epochs": 3}), emit=rec)
     engine.start()
-    wait_for(lambda: len(engine.history) == 1)
+    wait_for(lambda: engine.epoch == 1)
     engine.stop()
     assert engine.join(10)
     assert engine.status is Status.STOPPED
-    assert len(engine.history) == 1 and engine.step_count >= 125
+    assert engine.epoch == 1 and engine.step_count >= 125
     assert statuses(rec)[-1] is Status.STOPPED
 
 
@@ -256,9 +244,9 @@ def test_learning_rate_changes_from_the_next_batch() -> None:
 
 
 def test_the_cosine_schedule_decays_the_rate_to_zero(finished: tuple[Engine, Recorder]) -> None:
-    engine, _ = finished
+    engine, rec = finished
     assert engine.config.lr_schedule == "cosine"
-    snaps = engine.snapshots.list()
+    snaps = rec.of(Snapshot)
     rates = [s.lr for s in snaps]
     assert rates[0] == pytest.approx(engine.config.lr)
     assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))

@@ -6,18 +6,21 @@ Slow (a full default run, several seconds) on purpose: this is what a newcomer s
 from __future__ import annotations
 
 from app.training.config import TrainConfig
-from app.training.engine import Engine, Status
+from app.training.engine import Engine, EpochSummary, Status
 from app.training.measures import layer_measures
+from app.training.snapshots import Snapshot
+from tests.conftest import Recorder
 
 
 def test_the_default_run_turns_noise_into_smooth_filters_and_reaches_97_percent() -> None:
     # The defaults were tuned on seeds 0-5; a fixed thread count makes the run the same every time.
-    engine = Engine(TrainConfig(seed=6), threads=2)
+    rec = Recorder()
+    engine = Engine(TrainConfig(seed=6), emit=rec, threads=2)
     engine.start()
     assert engine.join(300)
     assert engine.status is Status.FINISHED
-    assert engine.history[-1].test_accuracy >= 0.97
-    snaps = engine.snapshots.list()
+    assert rec.of(EpochSummary)[-1].test_accuracy >= 0.97
+    snaps = rec.of(Snapshot)
     start, end = snaps[0].layers[0], snaps[-1].layers[0]
     assert snaps[0].step == 0 and start.name == "conv1"
     before, after = layer_measures(start.weight, start.weight), layer_measures(end.weight, start.weight)

@@ -1,0 +1,51 @@
+"""A run's history: the list of its snapshots, any snapshot's frame, and one filter across all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response
+
+from app.api.deps import ManagerDep, RunDep
+from app.record.trajectory import NoSuchFilter, trajectory
+from app.schemas import SnapshotRef
+
+router = APIRouter(prefix="/api/runs", tags=["history"])
+
+BINARY: dict[str, Any] = {"content": {"application/octet-stream": {}}}
+# A frame never changes once written (snapshot numbers are never reused, even across a resume).
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@router.get("/{run_id}/snapshots", responses={404: {"description": "Unknown run"}})
+def snapshots(run: RunDep) -> list[SnapshotRef]:
+    """Every snapshot of the run, oldest first."""
+    return [SnapshotRef(seq=s.seq, step=s.step, epoch=s.epoch, epoch_end=s.epoch_end)
+            for s in run.record.snapshot_list()]
+
+
+@router.get("/{run_id}/snapshots/{seq}", response_class=Response,
+            responses={200: BINARY, 304: {"description": "Not modified (If-None-Match)"},
+                       404: {"description": "Unknown run or snapshot"}})
+def snapshot_frame(run: RunDep, runs: ManagerDep, request: Request, seq: int = Path(ge=0)) -> Response:
+    """Snapshot `seq` as a binary frame, the same bytes as it was sent on the socket (docs/protocol.md)."""
+    found = runs.store.frame(run.id, seq)
+    if found is None:
+        raise HTTPException(404, f"Run {run.id} has no snapshot {seq}; GET /api/runs/{run.id}/snapshots lists "
+                                 "its snapshots.")
+    frame, etag = found
+    headers = {"ETag": f'"{etag}"', "Cache-Control": IMMUTABLE}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return Response(frame, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/{run_id}/filters/{layer}/{index}", response_class=Response,
+            responses={200: BINARY, 404: {"description": "Unknown run, layer or filter, or no snapshot yet"}})
+def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: int = Path(ge=0)) -> Response:
+    """One filter's W, dW and ΔW at every snapshot, in one binary frame (docs/protocol.md)."""
+    try:
+        body = trajectory(runs.store.frames(run.id), layer, index, run.id)
+    except NoSuchFilter as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(body, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,245 @@
+"""The run record: one run's history, the one truth that the API, the socket's backlog and the store share.
+
+The engine's events arrive here on the training thread. Each is encoded once (the bytes that go on the
+socket), numbered, and queued to the store; once its transaction commits, the record's view is updated and
+the message is published. So what a client is sent, live or as backlog, is always already on disk, and a
+late joiner's backlog plus the live stream after its number have no gap and no repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from app.record.store import Checkpoint, Store, StoredRun
+from app.streaming.codec import PROTOCOL_VERSION, encode_event, encode_snapshot
+from app.training.engine import CheckpointEvent, EpochSummary, ErrorEvent, Event, StatusEvent, StepsEvent
+from app.training.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+Message = str | bytes
+Publish = Callable[[Message, bool, int], None]  # (message, droppable, number)
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    seq: int
+    step: int
+    epoch: int
+    epoch_end: bool
+
+
+class RunRecord:
+    """One run's meta, state and history, appended to by its engine's events and persisted as they come."""
+
+    RECENT_STATES = 8  # model states of the newest snapshots kept in memory: inspecting them needs no replay
+
+    def __init__(self, stored: StoredRun, store: Store) -> None:
+        self.id = stored.id
+        self.created_at = stored.created_at
+        self.token_hash = stored.token_hash
+        self.meta = stored.meta  # config, layers, classes, steps_per_epoch, total_steps
+        self.state = dict(stored.state)  # status, message, epoch, step, samples_seen, elapsed, instrument_s., lr
+        self.epochs = list(stored.epochs)
+        self.steps = list(stored.steps)
+        self.losses = list(stored.losses)
+        self.snapshots = [SnapshotRef(*s) for s in stored.snapshots]
+        self.events = list(stored.events)  # status and error messages, as sent
+        self.size = stored.size
+        self._store = store
+        self._lock = threading.Lock()
+        self._n = 0  # number of the latest message queued
+        self._published = 0  # number of the latest message committed (and handed to `publish`)
+        self._first: bytes | None = None  # frames for a late joiner's backlog, read from the store when needed
+        self._latest: bytes | None = None
+        self._states: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
+        self.publish: Publish | None = None
+        # What the store will hold once the queued writes commit (the training thread's view, ahead of ours).
+        self._pending_state = dict(self.state)
+        self._pending_epochs = list(self.epochs)
+
+    @property
+    def status(self) -> str:
+        return str(self.state["status"])
+
+    # ---- appending (training thread) -----------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Encode, persist and (once committed) publish one engine event."""
+        if isinstance(event, CheckpointEvent):
+            point = Checkpoint(event.step, event.seq, event.epoch, event.anchor, event.resumable, event.state)
+            self._store.add_checkpoint(self.id, point, self._grow)
+            return
+        with self._lock:
+            self._n += 1
+            n = self._n
+        if isinstance(event, Snapshot):
+            frame = encode_snapshot(event)
+            ref = SnapshotRef(event.seq, event.step, event.epoch, event.epoch_end)
+            with self._lock:
+                self._states[event.seq] = event.state
+                while len(self._states) > self.RECENT_STATES:
+                    self._states.popitem(last=False)
+            state = self._state_after(step=event.step, epoch=event.epoch, samples_seen=event.samples_seen,
+                                      elapsed=round(event.elapsed, 3),
+                                      instrument_seconds=round(event.instrument_seconds, 4))
+            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end), frame,
+                                     lambda: self._committed(n, frame, snapshot=ref), self._grow)
+            self._store.set_state(self.id, state)
+            return
+        text = encode_event(event)
+        if isinstance(event, StepsEvent):
+            losses = json.loads(text)["losses"]
+            self._store.add_steps(self.id, event.steps[0], losses,
+                                  lambda: self._committed(n, text, steps=(event.steps, losses)))
+        elif isinstance(event, EpochSummary):
+            body = {k: v for k, v in json.loads(text).items() if k != "type"}
+            self._pending_epochs = epochs = [*self._pending_epochs, body]
+            self._store.set_epochs(self.id, epochs, lambda: self._committed(n, text, epoch=body))
+        elif isinstance(event, StatusEvent | ErrorEvent):
+            body = json.loads(text)
+            if isinstance(event, StatusEvent):
+                self._store.set_state(self.id, self._state_after(
+                    status=event.status.value, message=event.message, epoch=event.epoch, step=event.step,
+                    lr=event.lr))
+            self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body))
+
+    def _state_after(self, **changes: Any) -> dict[str, Any]:
+        """The state as it will be once `changes` are written (kept in order with the writes)."""
+        self._pending_state = {**self._pending_state, **changes}
+        return self._pending_state
+
+    def _grow(self, size: int) -> None:
+        with self._lock:
+            self.size += size
+
+    # ---- the committed view (writer thread) ------------------------------------------------------------------
+
+    def _committed(self, n: int, message: Message, *, snapshot: SnapshotRef | None = None,
+                   steps: tuple[list[int], list[float | None]] | None = None,
+                   epoch: dict[str, Any] | None = None, event: dict[str, Any] | None = None) -> None:
+        droppable = False
+        with self._lock:
+            if snapshot is not None:
+                assert isinstance(message, bytes)
+                self.snapshots.append(snapshot)
+                if self._first is None and len(self.snapshots) == 1:
+                    self._first = message  # every client needs the first, to compare with: never dropped
+                else:
+                    droppable = True
+                self._latest = message
+                self.state.update(step=snapshot.step, epoch=snapshot.epoch)
+            elif steps is not None:
+                self.steps.extend(steps[0])
+                self.losses.extend(steps[1])
+            elif epoch is not None:
+                self.epochs.append(epoch)
+            elif event is not None:
+                self.events.append(event)
+                if event["type"] == "status":
+                    self.state.update({k: event[k] for k in ("status", "message", "epoch", "step", "lr")})
+            self._published = n
+        publish = self.publish
+        if publish is not None:
+            publish(message, droppable, n)
+
+    # ---- reading (any thread) ------------------------------------------------------------------------------
+
+    def load_frames(self) -> None:
+        """Read the first and latest frames from the store if they are not in memory (blocking: not on the loop)."""
+        with self._lock:
+            first = self.snapshots[0].seq if self.snapshots and self._first is None else None
+            latest = self.snapshots[-1].seq if self.snapshots and self._latest is None else None
+        for seq, attr in ((first, "_first"), (latest, "_latest")):
+            if seq is not None:
+                found = self._store.frame(self.id, seq)
+                if found is not None:
+                    with self._lock:
+                        if getattr(self, attr) is None:
+                            setattr(self, attr, found[0])
+
+    def backlog(self, describe: dict[str, Any]) -> tuple[list[tuple[Message, bool]], int]:
+        """What a client joining now is sent first, and the number of the latest message it covers.
+
+        hello (the run as `describe` says, with the committed history), every step loss, the first snapshot
+        and the latest. Call `load_frames` first for a run that is not live.
+        """
+        with self._lock:
+            run = {**describe, "history": list(self.epochs)}
+            run.update({k: self.state[k] for k in ("status", "message", "lr")})
+            hello = json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "run": run}, separators=(",", ":"))
+            steps = json.dumps({"type": "steps", "steps": self.steps, "losses": self.losses},
+                               separators=(",", ":"))
+            items: list[tuple[Message, bool]] = [(hello, False), (steps, False)]
+            if self._first is not None and self._first is not self._latest:
+                items.append((self._first, False))
+            if self._latest is not None:
+                items.append((self._latest, True))
+            return items, self._published
+
+    def snapshot_list(self) -> list[SnapshotRef]:
+        with self._lock:
+            return list(self.snapshots)
+
+    def find(self, seq: int | None) -> SnapshotRef | None:
+        """Snapshot `seq` (the latest when None), or None."""
+        with self._lock:
+            if not self.snapshots:
+                return None
+            if seq is None:
+                return self.snapshots[-1]
+            for ref in reversed(self.snapshots):
+                if ref.seq == seq:
+                    return ref
+            return None
+
+    def recent_state(self, seq: int) -> dict[str, torch.Tensor] | None:
+        """The model's state at snapshot `seq` if it is still in memory."""
+        with self._lock:
+            return self._states.get(seq)
+
+    def lr_changes(self) -> dict[int, float]:
+        """The learning rate a person set, by the step after which it applied (from the status log)."""
+        with self._lock:
+            changes: dict[int, float] = {}
+            lr = self.meta["config"]["lr"]
+            for event in self.events:
+                if event.get("type") == "status" and event["lr"] != lr:
+                    lr = changes[event["step"]] = event["lr"]
+            return changes
+
+    def truncate(self, seq: int, step: int, epoch: int) -> None:
+        """Forget what came after a checkpoint (before resuming from it), in memory and on disk."""
+        with self._lock:
+            self.snapshots = [s for s in self.snapshots if s.seq <= seq]
+            keep = sum(1 for s in self.steps if s <= step)
+            self.steps, self.losses = self.steps[:keep], self.losses[:keep]
+            self.epochs = [e for e in self.epochs if e["epoch"] <= epoch]
+            self._pending_epochs = list(self.epochs)
+            self._states = OrderedDict((k, v) for k, v in self._states.items() if k <= seq)
+            self._first = self._latest = None
+            self.state.update(step=step, epoch=epoch)
+            self._pending_state = dict(self.state)
+        self._store.truncate(self.id, seq, step, epoch)
+        self._store.set_epochs(self.id, list(self.epochs))
+        self._store.set_state(self.id, dict(self.state))
+
+    def next_seq(self) -> int:
+        with self._lock:
+            return self.snapshots[-1].seq + 1 if self.snapshots else 0
+
+
+def new_stored_run(run_id: str, token_hash: str, meta: dict[str, Any], lr: float) -> StoredRun:
+    """The store's row for a run that is about to start."""
+    state = {"status": "queued", "message": None, "epoch": 0, "step": 0, "samples_seen": 0, "elapsed": 0.0,
+             "instrument_seconds": 0.0, "lr": lr}
+    return StoredRun(run_id, time.time(), token_hash, meta, state, [])

@@ -1,0 +1,187 @@
+"""The bare training loop: one batch at a time, with every piece of state it needs to stop and go on exactly.
+
+This is the seed's story and nothing else: pick the next batch, forward, cross-entropy loss, backward (dL/dW
+for every kernel entry), optimizer step (W moves against it, scaled by the learning rate). Everything random
+(initial weights, the epoch's order, augmentation, dropout) comes from the run's own generator, and
+`state()` / `TrainLoop.restore` capture and bring back all of it, so a run continued from a checkpoint takes
+the same steps, bit for bit on the same thread count, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.training.config import TrainConfig
+from app.training.data import Tensors, augment_shift, to_tensors
+from app.training.datasets import DatasetInfo, get_dataset
+from app.training.models import INIT_SCALES, build_model, init_weights
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class TrainLoop:
+    """A model, its optimizer and generator, and where in the data the run is."""
+
+    def __init__(self, config: TrainConfig, info: DatasetInfo, device: torch.device) -> None:
+        self.config = config
+        self.info = info
+        self.device = device
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = build_model(config.model, info.channels, info.size, len(info.classes), config.dropout)
+        init_weights(self.model, self.generator, INIT_SCALES[config.init])
+        self.model.to(device)
+        self.optimizer = self._optimizer()
+        self.steps_per_epoch = math.ceil(info.train_count / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.lr = config.lr  # the base rate a person set; the schedule scales it
+        self.current_lr = config.lr  # the rate of the latest batch
+        self.step_count = 0  # optimizer steps done
+        self.samples_seen = 0
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # batches done in the current epoch
+        self.epoch_loss = 0.0  # sum of loss x batch size over the current epoch
+        self.epoch_count = 0
+        self._order: torch.Tensor | None = None  # (N,) this epoch's order, drawn at its first batch
+        self._data: Tensors | None = None
+
+    @property
+    def data(self) -> Tensors:
+        """The data set on the training device, loaded on first use."""
+        if self._data is None:
+            self._data = to_tensors(get_dataset(self.config.dataset), self.device)
+        return self._data
+
+    @property
+    def done(self) -> bool:
+        """True once every epoch is trained."""
+        return self.epoch >= self.config.epochs
+
+    @property
+    def epoch_complete(self) -> bool:
+        """True after the last batch of an epoch, until `end_epoch`."""
+        return self.batch >= self.steps_per_epoch
+
+    def train_batch(self) -> float:
+        """Train on the next batch; return its loss (Diverged if it is not finite)."""
+        cfg, data = self.config, self.data
+        if self._order is None:
+            self._order = torch.randperm(data.x_train.shape[0], generator=self.generator).to(self.device)
+        idx = self._order[self.batch * cfg.batch_size:(self.batch + 1) * cfg.batch_size]
+        x, y = data.x_train[idx], data.y_train[idx]  # (B, C, H, W), (B,)
+        if cfg.augment:
+            x = augment_shift(x, self.generator)
+        self._schedule()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()  # type: ignore[no-untyped-call]  # dL/dW for every kernel entry
+        self.optimizer.step()  # W <- W - lr * (the optimizer's direction)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise Diverged(value)
+        n = int(y.shape[0])
+        self.step_count += 1
+        self.samples_seen += n
+        self.batch += 1
+        self.epoch_loss += value * n
+        self.epoch_count += n
+        return value
+
+    def end_epoch(self) -> float:
+        """Close the epoch that just completed; return its mean training loss."""
+        mean = self.epoch_loss / max(1, self.epoch_count)
+        self.epoch += 1
+        self.batch, self.epoch_loss, self.epoch_count, self._order = 0, 0.0, 0, None
+        return mean
+
+    def evaluate(self) -> tuple[float, float]:
+        """Test loss and accuracy, in eval mode (no generator draws: training is not disturbed)."""
+        model, data = self.model, self.data
+        model.eval()
+        total_loss, correct = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, data.x_test.shape[0], 1000):
+                x, y = data.x_test[i:i + 1000], data.y_test[i:i + 1000]
+                logits = model(x)
+                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+        model.train()
+        n = data.x_test.shape[0]
+        return total_loss / n, correct / n
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = self.model.parameters()
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        momentum = 0.9 if cfg.optimizer == "momentum" else 0.0
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
+
+    def _schedule(self) -> None:
+        """Set this batch's learning rate: `lr` scaled by the schedule at this point of the run."""
+        factor = 1.0
+        if self.config.lr_schedule == "cosine":
+            factor = 0.5 * (1 + math.cos(math.pi * self.step_count / self.total_steps))
+        self.current_lr = self.lr * factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_lr
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+
+    def state(self, optimizer: bool = True) -> dict[str, Any]:
+        """Everything needed to go on exactly from here, as CPU copies (`optimizer=False`: the model only)."""
+        copy = _cpu_copy
+        return {
+            "model": copy(self.model.state_dict()),
+            "optimizer": copy(self.optimizer.state_dict()) if optimizer else None,
+            "generator": self.generator.get_state(),
+            "order": None if self._order is None else self._order.to("cpu", torch.int32, copy=True),
+            "counters": {"lr": self.lr, "current_lr": self.current_lr, "step_count": self.step_count,
+                         "samples_seen": self.samples_seen, "epoch": self.epoch, "batch": self.batch,
+                         "epoch_loss": self.epoch_loss, "epoch_count": self.epoch_count},
+        }
+
+    @classmethod
+    def restore(cls, config: TrainConfig, info: DatasetInfo, device: torch.device,
+                state: dict[str, Any]) -> TrainLoop:
+        """A loop that goes on from `state` (which must hold the optimizer's state)."""
+        if state.get("optimizer") is None:
+            raise ValueError("This checkpoint holds the model only; training cannot go on from it.")
+        loop = cls(config, info, device)
+        loop.model.load_state_dict(state["model"])
+        loop.optimizer.load_state_dict(state["optimizer"])
+        loop.generator.set_state(state["generator"])
+        order = state["order"]
+        loop._order = None if order is None else order.to(device, torch.int64)
+        for name, value in state["counters"].items():
+            setattr(loop, name, value)
+        return loop
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A deep copy of a (nested) state dict with every tensor cloned to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu_copy(v) for v in value]
+    return value
+
+
+def model_only(config: TrainConfig, info: DatasetInfo, state: dict[str, Any]) -> nn.Module:
+    """A CPU model in eval mode with the weights of `state["model"]`."""
+    model = build_model(config.model, info.channels, info.size, len(info.classes), config.dropout)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model
