@@ -91,10 +91,10 @@ class RunRecord:
                     self._states.popitem(last=False)
             state = self._state_after(step=event.step, epoch=event.epoch, samples_seen=event.samples_seen,
                                       elapsed=round(event.elapsed, 3),
-                                      instrument_seconds=round(event.instrument_seconds, 4))
-            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end), frame,
-                                     lambda: self._committed(n, frame, snapshot=ref), self._grow)
+                                      instrument_seconds=round(event.instrument_seconds, 3))
             self._store.set_state(self.id, state)
+            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end), frame,
+                                     lambda: self._committed(n, frame, snapshot=ref, state=state), self._grow)
             return
         text = encode_event(event)
         if isinstance(event, StepsEvent):
@@ -107,11 +107,14 @@ class RunRecord:
             self._store.set_epochs(self.id, epochs, lambda: self._committed(n, text, epoch=body))
         elif isinstance(event, StatusEvent | ErrorEvent):
             body = json.loads(text)
+            status_state: dict[str, Any] | None = None
             if isinstance(event, StatusEvent):
-                self._store.set_state(self.id, self._state_after(
-                    status=event.status.value, message=event.message, epoch=event.epoch, step=event.step,
-                    lr=event.lr))
-            self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body))
+                status_state = self._state_after(status=event.status.value, message=event.message, epoch=event.epoch,
+                                          step=event.step, lr=event.lr, elapsed=round(event.elapsed, 3),
+                                          instrument_seconds=round(event.instrument_seconds, 3),
+                                          samples_seen=event.samples_seen)
+                self._store.set_state(self.id, status_state)
+            self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=status_state))
 
     def _state_after(self, **changes: Any) -> dict[str, Any]:
         """The state as it will be once `changes` are written (kept in order with the writes)."""
@@ -126,9 +129,12 @@ class RunRecord:
 
     def _committed(self, n: int, message: Message, *, snapshot: SnapshotRef | None = None,
                    steps: tuple[list[int], list[float | None]] | None = None,
-                   epoch: dict[str, Any] | None = None, event: dict[str, Any] | None = None) -> None:
+                   epoch: dict[str, Any] | None = None, event: dict[str, Any] | None = None,
+                   state: dict[str, Any] | None = None) -> None:
         droppable = False
         with self._lock:
+            if state is not None:
+                self.state = dict(state)
             if snapshot is not None:
                 assert isinstance(message, bytes)
                 self.snapshots.append(snapshot)
@@ -137,7 +143,6 @@ class RunRecord:
                 else:
                     droppable = True
                 self._latest = message
-                self.state.update(step=snapshot.step, epoch=snapshot.epoch)
             elif steps is not None:
                 self.steps.extend(steps[0])
                 self.losses.extend(steps[1])
@@ -145,8 +150,6 @@ class RunRecord:
                 self.epochs.append(epoch)
             elif event is not None:
                 self.events.append(event)
-                if event["type"] == "status":
-                    self.state.update({k: event[k] for k in ("status", "message", "epoch", "step", "lr")})
             self._published = n
         publish = self.publish
         if publish is not None:

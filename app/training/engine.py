@@ -82,6 +82,9 @@ class StatusEvent:
     epoch: int
     step: int
     lr: float
+    elapsed: float = 0.0  # seconds of training so far
+    instrument_seconds: float = 0.0  # of which on filterscope's own work
+    samples_seen: int = 0
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,8 @@ class Engine:
             def command() -> None:
                 self.loop.lr, self._pending_lr = lr, None
                 with self._cond:  # listeners learn the new rate, and the step it applies after
-                    self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, lr))
+                    self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, lr,
+                                           self.elapsed, self.instrument_seconds, self.samples_seen))
 
             self._commands.append(command)
             self._cond.notify_all()
@@ -482,7 +486,8 @@ class Engine:
         self.status, self.message = status, message
         if status is not Status.RUNNING:
             self._clock(False)
-        self._emit(StatusEvent(status, message, self.epoch, self.step_count, self.lr))
+        self._emit(StatusEvent(status, message, self.epoch, self.step_count, self.lr, self.elapsed,
+                               self.instrument_seconds, self.samples_seen))
 
     def _clock(self, running: bool) -> None:
         now = time.perf_counter()

@@ -1,0 +1,101 @@
+"""A real server killed with SIGKILL while it trains comes back with every run and every snapshot it served,
+the run `interrupted`, and resuming it ends with exactly the weights of a run that was never killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.record.store import Store
+from app.training.config import TrainConfig
+from app.training.engine import CheckpointEvent, Engine
+from tests.api.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = {"epochs": 3, "batch_size": 128, "snapshot_every": 5, "seed": 4, "augment": True}
+
+
+@contextmanager
+def server(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_TRAINING_THREADS": "2",
+           "FILTERSCOPE_CHECKPOINT_SECONDS": "0.3"}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+
+def call(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers, method=method),
+                                timeout=60) as res:
+        raw = res.read()
+        return json.loads(raw) if res.headers["content-type"] == "application/json" else raw
+
+
+def test_a_killed_server_comes_back_and_the_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    with server(tmp_path) as (base, proc):
+        created = call("POST", f"{base}/api/runs", CONFIG)
+        rid, token = created["id"], created["token"]
+        deadline = time.monotonic() + 120
+        while call("GET", f"{base}/api/runs/{rid}")["step"] < 120:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        served = {ref["seq"]: call("GET", f"{base}/api/runs/{rid}/snapshots/{ref['seq']}")
+                  for ref in call("GET", f"{base}/api/runs/{rid}/snapshots")}
+        proc.send_signal(signal.SIGKILL)  # mid-training, no goodbye
+        proc.wait(10)
+    with server(tmp_path) as (base, _):
+        run = call("GET", f"{base}/api/runs/{rid}")
+        assert run["status"] == "interrupted" and "resume" in run["message"]
+        for seq, frame in served.items():
+            assert call("GET", f"{base}/api/runs/{rid}/snapshots/{seq}") == frame  # byte for byte
+        assert call("POST", f"{base}/api/runs/{rid}/resume", token=token)["status"] in ("queued", "running")
+        deadline = time.monotonic() + 120
+        while (run := call("GET", f"{base}/api/runs/{rid}"))["status"] != "finished":
+            assert run["status"] in ("queued", "running") and time.monotonic() < deadline, run
+            time.sleep(0.1)
+    store = Store(tmp_path / "runs.db")
+    point = store.checkpoint(rid)
+    store.close()
+    assert point is not None and point.step == run["total_steps"]
+
+    reference: dict[str, torch.Tensor] = {}
+
+    def keep(event: object) -> None:
+        if isinstance(event, CheckpointEvent) and not event.resumable:
+            reference.update(event.state["loop"]["model"])
+
+    engine = Engine(TrainConfig(**CONFIG), emit=keep, threads=2)  # the same run, never interrupted
+    engine.start()
+    assert engine.join(120)
+    resumed = point.state["loop"]["model"]
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
