@@ -41,7 +41,7 @@ from app.streaming.codec import decode_frame, encode_event, encode_snapshot
 from app.training.config import TrainConfig
 from app.training.data import to_tensors
 from app.training.datasets import get_dataset
-from app.training.engine import Engine, Event
+from app.training.engine import CheckpointEvent, Engine, Event
 from app.training.models import INIT_SCALES, build_model, init_weights
 from app.training.snapshots import Snapshot
 from app.training.threads import serial_torch, training_torch
@@ -101,7 +101,7 @@ def engine_here(cfg: TrainConfig) -> dict[str, Any]:
     def listen(event: Event) -> None:
         if isinstance(event, Snapshot):
             encode_snapshot(event)
-        else:
+        elif not isinstance(event, CheckpointEvent):
             encode_event(event)
 
     engine = Engine(cfg, emit=listen)

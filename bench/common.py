@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,13 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start the server in its own process, as a person runs it; the bench process is the client.
 
-    `env`: extra environment variables for the server (e.g. FILTERSCOPE_TRAINING_THREADS).
+    `env`: extra environment variables for the server (e.g. FILTERSCOPE_TRAINING_THREADS). Unless it names a
+    FILTERSCOPE_DATA_DIR, the server keeps its runs in a fresh temporary directory, never the person's own.
     """
+    env = {"FILTERSCOPE_DATA_DIR": tempfile.mkdtemp(prefix="filterscope-bench-"), **(env or {})}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                            cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **env})
     base = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -83,7 +83,6 @@ class RunRecord:
             self._n += 1
             n = self._n
         if isinstance(event, Snapshot):
-            frame = encode_snapshot(event)
             ref = SnapshotRef(event.seq, event.step, event.epoch, event.epoch_end)
             with self._lock:
                 self._states[event.seq] = event.state
@@ -93,8 +92,10 @@ class RunRecord:
                                       elapsed=round(event.elapsed, 3),
                                       instrument_seconds=round(event.instrument_seconds, 3))
             self._store.set_state(self.id, state)
-            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end), frame,
-                                     lambda: self._committed(n, frame, snapshot=ref, state=state), self._grow)
+            # Encoded on the writer thread: the snapshot's arrays are copies the training thread no longer uses.
+            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end),
+                                     lambda: encode_snapshot(event),
+                                     lambda frame: self._committed(n, frame, snapshot=ref, state=state), self._grow)
             return
         text = encode_event(event)
         if isinstance(event, StepsEvent):

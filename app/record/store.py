@@ -12,10 +12,12 @@ frame reaches the socket only once it is safe on disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -30,6 +32,8 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
+
+WRITER_NICENESS = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,6 +57,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     epoch INTEGER NOT NULL,
     epoch_end INTEGER NOT NULL,
     etag TEXT NOT NULL,
+    size INTEGER NOT NULL,         -- length(frame), kept so that start-up need not read every blob
     frame BLOB NOT NULL,           -- zlib of the frame as sent
     PRIMARY KEY (run_id, seq)
 );
@@ -63,6 +68,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     epoch INTEGER NOT NULL,
     anchor INTEGER NOT NULL,       -- kept for good; otherwise replaced by the run's next checkpoint
     resumable INTEGER NOT NULL,    -- holds the optimizer's state: training can go on from it
+    size INTEGER NOT NULL,
     data BLOB NOT NULL,            -- torch.save of the state
     PRIMARY KEY (run_id, step, seq)
 );
@@ -147,6 +153,9 @@ class Store:
         self._queue.put((write, then))
 
     def _write_loop(self) -> None:
+        # Encoding, compressing and writing yield to training on a shared core (as uploads do: background.py).
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
         conn = self._writer_conn
         while True:
             item = self._queue.get()
@@ -222,19 +231,25 @@ class Store:
     def add_event(self, run_id: str, body: str, then: Callable[[], None] | None = None) -> None:
         self.submit(lambda c: c.execute("INSERT INTO events (run_id, body) VALUES (?, ?)", (run_id, body)), then)
 
-    def add_snapshot(self, run_id: str, ref: tuple[int, int, int, bool], frame: bytes,
-                     then: Callable[[], None] | None = None, sized: Callable[[int], None] | None = None) -> None:
+    def add_snapshot(self, run_id: str, ref: tuple[int, int, int, bool], frame: bytes | Callable[[], bytes],
+                     then: Callable[[bytes], None] | None = None, sized: Callable[[int], None] | None = None) -> None:
+        """Store a snapshot's frame; `frame` may be a function that makes it, called on the writer thread (so
+        that encoding costs the training thread nothing). `then` gets the frame once it is committed."""
         seq, step, epoch, epoch_end = ref
+        made: list[bytes] = []
 
-        def write(c: sqlite3.Connection) -> None:  # compressed here, on the writer thread
-            packed = zlib.compress(frame, 1)
-            etag = hashlib.blake2b(frame, digest_size=12).hexdigest()
-            c.execute("INSERT OR REPLACE INTO snapshots (run_id, seq, step, epoch, epoch_end, etag, frame) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, seq, step, epoch, int(epoch_end), etag, packed))
+        def write(c: sqlite3.Connection) -> None:  # encoded and compressed here, on the writer thread
+            data = frame() if callable(frame) else frame
+            made.append(data)
+            packed = zlib.compress(data, 1)
+            etag = hashlib.blake2b(data, digest_size=12).hexdigest()
+            c.execute("INSERT OR REPLACE INTO snapshots (run_id, seq, step, epoch, epoch_end, etag, size, frame) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (run_id, seq, step, epoch, int(epoch_end), etag, len(packed), packed))
             if sized is not None:
                 sized(len(packed))
 
-        self.submit(write, then)
+        self.submit(write, None if then is None else lambda: then(made[0]))
 
     def add_checkpoint(self, run_id: str, point: Checkpoint, sized: Callable[[int], None] | None = None) -> None:
         def write(c: sqlite3.Connection) -> None:  # serialised here, on the writer thread
@@ -242,9 +257,9 @@ class Store:
             torch.save(point.state, buf)
             data = buf.getvalue()
             c.execute("DELETE FROM checkpoints WHERE run_id = ? AND anchor = 0", (run_id,))
-            c.execute("INSERT OR REPLACE INTO checkpoints (run_id, step, seq, epoch, anchor, resumable, data) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (run_id, point.step, point.seq, point.epoch, int(point.anchor), int(point.resumable), data))
+            c.execute("INSERT OR REPLACE INTO checkpoints (run_id, step, seq, epoch, anchor, resumable, size, data) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (run_id, point.step, point.seq, point.epoch,
+                                                         int(point.anchor), int(point.resumable), len(data), data))
             if sized is not None:
                 sized(len(data))
 
@@ -308,11 +323,11 @@ class Store:
                 run.losses.extend(None if not np.isfinite(v) else float(v) for v in values)
                 run.size += len(blob)
             for run_id, seq, step, epoch, epoch_end, size in c.execute(
-                    "SELECT run_id, seq, step, epoch, epoch_end, length(frame) FROM snapshots ORDER BY run_id, seq"):
+                    "SELECT run_id, seq, step, epoch, epoch_end, size FROM snapshots ORDER BY run_id, seq"):
                 if run_id in runs:
                     runs[run_id].snapshots.append((seq, step, epoch, bool(epoch_end)))
                     runs[run_id].size += size
-            for run_id, size in c.execute("SELECT run_id, sum(length(data)) FROM checkpoints GROUP BY run_id"):
+            for run_id, size in c.execute("SELECT run_id, sum(size) FROM checkpoints GROUP BY run_id"):
                 if run_id in runs:
                     runs[run_id].size += size
             for run_id, body in c.execute("SELECT run_id, body FROM events ORDER BY n"):

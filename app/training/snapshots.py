@@ -8,15 +8,18 @@ image can later be run through the model exactly as it was then.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 from torch import nn
 
 from app.training.measures import LayerMeasures, layer_measures
-from app.training.models import ConvLayer
+from app.training.models import ConvLayer, SeededDropout
 
 KINDS = ("weight", "grad", "update")  # the per-layer tensors a snapshot holds, as the page names them
+# Modules whose forward differs between train and eval mode (our dropout included).
+MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, SeededDropout)
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,13 @@ class LayerSnapshot:
     grad: np.ndarray  # (O, I, kh, kw) float32: dL/dW of the last batch
     update: np.ndarray  # (O, I, kh, kw) float32: W now - W at the previous snapshot
     fmap: np.ndarray  # (O, H, W) float32: post-activation output for the probe
-    measures: LayerMeasures  # W compared with W at step 0
+    start: np.ndarray  # (O, I, kh, kw) float32: W at step 0 (shared, never written)
     peaks: dict[str, float]  # largest |value| of weight, grad, update over the run so far, this moment included
+
+    @cached_property
+    def measures(self) -> LayerMeasures:
+        """W compared with W at step 0 (computed when first asked: by the encoder, off the training thread)."""
+        return layer_measures(self.weight, self.start)
 
 
 @dataclass(frozen=True)
@@ -71,14 +79,17 @@ def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
         def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = layer.name) -> None:
             maps[name] = out[0].detach().float().cpu().numpy()
         hooks.append(layer.activation.register_forward_hook(hook))
-    was_training = model.training
+    # Switching modes walks every module twice; skip it when no module acts differently in eval mode.
+    toggle = model.training and any(isinstance(m, MODE_DEPENDENT) for m in model.modules())
     try:
-        model.eval()
+        if toggle:
+            model.eval()
         with torch.no_grad():
             logits = model(x)
         probs = torch.softmax(logits[0].float(), dim=0).cpu().numpy()
     finally:
-        model.train(was_training)
+        if toggle:
+            model.train()
         for h in hooks:
             h.remove()
     return maps, probs
@@ -92,8 +103,8 @@ class Reference:
         self.start: dict[str, np.ndarray] = {}
         self.peaks: dict[str, dict[str, float]] = {}
 
-    def observe(self, name: str, tensors: dict[str, np.ndarray]) -> tuple[LayerMeasures, dict[str, float]]:
-        """Measure one layer's `tensors` (weight, grad, update) against the start; return its measures and peaks."""
+    def observe(self, name: str, tensors: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """Take in one layer's `tensors` (weight, grad, update); return its weights at the start and the peaks."""
         start = self.start.setdefault(name, tensors["weight"].copy())
         peaks = self.peaks.setdefault(name, dict.fromkeys(KINDS, 0.0))
         for kind in KINDS:
@@ -102,7 +113,7 @@ class Reference:
                 peak = float(np.abs(a).max())
                 if np.isfinite(peak) and peak > peaks[kind]:
                     peaks[kind] = peak
-        return layer_measures(tensors["weight"], start), dict(peaks)
+        return start, dict(peaks)
 
 
 def conv_weights(layers: list[ConvLayer]) -> dict[str, torch.Tensor]:
@@ -125,9 +136,8 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch
             "update": (w - previous[layer.name]).numpy() if layer.name in previous
             else np.zeros(w.shape, np.float32),
         }
-        measures, peaks = reference.observe(layer.name, tensors)
-        shots.append(LayerSnapshot(name=layer.name, **tensors, fmap=maps[layer.name], measures=measures,
-                                   peaks=peaks))
+        start, peaks = reference.observe(layer.name, tensors)
+        shots.append(LayerSnapshot(name=layer.name, **tensors, fmap=maps[layer.name], start=start, peaks=peaks))
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
                     elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,

@@ -28,7 +28,7 @@ export class Session {
   onState(id, state, detail) {
     if (state === 'gone') {
       this.detach();
-      this.store.notice(`${detail || `There is no run ${id}.`} Runs live in the server's memory: a restart forgets them.`);
+      this.store.notice(detail || `There is no run ${id}; it may have been deleted.`);
       return;
     }
     this.store.setConnection(state, detail);
@@ -76,7 +76,13 @@ export class Session {
   act(name) { return api[name](this.store.runId); }
 
   pause() { return this.act('pause'); }
-  resume() { return this.act('resume'); }
+  /** Resume a paused run; an interrupted one continues from its last checkpoint, so its history is read again. */
+  async resume() {
+    const interrupted = this.store.status === 'interrupted';
+    const run = await this.act('resume');
+    if (interrupted) this.attach(run.id);
+    return run;
+  }
   step() { return this.act('step'); }
   stop() { return this.act('stop'); }
 

@@ -3,6 +3,7 @@
 import { decodeFrame } from './codec.js';
 
 const GONE = 4404; // unknown run: do not retry
+const REMOVED = 4410; // the run was deleted, or removed to keep the disk budget
 const TOO_SLOW = 4408; // the server dropped us for lagging: reconnect at once and catch up
 
 export class RunSocket {
@@ -48,7 +49,7 @@ export class RunSocket {
   onClose(e) {
     this.ws = null;
     if (this.closed) return;
-    if (e.code === GONE) {
+    if (e.code === GONE || e.code === REMOVED) {
       this.h.onState('gone', e.reason || 'This run is not known to the server.');
       return;
     }

@@ -19,6 +19,8 @@ export class Emitter {
 
 export const FINAL = new Set(['stopped', 'finished', 'diverged', 'failed']);
 export const LIVE = new Set(['queued', 'running', 'paused']);
+// Nothing trains it until its owner resumes it (the server stopped while it trained); its socket stays quiet.
+export const INTERRUPTED = 'interrupted';
 
 /**
  * Events: 'reset' (views start from scratch), 'run' (run fields changed: status, step, lr...),
@@ -134,5 +136,5 @@ export class Store extends Emitter {
 
   get status() { return this.run?.status ?? null; }
   get isLive() { return LIVE.has(this.status); }
-  get isFinal() { return FINAL.has(this.status); }
+  get isFinal() { return FINAL.has(this.status) || this.status === INTERRUPTED; }
 }

@@ -92,8 +92,12 @@ export class ControlsView {
     }
     const b = this.buttons;
     b.start.disabled = this.busy || live || (attached && !run);
-    b.pause.disabled = this.busy || !(status === 'running' || status === 'paused' || status === 'queued');
-    b.pause.textContent = status === 'paused' ? 'Resume' : 'Pause';
+    const resumable = status === 'paused' || status === 'interrupted';
+    b.pause.disabled = this.busy || !(status === 'running' || status === 'queued' || resumable);
+    b.pause.textContent = resumable ? 'Resume' : 'Pause';
+    b.pause.title = status === 'interrupted'
+      ? 'The server stopped while this run trained: go on from its last checkpoint'
+      : 'Pause or resume (space)';
     b.pause.dataset.action = 'pause';
     b.step.disabled = this.busy || !live;
     b.stop.disabled = this.busy || !live;
@@ -108,7 +112,8 @@ export class ControlsView {
   async act(action) {
     const s = this.session;
     const status = this.store.status;
-    if (action === 'pause') await this.run(() => (status === 'paused' ? s.resume() : s.pause()));
+    const resumable = status === 'paused' || status === 'interrupted';
+    if (action === 'pause') await this.run(() => (resumable ? s.resume() : s.pause()));
     else if (action === 'step') await this.run(() => s.step());
     else if (action === 'stop') await this.run(() => s.stop());
     else if (action === 'new') {

@@ -3,7 +3,7 @@
 import { fmt } from '../colormap.js';
 
 const STATUS_TEXT = {
-  queued: 'queued', running: 'training', paused: 'paused', stopped: 'stopped',
+  queued: 'queued', running: 'training', paused: 'paused', interrupted: 'interrupted', stopped: 'stopped',
   finished: 'finished', diverged: 'diverged', failed: 'failed',
 };
 

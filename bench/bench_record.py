@@ -1,0 +1,170 @@
+"""What keeping every moment costs: training speed with the run store on, bytes per run, reads, start-up.
+
+Per round, side by side (the variants take turns going first; this machine is shared and noisy):
+
+1. a bare PyTorch loop (bench_training.bare_loop);
+2. the engine with every event encoded as for the wire, nothing kept (what filterscope cost before the store);
+3. the engine feeding a run record that persists everything in a SQLite store (what a run costs now).
+
+Then, on a real server: `GET /api/runs/{id}/snapshots/{seq}` and `GET .../filters/conv2/{i}` latency for a
+default run, bytes on disk per default run (`tiny`; `--classic` adds the `classic` preset), and the time from
+starting a server whose store holds 200 runs to its answering `GET /api/runs` with all of them.
+
+    .venv/bin/python -m bench.bench_record [--rounds 3] [--classic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from app.record.record import RunRecord, new_stored_run
+from app.record.store import Store
+from app.training.config import TrainConfig
+from app.training.datasets import get_dataset
+from app.training.engine import Engine
+from app.training.threads import serial_torch
+from bench.bench_training import bare_loop, engine_here, in_thread
+from bench.common import pct, serve
+
+FINAL = ("finished", "failed", "diverged", "stopped")
+
+
+def engine_recorded(cfg: TrainConfig, store: Store) -> dict[str, Any]:
+    """Train through the engine into a run record persisted by `store`, as the server does (no socket)."""
+    engine = Engine(cfg)
+    record = RunRecord(new_stored_run(f"b{time.monotonic_ns()}", "-", {"config": cfg.model_dump()}, cfg.lr), store)
+    store.add_run(new_stored_run(record.id, "-", record.meta, cfg.lr))
+    engine.listen(record.on_event)
+    engine.start()
+    engine.join()
+    store.flush()
+    n = get_dataset(cfg.dataset).info.train_count
+    return {"samples_per_s": n * cfg.epochs / engine.elapsed, "share": engine.instrument_seconds / engine.elapsed,
+            "bytes": record.size, "snapshots": len(record.snapshots)}
+
+
+def wait_finished(client: httpx.Client, run_id: str) -> dict[str, Any]:
+    while (run := client.get(f"/api/runs/{run_id}").json())["status"] not in FINAL:
+        time.sleep(0.2)
+    return run
+
+
+def reads(cfg: TrainConfig, classic: bool) -> None:
+    """Latency of snapshot and trajectory reads on a real server, and bytes per run."""
+    data_dir = tempfile.mkdtemp(prefix="filterscope-bench-")
+    server, base = serve({"FILTERSCOPE_DATA_DIR": data_dir})
+    try:
+        with httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+            run = wait_finished(client, client.post("/api/runs", json=cfg.model_dump()).json()["id"])
+            seqs = [s["seq"] for s in client.get(f"/api/runs/{run['id']}/snapshots").json()]
+            times = []
+            for _ in range(400):
+                began = time.perf_counter()
+                res = client.get(f"/api/runs/{run['id']}/snapshots/{random.choice(seqs)}")
+                times.append(time.perf_counter() - began)
+                assert res.status_code == 200
+            print(f"GET snapshots/{{seq}}    p50 {1000 * pct(times, 0.5):.1f} ms, p95 {1000 * pct(times, 0.95):.1f} ms "
+                  f"({len(times)} random reads of {len(seqs)} snapshots; goal p95 < 20 ms)")
+            times = []
+            for i in range(40):
+                began = time.perf_counter()
+                res = client.get(f"/api/runs/{run['id']}/filters/conv2/{i % 32}")
+                times.append(time.perf_counter() - began)
+            print(f"GET filters/conv2/{{i}}  p50 {1000 * pct(times, 0.5):.1f} ms, p95 {1000 * pct(times, 0.95):.1f} ms "
+                  f"({len(res.content):,} bytes: one filter at all {len(seqs)} snapshots)")
+            print(f"bytes on disk per run   {cfg.model}/{cfg.dataset}, {cfg.epochs} epochs: "
+                  f"{run['bytes'] / 1e6:.2f} MB ({len(seqs)} snapshots; goal <= 4 MB)")
+            if classic:
+                big = TrainConfig(**{**cfg.model_dump(), "model": "classic"})
+                run = wait_finished(client, client.post("/api/runs", json=big.model_dump()).json()["id"])
+                print(f"bytes on disk per run   classic/{cfg.dataset}, {cfg.epochs} epochs: "
+                      f"{run['bytes'] / 1e6:.2f} MB ({run['snapshots']} snapshots)")
+    finally:
+        server.terminate()
+        server.wait(30)
+    startup(Path(data_dir) / "runs.db")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def startup(source: Path, runs: int = 200) -> None:
+    """Seconds from starting a server whose store holds `runs` real runs to its listing all of them."""
+    data_dir = Path(tempfile.mkdtemp(prefix="filterscope-bench-"))
+    db = data_dir / "runs.db"
+    shutil.copy(source, db)
+    with sqlite3.connect(db) as conn:
+        [(seed,)] = conn.execute("SELECT id FROM runs LIMIT 1").fetchall()
+        for i in range(runs - conn.execute("SELECT count(*) FROM runs").fetchone()[0]):
+            new = f"c{i:05d}"
+            conn.execute("INSERT INTO runs SELECT ?, created_at - ?, token_hash, meta, state, epochs FROM runs "
+                         "WHERE id = ?", (new, i + 1, seed))
+            for table, cols in (("steps", "first, losses"),
+                                ("snapshots", "seq, step, epoch, epoch_end, etag, size, frame"),
+                                ("checkpoints", "step, seq, epoch, anchor, resumable, size, data")):
+                conn.execute(f"INSERT INTO {table} (run_id, {cols}) SELECT ?, {cols} FROM {table} "  # noqa: S608
+                             "WHERE run_id = ?", (new, seed))
+    size = db.stat().st_size
+    timings = {}
+    for label, where in (("empty store", tempfile.mkdtemp(prefix="filterscope-bench-")), ("200 runs", str(data_dir))):
+        began = time.perf_counter()
+        server, base = serve({"FILTERSCOPE_DATA_DIR": where, "FILTERSCOPE_MAX_DISK": str(10 * size)})
+        healthy = time.perf_counter() - began
+        try:
+            listed = httpx.get(f"http://{base}/api/runs", timeout=60).json()
+            timings[label] = (healthy, time.perf_counter() - began, len(listed))
+        finally:
+            server.terminate()
+            server.wait(30)
+    (h0, r0, _), (h1, r1, n) = timings.values()
+    print(f"start with {n} runs   healthy in {h1:.2f} s, all listed in {r1:.2f} s ({size / 1e6:.0f} MB store; "
+          f"goal < 3 s); with an empty store {h0:.2f} s / {r0:.2f} s")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--classic", action="store_true", help="also measure a `classic` run's bytes (slow)")
+    args = parser.parse_args()
+    cfg = TrainConfig()
+    print(f"config: {cfg.model_dump_json()}")
+    serial_torch()
+    store_dir = tempfile.mkdtemp(prefix="filterscope-bench-")
+    store = Store(Path(store_dir) / "runs.db")
+    bare: list[float] = []
+    plain: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    jobs = [lambda: bare.append(in_thread(lambda: bare_loop(cfg))),
+            lambda: plain.append(engine_here(cfg)),
+            lambda: kept.append(engine_recorded(cfg, store))]
+    try:
+        for r in range(args.rounds):
+            for job in jobs[r % 3:] + jobs[:r % 3]:
+                job()
+            print(f"round {r + 1}: bare {bare[-1]:,.0f}, encoded only {plain[-1]['samples_per_s']:,.0f}, "
+                  f"recorded {kept[-1]['samples_per_s']:,.0f} samples/s")
+    finally:
+        store.close()
+        shutil.rmtree(store_dir, ignore_errors=True)
+    for label, runs in (("encoded only", plain), ("recorded (store on)", kept)):
+        ratios = [e["samples_per_s"] / b for e, b in zip(runs, bare, strict=True)]
+        shares = [e["share"] for e in runs]
+        print(f"{label:<22} ratio to bare loop {statistics.median(ratios):.3f} (range {min(ratios):.2f}-"
+              f"{max(ratios):.2f}); own work in the training thread {100 * statistics.median(shares):.1f}% "
+              f"(range {100 * min(shares):.1f}-{100 * max(shares):.1f}%; goal <= 3%)")
+    ratios = [k["samples_per_s"] / p["samples_per_s"] for k, p in zip(kept, plain, strict=True)]
+    print(f"recorded / encoded only {statistics.median(ratios):.3f} (median per round)")
+    reads(cfg, args.classic)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Kill the server while a page watches a run train, start it again: the page comes back to the run, says it
+was interrupted, and Resume goes on from the last checkpoint to the end, every loss point once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, http_json
+
+pytestmark = pytest.mark.e2e
+
+
+@contextmanager
+def server(port: int, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": "0.5"}
+    with open(ARTIFACTS / "restart-server.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                http_json("GET", f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+                time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(15)
+
+
+def test_a_killed_server_comes_back_and_the_page_resumes_the_run(browser: Any, tmp_path: Path, ui: Any) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=base)
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        with server(port, tmp_path) as proc:
+            page.goto("/")
+            run_id = ui.start_run(page, epochs="6", dataset="mnist")
+            page.wait_for_function("window.filterscope.store.steps.x.length > 300")
+            proc.send_signal(signal.SIGKILL)  # no goodbye: a crash, or a pulled plug of the process
+            proc.wait(10)
+            expect(page.get_by_test_id("connection")).not_to_have_text("live")
+        with server(port, tmp_path):
+            # The page reconnects by itself and learns what became of the run.
+            expect(page.get_by_test_id("status")).to_have_text("interrupted")
+            stored = http_json("GET", f"{base}/api/runs/{run_id}")
+            assert stored["status"] == "interrupted" and stored["snapshots"] > 10
+            resume = page.get_by_test_id("pause")
+            expect(resume).to_have_text("Resume")
+            resume.click()
+            expect(page.get_by_test_id("status")).to_have_text("finished", timeout=120_000)
+            xs = page.evaluate("window.filterscope.store.steps.x")
+            assert xs == list(range(1, stored["total_steps"] + 1))  # every step once, none lost, none twice
+            page.screenshot(path=str(ARTIFACTS / "restart-resumed.png"), full_page=True)
+    finally:
+        ctx.close()
+    assert not errors, errors
