@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("filterscope")))
     # A default `tiny` run takes ~4 MB, `classic` ~20 MB: 2 GB holds hundreds. Past it the oldest ended runs go.
     max_disk: int = Field(2 * 1024**3, ge=1)
-    # Training seconds between checkpoints: what a crash may lose at most, and how far back an inspection of
-    # an old snapshot replays (a `tiny` checkpoint with Adam's state is ~0.5 MB, so not one per snapshot).
+    # Training seconds between checkpoints: the most a crash may lose. Each replaces the previous one; what a
+    # run keeps for good is two anchors (a third and two thirds through) and its final model (engine.py).
     checkpoint_seconds: float = Field(3.0, gt=0)
     # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)

@@ -77,16 +77,16 @@ class Run:
         return secrets.compare_digest(token_hash(token), self.record.token_hash)
 
     def describe(self) -> dict[str, Any]:
-        """The run as the API answers it (see schemas.RunOut): the record, with a live engine's counters."""
+        """The run as the API answers it (see schemas.RunOut): what the store holds, with a live engine's
+        progress counters. Status and history are both as committed, so they always agree."""
         rec = self.record
-        meta, state = rec.meta, dict(rec.state)
+        state = dict(rec.state)
         e = self.engine
         if e is not None:
-            state.update(status=e.status.value, message=e.message, epoch=e.epoch, step=e.step_count,
-                         samples_seen=e.samples_seen, elapsed=round(e.elapsed, 3),
-                         instrument_seconds=round(e.instrument_seconds, 3), lr=e.lr)
+            state.update(epoch=max(state["epoch"], e.epoch), step=e.step_count, samples_seen=e.samples_seen,
+                         elapsed=round(e.elapsed, 3), instrument_seconds=round(e.instrument_seconds, 3), lr=e.lr)
         return {
-            "id": rec.id, "created_at": rec.created_at, **meta, **state, "watchers": self.watchers(),
+            "id": rec.id, "created_at": rec.created_at, **rec.meta, **state, "watchers": self.watchers(),
             "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
         }
 

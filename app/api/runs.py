@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
-from app.runs import NotResumable, Run, TooManyRuns
+from app.runs import NotResumable, Run, RunManager, TooManyRuns
 from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut
 from app.training.engine import Engine, StateError
 
@@ -58,7 +58,7 @@ def get_run(run: RunDep) -> RunOut:
     return run_out(run)
 
 
-def _control(run: Run, action: Callable[[Engine], None]) -> RunOut:
+def _control(run: Run, action: Callable[[Engine], None], runs: RunManager) -> RunOut:
     engine = run.engine
     try:
         if engine is None:
@@ -68,13 +68,14 @@ def _control(run: Run, action: Callable[[Engine], None]) -> RunOut:
         raise HTTPException(409, str(exc)) from None
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
+    runs.store.flush()  # the answer shows the state the change led to, as stored (a few ms)
     return run_out(run)
 
 
 @router.post("/{run_id}/pause", responses=OWNER)
-def pause(run: OwnedRunDep) -> RunOut:
+def pause(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
     """Pause after the current batch; answers once training has stopped (nothing follows `paused`)."""
-    return _control(run, Engine.pause)
+    return _control(run, Engine.pause, runs)
 
 
 def no_engine(run: Run) -> str:
@@ -93,32 +94,33 @@ def resume(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
         raise HTTPException(409, str(exc)) from None
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
+    runs.store.flush()
     return run_out(run)
 
 
 @router.post("/{run_id}/step", responses={**OWNER, **BUSY})
 def step(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
     """Train up to the next snapshot, then pause."""
-    return _control(run, lambda e: runs.wake(run, e.step))
+    return _control(run, lambda e: runs.wake(run, e.step), runs)
 
 
 @router.post("/{run_id}/stop", responses=OWNER)
-def stop(run: OwnedRunDep) -> RunOut:
+def stop(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
     """Stop for good; the history stays."""
-    return _control(run, Engine.stop)
+    return _control(run, Engine.stop, runs)
 
 
 @router.patch("/{run_id}", responses=OWNER)
-def set_lr(run: OwnedRunDep, patch: LrPatch) -> RunOut:
+def set_lr(run: OwnedRunDep, runs: ManagerDep, patch: LrPatch) -> RunOut:
     """Change the learning rate of a live run from its next batch on."""
-    return _control(run, lambda e: e.set_lr(patch.lr))
+    return _control(run, lambda e: e.set_lr(patch.lr), runs)
 
 
 @router.put("/{run_id}/probe", responses={**OWNER, 422: {"description": "Index out of range"}})
-def set_probe(run: OwnedRunDep, probe: ProbeIndex) -> RunOut:
+def set_probe(run: OwnedRunDep, runs: ManagerDep, probe: ProbeIndex) -> RunOut:
     """Show test image `index` as the probe; a fresh snapshot follows on the socket, also when paused."""
     try:
-        return _control(run, lambda e: e.set_probe_index(probe.index))
+        return _control(run, lambda e: e.set_probe_index(probe.index), runs)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 

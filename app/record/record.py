@@ -8,7 +8,6 @@ late joiner's backlog plus the live stream after its number have no gap and no r
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,8 +19,9 @@ from typing import Any
 import torch
 
 from app.record.store import Checkpoint, Store, StoredRun
-from app.streaming.codec import PROTOCOL_VERSION, encode_event, encode_snapshot
-from app.training.engine import CheckpointEvent, EpochSummary, ErrorEvent, Event, StatusEvent, StepsEvent
+from app.streaming.codec import encode_snapshot, to_message
+from app.streaming.protocol import Epoch, Hello, StatusChange, Steps
+from app.training.engine import CheckpointEvent, Event, Status, StatusEvent
 from app.training.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -97,24 +97,25 @@ class RunRecord:
                                      lambda: encode_snapshot(event),
                                      lambda frame: self._committed(n, frame, snapshot=ref, state=state), self._grow)
             return
-        text = encode_event(event)
-        if isinstance(event, StepsEvent):
-            losses = json.loads(text)["losses"]
-            self._store.add_steps(self.id, event.steps[0], losses,
-                                  lambda: self._committed(n, text, steps=(event.steps, losses)))
-        elif isinstance(event, EpochSummary):
-            body = {k: v for k, v in json.loads(text).items() if k != "type"}
+        message = to_message(event)
+        text = message.text()
+        if isinstance(message, Steps):
+            self._store.add_steps(self.id, message.steps[0], message.losses,
+                                  lambda: self._committed(n, text, steps=(message.steps, message.losses)))
+        elif isinstance(message, Epoch):
+            body = {k: v for k, v in message.body().items() if k != "type"}
             self._pending_epochs = epochs = [*self._pending_epochs, body]
             self._store.set_epochs(self.id, epochs, lambda: self._committed(n, text, epoch=body))
-        elif isinstance(event, StatusEvent | ErrorEvent):
-            body = json.loads(text)
+        else:  # a status change or an error
             status_state: dict[str, Any] | None = None
-            if isinstance(event, StatusEvent):
-                status_state = self._state_after(status=event.status.value, message=event.message, epoch=event.epoch,
-                                          step=event.step, lr=event.lr, elapsed=round(event.elapsed, 3),
-                                          instrument_seconds=round(event.instrument_seconds, 3),
-                                          samples_seen=event.samples_seen)
+            if isinstance(message, StatusChange) and isinstance(event, StatusEvent):
+                status_state = self._state_after(status=message.status, message=message.message,
+                                                 epoch=message.epoch, step=message.step, lr=message.lr,
+                                                 elapsed=round(event.elapsed, 3),
+                                                 instrument_seconds=round(event.instrument_seconds, 3),
+                                                 samples_seen=event.samples_seen)
                 self._store.set_state(self.id, status_state)
+            body = message.body()
             self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=status_state))
 
     def _state_after(self, **changes: Any) -> dict[str, Any]:
@@ -151,6 +152,11 @@ class RunRecord:
                 self.epochs.append(epoch)
             elif event is not None:
                 self.events.append(event)
+                if event["type"] == "status" and Status(event["status"]).ended:
+                    while len(self._states) > 1:  # an ended run keeps its last model in memory, no more
+                        self._states.popitem(last=False)
+                    if Status(event["status"]).final:  # it will never resume: only its anchors stay
+                        self._store.drop_rolling(self.id, self._grow)
             self._published = n
         publish = self.publish
         if publish is not None:
@@ -180,9 +186,8 @@ class RunRecord:
         with self._lock:
             run = {**describe, "history": list(self.epochs)}
             run.update({k: self.state[k] for k in ("status", "message", "lr")})
-            hello = json.dumps({"type": "hello", "v": PROTOCOL_VERSION, "run": run}, separators=(",", ":"))
-            steps = json.dumps({"type": "steps", "steps": self.steps, "losses": self.losses},
-                               separators=(",", ":"))
+            hello = Hello(run).text()
+            steps = Steps(self.steps, self.losses).text()
             items: list[tuple[Message, bool]] = [(hello, False), (steps, False)]
             if self._first is not None and self._first is not self._latest:
                 items.append((self._first, False))

@@ -252,18 +252,35 @@ class Store:
         self.submit(write, None if then is None else lambda: then(made[0]))
 
     def add_checkpoint(self, run_id: str, point: Checkpoint, sized: Callable[[int], None] | None = None) -> None:
+        """Store a checkpoint; it replaces the run's previous non-anchor one. `sized` gets the change in bytes."""
         def write(c: sqlite3.Connection) -> None:  # serialised here, on the writer thread
             buf = io.BytesIO()
             torch.save(point.state, buf)
             data = buf.getvalue()
-            c.execute("DELETE FROM checkpoints WHERE run_id = ? AND anchor = 0", (run_id,))
+            freed = self._drop_rolling(c, run_id)
             c.execute("INSERT OR REPLACE INTO checkpoints (run_id, step, seq, epoch, anchor, resumable, size, data) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (run_id, point.step, point.seq, point.epoch,
                                                          int(point.anchor), int(point.resumable), len(data), data))
             if sized is not None:
-                sized(len(data))
+                sized(len(data) - freed)
 
         self.submit(write)
+
+    def drop_rolling(self, run_id: str, sized: Callable[[int], None] | None = None) -> None:
+        """Forget the run's non-anchor checkpoint (a run that ended will not resume)."""
+        def write(c: sqlite3.Connection) -> None:
+            freed = self._drop_rolling(c, run_id)
+            if sized is not None:
+                sized(-freed)
+
+        self.submit(write)
+
+    @staticmethod
+    def _drop_rolling(c: sqlite3.Connection, run_id: str) -> int:
+        (freed,) = c.execute("SELECT coalesce(sum(size), 0) FROM checkpoints WHERE run_id = ? AND anchor = 0",
+                             (run_id,)).fetchone()
+        c.execute("DELETE FROM checkpoints WHERE run_id = ? AND anchor = 0", (run_id,))
+        return int(freed)
 
     def truncate(self, run_id: str, seq: int, step: int, epoch: int) -> None:
         """Forget what came after a checkpoint: snapshots past `seq`, steps past `step`, checkpoints past it."""

@@ -11,21 +11,15 @@ import json
 import math
 import struct
 import time
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
+from app.streaming.protocol import PROTOCOL_VERSION, Epoch, Error, StatusChange, Steps, TextMessage, finite
 from app.training.engine import EpochSummary, ErrorEvent, StatusEvent, StepsEvent
 from app.training.snapshots import Snapshot
 
-PROTOCOL_VERSION = 1
 Q16 = 32767
-
-
-def _finite(x: float) -> float | None:
-    """JSON has no NaN: missing numbers travel as null."""
-    return x if math.isfinite(x) else None
 
 
 class Frame:
@@ -88,12 +82,12 @@ def encode_snapshot(snap: Snapshot) -> bytes:
             "update": frame.q16(layer.update),
             "fmap": frame.u8(layer.fmap),
             "measures": layer.measures.as_dict(),
-            "peaks": {k: _finite(v) for k, v in layer.peaks.items()},
+            "peaks": {k: finite(v) for k, v in layer.peaks.items()},
         })
     probe = snap.probe
     header = {
         "type": "snapshot", "v": PROTOCOL_VERSION, "seq": snap.seq, "step": snap.step, "epoch": snap.epoch,
-        "samples_seen": snap.samples_seen, "loss": _finite(snap.loss), "lr": snap.lr,
+        "samples_seen": snap.samples_seen, "loss": finite(snap.loss), "lr": snap.lr,
         "elapsed": round(snap.elapsed, 3), "instrument_seconds": round(snap.instrument_seconds, 4),
         "epoch_end": snap.epoch_end,
         "sent_at": time.time(),  # Unix time of encoding: a client on the same clock measures its latency
@@ -155,16 +149,19 @@ def encode_u8_json(a: np.ndarray) -> dict[str, Any]:
     return meta
 
 
+def to_message(event: StepsEvent | EpochSummary | StatusEvent | ErrorEvent) -> TextMessage:
+    """The protocol message for a non-snapshot engine event."""
+    if isinstance(event, StepsEvent):
+        return Steps(list(event.steps), [finite(x) for x in event.losses])
+    if isinstance(event, EpochSummary):
+        return Epoch(epoch=event.epoch, step=event.step, train_loss=finite(event.train_loss),
+                     test_loss=finite(event.test_loss), test_accuracy=finite(event.test_accuracy), lr=event.lr,
+                     wall_time=event.wall_time)
+    if isinstance(event, StatusEvent):
+        return StatusChange(event.status.value, event.message, event.epoch, event.step, event.lr)
+    return Error(event.message)
+
+
 def encode_event(event: StepsEvent | EpochSummary | StatusEvent | ErrorEvent) -> str:
     """A text frame for a non-snapshot event."""
-    if isinstance(event, StepsEvent):
-        body: dict[str, Any] = {"type": "steps", "steps": event.steps,
-                                "losses": [_finite(x) for x in event.losses]}
-    elif isinstance(event, EpochSummary):
-        body = {"type": "epoch", **{k: _finite(v) if isinstance(v, float) else v for k, v in asdict(event).items()}}
-    elif isinstance(event, StatusEvent):
-        body = {"type": "status", "status": event.status.value, "message": event.message, "epoch": event.epoch,
-                "step": event.step, "lr": event.lr}
-    else:
-        body = {"type": "error", "message": event.message}
-    return json.dumps(body, separators=(",", ":"))
+    return to_message(event).text()

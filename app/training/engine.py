@@ -128,6 +128,11 @@ class LayerInfo:
     fmap: tuple[int, int, int]  # (C, H, W) for one input image
 
 
+# Kept checkpoints a run replays from to show an old snapshot's model (besides the finished model): two
+# bound a replay to a third of the run, at ~0.5 MB each for `tiny` with Adam (its frames are ~2.9 MB).
+ANCHORS = 2
+
+
 class _Stopped(Exception):
     """Raised inside the loop when a stop (or an interrupt) was requested."""
 
@@ -141,8 +146,8 @@ class Engine:
         """`threads`: torch threads for training; 0 lets a ThreadTuner pick 1 or all cores as the load changes.
 
         `checkpoint`: go on from this state (a CheckpointEvent's) instead of starting afresh; snapshots are
-        then numbered from `first_seq` on, so no number is ever used twice. `checkpoint_seconds`: an anchor
-        checkpoint after the first snapshot past this much training since the previous one.
+        then numbered from `first_seq` on, so no number is ever used twice. `checkpoint_seconds`: a checkpoint
+        (replacing the previous one that is not an anchor) after the first snapshot past this much training.
         """
         self.config = config
         self._emit_cb = emit
@@ -161,7 +166,7 @@ class Engine:
                                  (int(c.conv.kernel_size[0]), int(c.conv.kernel_size[1])), shapes[c.name])
                        for c in conv_layers(self.loop.model)]
         self.recorder = Recorder(self.loop, self._emit, self._test_probe(config.probe_index))
-        self._resumed = checkpoint is not None
+        self._continued = checkpoint is not None or first_seq > 0  # an interrupted run going on
         self._elapsed = 0.0
         if checkpoint is not None:
             self.recorder.restore(checkpoint["recorder"], self._make_probe)
@@ -180,6 +185,7 @@ class Engine:
         self._running_since: float | None = None
         self._checkpoint_seconds = checkpoint_seconds
         self._last_checkpoint = (self._elapsed, self.loop.step_count)  # (training seconds, step) of the latest
+        self._next_anchor = self._anchor_after(self.loop.step_count)
         self._tuner = ThreadTuner([threads] if threads else [TRAINING_THREADS, 1])
 
     # ---- what the loop knows, for readers -----------------------------------------------------------------
@@ -238,6 +244,9 @@ class Engine:
             if self._thread is not None:
                 raise StateError("This run has already been started.")
             self._thread = threading.Thread(target=self._run, name=f"train-{id(self):x}", daemon=True)
+            if self._continued:  # its record says `interrupted` until told otherwise
+                self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, self.lr,
+                                       self.elapsed, self.instrument_seconds, self.samples_seen))
         self._thread.start()
 
     def pause(self, wait: float = 10.0) -> None:
@@ -367,7 +376,7 @@ class Engine:
         with self._cond:
             if self.status is Status.QUEUED:
                 self._set_status(Status.RUNNING)
-        if not self._resumed:
+        if not self._continued:  # a run going on already has its step 0
             recorder.snapshot(self.elapsed, epoch_end=False, refresh=True, clocked=False)  # the untrained network
         while not loop.done:
             self._between_batches()
@@ -393,16 +402,25 @@ class Engine:
             self._set_status(Status.FINISHED)
 
     def _after_snapshot(self) -> None:
-        """An anchor checkpoint when enough training has passed; `step` pauses here."""
-        elapsed, step = self._last_checkpoint
-        if self.elapsed - elapsed >= self._checkpoint_seconds:
+        """A checkpoint when due (an anchor past each third of the run, else one every `checkpoint_seconds`
+        of training, replacing the previous); `step` pauses here."""
+        elapsed, _ = self._last_checkpoint
+        if self.step_count >= self._next_anchor:
             self._checkpoint(anchor=True)
+            self._next_anchor = self._anchor_after(self.step_count)
+        elif self.elapsed - elapsed >= self._checkpoint_seconds:
+            self._checkpoint(anchor=False)
         if self._pause_after_snapshot:  # `step` means: until the network has changed
             with self._cond:
                 self._pause_after_snapshot = False
                 if not self._stop:
                     self._want_pause = True
                     self._set_status(Status.PAUSED)
+
+    def _anchor_after(self, step: int) -> int:
+        """The step from which the next anchor is due: ANCHORS evenly through the run (the end has its own)."""
+        spacing = max(1, -(-self.total_steps // (ANCHORS + 1)))
+        return (step // spacing + 1) * spacing
 
     def _checkpoint(self, anchor: bool, resumable: bool = True) -> None:
         """Emit a checkpoint of this moment; the copies it makes count as our own work."""

@@ -1,8 +1,9 @@
 """The model at any step of a run, trained again from the nearest checkpoint before it.
 
-A run keeps checkpoints every few seconds of training, not at every snapshot (a `tiny` model with Adam's
-state is ~0.5 MB, its snapshot frame ~33 KB). Since the loop is deterministic given its checkpoint, the
-model at any snapshot is a short replay away: up to `checkpoint_seconds` of training, on one thread. With
+A run keeps a few checkpoints, not one per snapshot (a `tiny` model with Adam's state is ~0.5 MB, its
+snapshot frame ~33 KB): two anchors, a third and two thirds through the run, and the final model. Since
+the loop is deterministic given its checkpoint, the model at any snapshot is a replay of at most a third
+of the run away (about 1-2 s for a default `tiny` run), on one background thread. With
 a fixed thread count the replayed weights are the trained ones bit for bit; otherwise they differ in float
 rounding only (~1e-7), far below what a feature map or a prediction shows.
 """

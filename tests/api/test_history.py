@@ -3,6 +3,7 @@ restart byte for byte, an interrupted run resumed to the weights it would have h
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,23 @@ def test_the_disk_budget_removes_the_oldest_ended_runs_whole_but_never_a_watched
             wait_for(lambda: client.get(f"/api/runs/{old['id']}").status_code == 404)
             assert client.get(f"/api/runs/{newer['id']}").status_code == 200
         assert client.get(f"/api/runs/{old['id']}/snapshots/0").status_code == 404
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(data_dir: Path) -> None:
+    settings: dict[str, Any] = {"training_threads": 2}
+    with owner_client(**settings) as first:
+        run = start_run(first, seed=5)
+        wait_for(lambda: first.get(f"/api/runs/{run['id']}").json()["step"] >= 3, timeout=60)
+        token = first.tokens[run["id"]]
+    with sqlite3.connect(data_dir / "runs.db") as conn:  # as if killed before any checkpoint was written
+        conn.execute("DELETE FROM checkpoints")
+    with owner_client(**settings) as second:
+        second.tokens[run["id"]] = token
+        assert second.post(f"/api/runs/{run['id']}/resume").status_code == 200
+        resumed = wait_status(second, run["id"], "finished")
+        whole = wait_status(second, start_run(second, seed=5)["id"], "finished")
+        refs = second.get(f"/api/runs/{run['id']}/snapshots").json()
+    assert refs[0]["step"] == 0 and [r["step"] for r in refs].count(0) == 1  # step 0 kept, not taken twice
+    assert [h["test_accuracy"] for h in resumed["history"]] == [h["test_accuracy"] for h in whole["history"]]
+    a, b = final_model(data_dir, run["id"]), final_model(data_dir, whole["id"])
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,86 @@
+"""The socket's text messages, one typed definition each (docs/protocol.md). Torch-free: a client decodes
+with this module and `codec.decode_frame` alone.
+
+Each message knows its `type` tag and whether a slow client may skip it; `text()` is what goes on the wire.
+Snapshots are binary frames (codec.py); everything else is one of these.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+
+
+def finite(x: float | None) -> float | None:
+    """JSON has no NaN: missing numbers travel as null."""
+    return x if x is None or math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class TextMessage:
+    type: ClassVar[str]
+    droppable: ClassVar[bool] = False  # only snapshots may be skipped; none of these
+
+    def body(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+    def text(self) -> str:
+        return json.dumps(self.body(), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Hello(TextMessage):
+    """First on every connection: the run as GET /api/runs/{id} answers it, its history included."""
+
+    type: ClassVar[str] = "hello"
+    run: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {"type": self.type, "v": PROTOCOL_VERSION, "run": self.run}
+
+
+@dataclass(frozen=True)
+class Steps(TextMessage):
+    """Training loss of consecutive batches (null where it was not finite)."""
+
+    type: ClassVar[str] = "steps"
+    steps: list[int]
+    losses: list[float | None]
+
+
+@dataclass(frozen=True)
+class Epoch(TextMessage):
+    """What an epoch achieved."""
+
+    type: ClassVar[str] = "epoch"
+    epoch: int
+    step: int
+    train_loss: float | None
+    test_loss: float | None
+    test_accuracy: float | None
+    lr: float
+    wall_time: float
+
+
+@dataclass(frozen=True)
+class StatusChange(TextMessage):
+    """The run changed state or learning rate."""
+
+    type: ClassVar[str] = "status"
+    status: str
+    message: str | None
+    epoch: int
+    step: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class Error(TextMessage):
+    """Training diverged or failed; a status follows."""
+
+    type: ClassVar[str] = "error"
+    message: str
