@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     # A default `tiny` run takes ~4 MB, `classic` ~20 MB: 2 GB holds hundreds. Past it the oldest ended runs go.
     max_disk: int = Field(2 * 1024**3, ge=1)
     # Training seconds between checkpoints: the most a crash may lose. Each replaces the previous one; what a
-    # run keeps for good is two anchors (a third and two thirds through) and its final model (engine.py).
+    # run keeps for good is one anchor (half way through) and its final model (engine.py: ANCHORS).
     checkpoint_seconds: float = Field(3.0, gt=0)
     # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)

@@ -53,6 +53,7 @@ class TrainLoop:
         self.epoch_loss = 0.0  # sum of loss x batch size over the current epoch
         self.epoch_count = 0
         self._order: torch.Tensor | None = None  # (N,) this epoch's order, drawn at its first batch
+        self._order_from: torch.Tensor | None = None  # the generator's state it was drawn from (32x smaller)
         self._data: Tensors | None = None
 
     @property
@@ -76,6 +77,7 @@ class TrainLoop:
         """Train on the next batch; return its loss (Diverged if it is not finite)."""
         cfg, data = self.config, self.data
         if self._order is None:
+            self._order_from = self.generator.get_state()
             self._order = torch.randperm(data.x_train.shape[0], generator=self.generator).to(self.device)
         idx = self._order[self.batch * cfg.batch_size:(self.batch + 1) * cfg.batch_size]
         x, y = data.x_train[idx], data.y_train[idx]  # (B, C, H, W), (B,)
@@ -101,7 +103,7 @@ class TrainLoop:
         """Close the epoch that just completed; return its mean training loss."""
         mean = self.epoch_loss / max(1, self.epoch_count)
         self.epoch += 1
-        self.batch, self.epoch_loss, self.epoch_count, self._order = 0, 0.0, 0, None
+        self.batch, self.epoch_loss, self.epoch_count, self._order, self._order_from = 0, 0.0, 0, None, None
         return mean
 
     def evaluate(self) -> tuple[float, float]:
@@ -138,14 +140,17 @@ class TrainLoop:
 
     # ---- checkpoints -------------------------------------------------------------------------------------
 
-    def state(self, optimizer: bool = True) -> dict[str, Any]:
-        """Everything needed to go on exactly from here, as CPU copies (`optimizer=False`: the model only)."""
-        copy = _cpu_copy
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the model's weights."""
+        return dict(_cpu_copy(self.model.state_dict()))
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to go on exactly from here, as CPU copies."""
         return {
-            "model": copy(self.model.state_dict()),
-            "optimizer": copy(self.optimizer.state_dict()) if optimizer else None,
+            "model": self.model_state(),
+            "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
-            "order": None if self._order is None else self._order.to("cpu", torch.int32, copy=True),
+            "order_from": self._order_from,  # the epoch's order is drawn again from it
             "counters": {"lr": self.lr, "current_lr": self.current_lr, "step_count": self.step_count,
                          "samples_seen": self.samples_seen, "epoch": self.epoch, "batch": self.batch,
                          "epoch_loss": self.epoch_loss, "epoch_count": self.epoch_count},
@@ -161,8 +166,11 @@ class TrainLoop:
         loop.model.load_state_dict(state["model"])
         loop.optimizer.load_state_dict(state["optimizer"])
         loop.generator.set_state(state["generator"])
-        order = state["order"]
-        loop._order = None if order is None else order.to(device, torch.int64)
+        if state["order_from"] is not None:
+            drawn = torch.Generator()
+            drawn.set_state(state["order_from"])
+            loop._order_from = state["order_from"]
+            loop._order = torch.randperm(loop.data.x_train.shape[0], generator=drawn).to(device)
         for name, value in state["counters"].items():
             setattr(loop, name, value)
         return loop

@@ -1,9 +1,9 @@
 """The model at any step of a run, trained again from the nearest checkpoint before it.
 
-A run keeps a few checkpoints, not one per snapshot (a `tiny` model with Adam's state is ~0.5 MB, its
-snapshot frame ~33 KB): two anchors, a third and two thirds through the run, and the final model. Since
-the loop is deterministic given its checkpoint, the model at any snapshot is a replay of at most a third
-of the run away (about 1-2 s for a default `tiny` run), on one background thread. With
+A run keeps few checkpoints, not one per snapshot (a `tiny` model with Adam's state is ~0.55 MB, its
+snapshot frame ~34 KB): an anchor half way through the run and the final model (and, while it may resume,
+its latest). Since the loop is deterministic given its checkpoint, the model at any snapshot is a replay of
+at most half the run away (a few seconds for a default `tiny` run), on one background thread. With
 a fixed thread count the replayed weights are the trained ones bit for bit; otherwise they differ in float
 rounding only (~1e-7), far below what a feature map or a prediction shows.
 """
