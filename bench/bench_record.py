@@ -102,7 +102,8 @@ def startup(source: Path, runs: int = 200) -> None:
     db = data_dir / "runs.db"
     shutil.copy(source, db)
     with sqlite3.connect(db) as conn:
-        [(seed,)] = conn.execute("SELECT id FROM runs LIMIT 1").fetchall()
+        [(seed,)] = conn.execute("SELECT id FROM runs ORDER BY created_at LIMIT 1").fetchall()
+        conn.execute("DELETE FROM runs WHERE id != ?", (seed,))  # 200 copies of one default run
         for i in range(runs - conn.execute("SELECT count(*) FROM runs").fetchone()[0]):
             new = f"c{i:05d}"
             conn.execute("INSERT INTO runs SELECT ?, created_at - ?, token_hash, meta, state, epochs FROM runs "

@@ -107,6 +107,20 @@ export const api = {
   setProbe: (id, index) => control('PUT', id, '/probe', { json: { index } }),
   uploadProbe: (id, file) => control('POST', id, '/probe', { form: fileForm(file) }),
   snapshots: (id) => request('GET', `${run(id)}/snapshots`),
+  listRuns: () => request('GET', '/api/runs'),
+  deleteRun: (id) => control('DELETE', id, ''),
+  /** A snapshot's binary frame (immutable: the browser may cache it). */
+  async frame(id, seq) {
+    const response = await fetch(`${run(id)}/snapshots/${seq}`);
+    if (!response.ok) throw new ApiError(response.status, `Snapshot ${seq} could not be read (${response.status}).`);
+    return response.arrayBuffer();
+  },
+  /** One filter's W, dW and ΔW at every snapshot (binary frame, f32 arrays). */
+  async trajectory(id, layer, index) {
+    const response = await fetch(`${run(id)}/filters/${encodeURIComponent(layer)}/${index}`);
+    if (!response.ok) throw new ApiError(response.status, `The filter's history could not be read (${response.status}).`);
+    return response.arrayBuffer();
+  },
   inspect: (id, file, seq) => {
     const query = seq === null || seq === undefined ? '' : `?snapshot=${seq}`;
     return request('POST', `${run(id)}/inspect${query}`, { form: fileForm(file) });

@@ -22,6 +22,10 @@ export class NdArray {
     if (this._values) return this._values;
     const { q } = this;
     const out = new Float32Array(q.length);
+    if (this.dtype === 'f32') {
+      this._values = this.q;
+      return this.q;
+    }
     if (this.dtype === 'q16') {
       const f = this.scale / 32767;
       for (let i = 0; i < q.length; i++) out[i] = q[i] * f;
@@ -42,6 +46,11 @@ export class NdArray {
   /** Largest |value| over the whole array (q16: exactly `scale`). */
   maxAbs() {
     if (this.dtype === 'q16') return this.scale;
+    if (this.dtype === 'f32') {
+      let m = 0;
+      for (const v of this.q) m = Math.max(m, Math.abs(v));
+      return m;
+    }
     if (this.lo && this.hi) {
       let m = 0;
       for (let c = 0; c < this.lo.length; c++) m = Math.max(m, Math.abs(this.lo[c]), Math.abs(this.hi[c]));
@@ -60,7 +69,7 @@ export class NdArray {
   }
 }
 
-const TYPES = { q16: Int16Array, u8: Uint8Array };
+const TYPES = { q16: Int16Array, u8: Uint8Array, f32: Float32Array };
 
 function isArraySpec(o) {
   return o && typeof o === 'object' && 'dtype' in o && 'shape' in o && ('offset' in o || 'data' in o);
@@ -98,7 +107,9 @@ export function decodeFrame(buffer) {
   const headerLength = new DataView(buffer).getUint32(0, true);
   const header = JSON.parse(utf8.decode(new Uint8Array(buffer, 4, headerLength)));
   const payload = 4 + headerLength;
-  return resolve(header, (spec) => makeArray(spec, buffer, payload + spec.offset));
+  const frame = resolve(header, (spec) => makeArray(spec, buffer, payload + spec.offset));
+  frame.bytes = 3 * buffer.byteLength; // what it holds once its arrays are decoded to floats (FrameCache)
+  return frame;
 }
 
 /** Decode base64 `data` arrays, as in the inspect answer. */

@@ -4,15 +4,17 @@ import { tokens } from './api.js';
 import { perf, throttle } from './frame.js';
 import { Session } from './session.js';
 import { Store } from './store.js';
+import { followUrl, readUrl } from './urlstate.js';
 import { ControlsView } from './views/controls.js';
 import { CurvesView } from './views/curves.js';
 import { FeatureMapsView } from './views/featuremaps.js';
-import { FilterDetailView } from './views/filterdetail.js';
 import { FiltersView } from './views/filters.js';
 import { InspectView } from './views/inspect.js';
+import { KernelView } from './views/kernel.js';
 import { NoticeView } from './views/notice.js';
 import { ProbeView } from './views/probe.js';
 import { ProgressView } from './views/progress.js';
+import { TimelineView } from './views/timeline.js';
 
 const boot = JSON.parse(document.getElementById('boot').textContent);
 const store = new Store(boot);
@@ -23,17 +25,18 @@ const $ = (id) => document.getElementById(id);
 const controls = new ControlsView($('controls'), ctx);
 const progress = new ProgressView(document.body);
 const filters = new FiltersView($('filters'), ctx);
-const detail = new FilterDetailView($('filter-detail'), ctx);
+const detail = new KernelView($('filter-detail'), ctx);
 const probe = new ProbeView($('probe'), ctx);
 const fmaps = new FeatureMapsView($('featuremaps'), ctx);
 const curves = new CurvesView($('curves'));
 const inspect = new InspectView($('inspect'), ctx);
 const notice = new NoticeView($('notice'));
+const timeline = new TimelineView($('timeline'), ctx);
 
 const snapshotViews = [filters, detail, probe, fmaps];
 // The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
 // notice keeps its sentence until read.
-const perRun = [controls, progress, ...snapshotViews, curves];
+const perRun = [controls, progress, ...snapshotViews, curves, timeline];
 
 store.on('reset', () => perRun.forEach((v) => v.reset()));
 // The stream brings 20-30 messages a second. The views follow it together, in one tick at most every
@@ -45,14 +48,23 @@ const tick = throttle(() => {
   if (changed.has('run')) [controls, progress, probe, inspect].forEach((v) => v.update(store));
   if (changed.has('steps') || changed.has('epoch')) curves.update(store);
   if (changed.has('epoch')) inspect.update(store);
-  if (changed.has('snapshot')) {
-    snapshotViews.forEach((v) => v.update(store));
-    inspect.update(store);
-  }
+  if (changed.has('snapshot')) showMoment();
+  if (changed.has('timeline')) timeline.update(store);
   changed.clear();
 }, STREAM_MS);
-for (const type of ['run', 'steps', 'epoch', 'snapshot']) {
+function showMoment() {
+  snapshotViews.forEach((v) => v.update(store));
+  inspect.update(store);
+  curves.moment(store);
+}
+for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
   store.on(type, () => {
+    // A moment the person scrubbed or replayed to is drawn at once (one frame); the live stream is throttled.
+    if (store.cursor !== null && (type === 'snapshot' || type === 'timeline')) {
+      if (type === 'snapshot') showMoment();
+      else timeline.update(store);
+      return;
+    }
     changed.add(type);
     tick();
   });
@@ -78,7 +90,12 @@ if (url.searchParams.has('token')) {
   url.searchParams.delete('token');
   history.replaceState(null, '', url);
 }
-const runId = url.searchParams.get('run');
-if (runId) session.attach(runId);
+const wanted = readUrl();
+if (wanted.mode) store.setView({ mode: wanted.mode });
+if (wanted.run) {
+  session.attach(wanted.run, { step: wanted.step });
+  store.pendingFilter = wanted.filter; // selected once the first snapshot names the layers
+}
+followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect } };
+window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect, timeline } };

@@ -1,20 +1,31 @@
 /** What the buttons do: start, attach to and leave runs, and the run's HTTP actions. */
 
 import { api } from './api.js';
+import { decodeFrame } from './codec.js';
 import { RunSocket } from './socket.js';
+
+const PREFETCH = 12; // frames fetched ahead of the moment shown while playing or scrubbing
+const PARALLEL = 4; // requests in flight at once
 
 export class Session {
   constructor(store) {
     this.store = store;
     this.socket = null;
+    this.loading = new Map(); // seq -> promise of its frame
+    this.queue = [];
+    this.wantStep = null; // a moment asked for by the URL, sought once the snapshot list is known
   }
 
-  /** Watch run `id`: open its socket; the hello resets the views and replays the history. */
-  attach(id) {
+  /** Watch run `id`: open its socket; the hello resets the views and replays the history. `step`: open the
+   * run at the snapshot at or before this step instead of live. */
+  attach(id, { step = null } = {}) {
     this.socket?.close();
     const { store } = this;
     store.clear();
     store.runId = id;
+    this.loading.clear();
+    this.queue = [];
+    this.wantStep = step;
     this.socket = new RunSocket(id, {
       onMessage: (msg) => this.onMessage(msg),
       onSnapshot: (frame) => store.setSnapshot(frame),
@@ -37,12 +48,67 @@ export class Session {
   onMessage(msg) {
     const { store } = this;
     switch (msg.type) {
-      case 'hello': store.hello(msg.run); break;
+      case 'hello': store.hello(msg.run); this.loadIndex(msg.run.id); break;
       case 'steps': store.addSteps(msg.steps, msg.losses); break;
       case 'epoch': store.addEpoch(msg); break;
       case 'status': store.patchRun(msg); break;
       case 'error': store.patchRun({ message: msg.message }); store.notice(msg.message); break;
       default: break; // newer servers may add message types; ignore what we do not know
+    }
+  }
+
+  /** The run's snapshot list (the socket only brings the first and the latest, then new ones). */
+  async loadIndex(id) {
+    try {
+      const list = await api.snapshots(id);
+      if (this.store.runId !== id) return;
+      this.store.addToIndex(list);
+      if (this.wantStep !== null) {
+        const step = this.wantStep;
+        this.wantStep = null;
+        const at = this.store.index.findLast((r) => r.step <= step) ?? this.store.index[0];
+        if (at) this.seek(at.seq);
+      }
+    } catch {
+      // Without the list the timeline knows the snapshots the socket brings.
+    }
+  }
+
+  /** Show the moment `seq` (null: live). Its frame comes from the cache or the server; frames after it
+   * are fetched ahead, so that playing and scrubbing find them waiting. */
+  seek(seq) {
+    const { store } = this;
+    store.setCursor(seq);
+    if (seq === null) return;
+    this.fetchFrame(seq, true);
+    const at = store.index.findIndex((r) => r.seq === seq);
+    for (const ref of store.index.slice(at + 1, at + 1 + PREFETCH)) this.fetchFrame(ref.seq, false);
+  }
+
+  /** Fetch (once) the frame of snapshot `seq`; `urgent` puts it before what is only prefetched. */
+  fetchFrame(seq, urgent) {
+    const { store } = this;
+    if (store.frames.has(seq) || this.loading.has(seq)) return;
+    const id = store.runId;
+    const job = { seq, id };
+    if (urgent) this.queue.unshift(job);
+    else this.queue.push(job);
+    this.pump();
+  }
+
+  pump() {
+    while (this.loading.size < PARALLEL && this.queue.length) {
+      const { seq, id } = this.queue.shift();
+      if (id !== this.store.runId || this.store.frames.has(seq) || this.loading.has(seq)) continue;
+      const done = api.frame(id, seq).then((buffer) => {
+        if (this.store.runId === id) this.store.keepFrame(decodeFrame(buffer));
+      }).catch(() => {
+        if (this.store.cursor === seq) this.store.notice(`Snapshot ${seq} could not be loaded.`);
+      }).finally(() => {
+        this.loading.delete(seq);
+        this.pump();
+      });
+      this.loading.set(seq, done);
     }
   }
 
@@ -58,7 +124,7 @@ export class Session {
   setUrl(id) {
     const url = new URL(location.href);
     if (id) url.searchParams.set('run', id);
-    else url.searchParams.delete('run');
+    else for (const key of ['run', 'step', 'filter']) url.searchParams.delete(key);
     history.replaceState(null, '', url);
   }
 

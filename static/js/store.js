@@ -23,8 +23,50 @@ export const LIVE = new Set(['queued', 'running', 'paused']);
 export const INTERRUPTED = 'interrupted';
 
 /**
+ * Decoded frames by seq, newest use kept: the timeline revisits them. Bounded by their bytes (a decoded
+ * frame holds its buffer and, once drawn, float copies: about three times the frame).
+ */
+export class FrameCache {
+  constructor(budget = 64 * 1024 * 1024) {
+    this.budget = budget;
+    this.map = new Map();
+    this.bytes = 0;
+  }
+
+  get(seq) {
+    const frame = this.map.get(seq);
+    if (frame) { // most recently used last
+      this.map.delete(seq);
+      this.map.set(seq, frame);
+    }
+    return frame ?? null;
+  }
+
+  has(seq) { return this.map.has(seq); }
+
+  put(frame, pinned = () => false) {
+    if (this.map.has(frame.seq)) this.bytes -= this.map.get(frame.seq).bytes;
+    this.map.delete(frame.seq);
+    this.map.set(frame.seq, frame);
+    this.bytes += frame.bytes;
+    for (const [seq, old] of this.map) {
+      if (this.bytes <= this.budget || this.map.size <= 2) break;
+      if (pinned(old)) continue;
+      this.map.delete(seq);
+      this.bytes -= old.bytes;
+    }
+  }
+
+  clear() {
+    this.map.clear();
+    this.bytes = 0;
+  }
+}
+
+/**
  * Events: 'reset' (views start from scratch), 'run' (run fields changed: status, step, lr...),
- * 'steps', 'epoch', 'snapshot', 'view' (W/dW/ΔW, scaling, selection), 'connection', 'notice'.
+ * 'steps', 'epoch', 'snapshot' (the moment shown changed), 'timeline' (snapshots known, the cursor, playing),
+ * 'view' (W/dW/ΔW, scaling, selection), 'connection', 'notice'.
  */
 export class Store extends Emitter {
   constructor(boot) {
@@ -34,6 +76,7 @@ export class Store extends Emitter {
     // show: 'now' (the filters at this moment), 'start' (at step 0), 'both' (side by side).
     this.view = { mode: 'weight', scale: 'run', show: 'now', selected: null };
     this.connection = 'idle';
+    this.frames = new FrameCache();
     this.clear();
   }
 
@@ -49,9 +92,13 @@ export class Store extends Emitter {
     this.run = null;
     this.history = [];
     this.steps = { x: [], y: [] };
-    this.snapshot = null;
-    this.previous = null;
+    this.snapshot = null; // the moment every panel shows: the head while live, else the one scrubbed to
+    this.head = null; // the newest snapshot the socket brought
     this.first = null; // the untrained network (seq 0): what every filter is compared with
+    this.index = []; // every snapshot of the run, oldest first: {seq, step, epoch, epoch_end}
+    this.cursor = null; // null: follow the head (live); else the seq of the moment wanted
+    this.playing = false;
+    this.frames?.clear();
     this.view.selected = null;
   }
 
@@ -99,10 +146,29 @@ export class Store extends Emitter {
     this.emit('run', this);
   }
 
+  /** Merge snapshot references (from GET .../snapshots, or a frame that arrived) into the index. */
+  addToIndex(refs) {
+    const known = new Set(this.index.map((r) => r.seq));
+    const fresh = refs.filter((r) => !known.has(r.seq))
+      .map(({ seq, step, epoch, epoch_end: end }) => ({ seq, step, epoch, epoch_end: end }));
+    if (!fresh.length) return;
+    this.index = this.index.concat(fresh).sort((a, b) => a.seq - b.seq);
+    this.emit('timeline', this);
+  }
+
+  /** A frame from the socket (or fetched for the timeline): cached; shown if it is the moment wanted. */
+  keepFrame(frame) {
+    this.frames.put(frame, (f) => f === this.snapshot || f === this.first || f === this.head);
+    if (frame.seq === 0 || (this.first === null && frame.step === 0)) this.first = frame;
+    this.addToIndex([frame]);
+    if (this.cursor === frame.seq) this.show(frame);
+  }
+
+  /** The newest snapshot, from the socket: the head of the run, shown unless the person scrubbed back. */
   setSnapshot(snapshot) {
-    if (snapshot.seq === 0) this.first = snapshot;
-    this.previous = this.snapshot;
-    this.snapshot = snapshot;
+    this.head = snapshot;
+    this.keepFrame(snapshot);
+    if (this.cursor === null) this.show(snapshot);
     if (this.run) {
       Object.assign(this.run, {
         step: Math.max(this.run.step ?? 0, snapshot.step),
@@ -114,7 +180,35 @@ export class Store extends Emitter {
       });
       this.emit('run', this);
     }
+  }
+
+  show(frame) {
+    if (this.snapshot === frame) return;
+    this.snapshot = frame;
     this.emit('snapshot', this);
+    this.emit('timeline', this);
+  }
+
+  /** Want the moment `seq` (null: live, the head); shown now if its frame is here, else when it arrives. */
+  setCursor(seq) {
+    const live = seq === null || (this.head !== null && seq === this.head.seq && !this.playing);
+    this.cursor = live ? null : seq;
+    const frame = this.cursor === null ? this.head : this.frames.get(seq);
+    if (frame) this.show(frame);
+    this.emit('timeline', this);
+  }
+
+  setPlaying(playing) {
+    this.playing = playing;
+    this.emit('timeline', this);
+  }
+
+  /** Position of the moment shown (or wanted) in the index; -1 before there is any. */
+  get position() {
+    const seq = this.cursor ?? this.snapshot?.seq ?? this.head?.seq;
+    if (seq === undefined || seq === null) return -1;
+    const at = this.index.findIndex((r) => r.seq === seq);
+    return at >= 0 ? at : this.index.length - 1;
   }
 
   setView(fields) {

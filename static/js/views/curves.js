@@ -41,6 +41,7 @@ export class CurvesView {
     this.test = [];
     this.history = [];
     this.stepsSeen = 0;
+    this.cursorStep = null;
     this.chart?.destroy();
     this.chart = null;
     requestDraw(this);
@@ -63,6 +64,14 @@ export class CurvesView {
     requestDraw(this);
   }
 
+  /** The timeline's moment, marked on the chart when it is not the newest. */
+  moment(state) {
+    const step = state.cursor !== null ? state.snapshot?.step ?? null : null;
+    if (step === this.cursorStep) return;
+    this.cursorStep = step;
+    this.chart?.redraw(false);
+  }
+
   /** Width follows the box; the height is fixed (measuring it would include uPlot's own legend). */
   size() {
     return { width: Math.max(240, this.box.clientWidth), height: 200 };
@@ -73,8 +82,22 @@ export class CurvesView {
     const log = this.logBox.checked;
     const pct = (u, v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}%`);
     const num = (u, v) => (v === null || v === undefined ? '–' : v.toPrecision(3));
+    const mark = (u) => { // the moment the timeline shows: a vertical line
+      if (this.cursorStep === null) return;
+      const x = Math.round(u.valToPos(this.cursorStep, 'x', true));
+      const { ctx } = u;
+      ctx.save();
+      ctx.strokeStyle = '#7c3aed';
+      ctx.lineWidth = 2 * devicePixelRatio;
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      ctx.restore();
+    };
     return new uPlot({
       ...this.size(),
+      hooks: { draw: [mark] },
       cursor: { drag: { x: true, y: false } },
       scales: {
         x: { time: false },

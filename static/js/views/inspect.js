@@ -1,4 +1,4 @@
-/** Upload panel: run a dropped, picked, pasted or drawn image through the model at a chosen snapshot. */
+/** Upload panel: run a dropped, picked, pasted or drawn image through the model at the timeline's moment. */
 
 import { decodeBase64Arrays } from '../codec.js';
 import { DrawPad } from '../drawpad.js';
@@ -18,8 +18,7 @@ export class InspectView {
     this.input = $('input');
     this.inputCaption = $('input-caption');
     this.prediction = $('prediction');
-    this.slider = $('slider');
-    this.sliderText = $('snapshot-text');
+    this.momentText = $('snapshot-text');
     this.error = $('error');
     this.useProbe = $('use-probe');
     this.bars = new ProbBars($('probs'));
@@ -57,14 +56,6 @@ export class InspectView {
       e.preventDefault();
       this.inspect(item.getAsFile());
     });
-    // Intermediate snapshots age out on the server: fetch the list afresh before the person moves the slider.
-    this.slider.addEventListener('pointerdown', () => this.refreshSnapshots());
-    this.slider.addEventListener('focus', () => this.refreshSnapshots());
-    this.slider.addEventListener('input', () => this.showSliderText());
-    this.slider.addEventListener('change', () => {
-      this.followLatest = Number(this.slider.value) === this.snapshots.length - 1;
-      if (this.file) this.inspect(this.file);
-    });
     this.useProbe.addEventListener('click', () => this.makeProbe());
     new ResizeObserver(() => this.answer && requestDraw(this)).observe(container);
     this.reset();
@@ -73,65 +64,41 @@ export class InspectView {
   reset() {
     this.file = null;
     this.answer = null;
-    this.snapshots = [];
-    this.followLatest = true;
     this.result.hidden = true;
     this.placeholder.hidden = false;
     this.layers.reset();
     this.bars.reset();
     this.showError('');
-    this.slider.disabled = true;
-    this.slider.max = '0';
-    this.sliderText.textContent = 'latest';
+    this.momentText.textContent = 'At the moment the timeline shows.';
     this.runId = null;
+    this.shownSeq = null;
+    clearTimeout(this.again);
   }
 
-  /** Refresh the snapshot list when the run changes or an epoch ends. */
+  /** The run or the moment changed: a new run starts afresh; a new moment runs the image again. */
   update(state) {
     if (state.runId !== this.runId) {
       this.reset();
       this.runId = state.runId;
     }
     this.useProbe.hidden = !state.canControl; // the live probe belongs to whoever controls the run
-    const epochs = state.history.length;
-    if (state.runId && state.snapshot && epochs !== this.epochsSeen) {
-      this.epochsSeen = epochs;
-      this.refreshSnapshots();
+    const seq = this.seq();
+    if (seq !== this.shownSeq) {
+      this.shownSeq = seq;
+      const snap = state.snapshot;
+      this.momentText.textContent = seq === null
+        ? 'At the newest moment (the timeline is live).'
+        : `At the moment the timeline shows: step ${snap?.step ?? '?'}.`;
+      clearTimeout(this.again);
+      // Not at every frame of a replay: once the timeline rests for a moment.
+      if (this.file && !state.playing) this.again = setTimeout(() => this.inspect(this.file), 250);
     }
   }
 
-  async refreshSnapshots() {
-    try {
-      const list = await this.session.snapshots();
-      const chosen = this.seq(); // read after the await: the slider may have moved meanwhile
-      this.snapshots = list;
-      this.slider.max = String(Math.max(0, list.length - 1));
-      this.slider.disabled = list.length < 2;
-      if (this.followLatest || chosen === null) {
-        this.slider.value = this.slider.max;
-      } else {
-        // Stay on the chosen snapshot, or the newest kept one before it if it has aged out.
-        const at = list.findLastIndex((s) => s.seq <= chosen);
-        this.slider.value = String(Math.max(0, at));
-      }
-      this.showSliderText();
-    } catch {
-      // The list is a convenience: without it the latest snapshot is used.
-    }
-  }
-
-  /** The snapshot the slider points at, or null for the latest. */
+  /** The snapshot the timeline shows, or null for the newest. */
   seq() {
-    if (this.followLatest || !this.snapshots.length) return null;
-    return this.snapshots[Number(this.slider.value)]?.seq ?? null;
-  }
-
-  showSliderText() {
-    const s = this.snapshots[Number(this.slider.value)];
-    const latest = Number(this.slider.value) === this.snapshots.length - 1;
-    this.sliderText.textContent = s
-      ? `#${s.seq} · step ${s.step} · ${s.epoch_end ? `end of epoch ${s.epoch}` : `epoch ${s.epoch + 1}`}${latest ? ' (latest)' : ''}`
-      : 'latest';
+    const { store } = this;
+    return store.cursor !== null ? store.snapshot?.seq ?? store.cursor : null;
   }
 
   async inspect(file) {
@@ -140,7 +107,6 @@ export class InspectView {
       this.showError('Start a run (or open one) first: the image is run through its model.');
       return;
     }
-    if (this.followLatest) await this.refreshSnapshots();
     try {
       const answer = await this.session.inspect(file, this.seq());
       this.answer = decodeBase64Arrays(answer);
@@ -148,7 +114,6 @@ export class InspectView {
       requestDraw(this);
     } catch (err) {
       this.showError(err.message);
-      if (err.status === 404) this.refreshSnapshots(); // that snapshot has aged out: offer the kept ones
     }
   }
 
