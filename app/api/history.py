@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from app.api.deps import ManagerDep, RunDep
+from app.record.export import NothingToExport, filters_gif, weights_npz
 from app.record.trajectory import NoSuchFilter, trajectory
 from app.schemas import SnapshotRef
 
@@ -49,3 +50,28 @@ def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: int = Pa
     except NoSuchFilter as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(body, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/{run_id}/export/filters.gif", response_class=Response,
+            responses={200: {"content": {"image/gif": {}}}, 404: {"description": "Unknown run or layer"}})
+def export_gif(run: RunDep, runs: ManagerDep, layer: str = "conv1") -> Response:
+    """An animated GIF of one conv layer's filters over the run (one frame per snapshot, at most 300)."""
+    try:
+        body = filters_gif(runs.store.frames(run.id), layer)
+    except NothingToExport as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(body, media_type="image/gif",
+                    headers={"Content-Disposition": f'attachment; filename="{run.id}-{layer}.gif"'})
+
+
+@router.get("/{run_id}/export/weights.npz", response_class=Response,
+            responses={200: BINARY, 404: {"description": "Unknown run, or no snapshot yet"}})
+def export_npz(run: RunDep, runs: ManagerDep) -> Response:
+    """Every conv layer's weights at every snapshot: `{layer}.weight` (snapshots, out, in, kh, kw) float32,
+    with `seq`, `step` and `epoch` per snapshot, as a NumPy .npz file."""
+    try:
+        body = weights_npz(runs.store.frames(run.id))
+    except NothingToExport as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(body, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{run.id}-weights.npz"'})

@@ -14,6 +14,7 @@ import { KernelView } from './views/kernel.js';
 import { NoticeView } from './views/notice.js';
 import { ProbeView } from './views/probe.js';
 import { ProgressView } from './views/progress.js';
+import { RunsView } from './views/runs.js';
 import { TimelineView } from './views/timeline.js';
 
 const boot = JSON.parse(document.getElementById('boot').textContent);
@@ -32,6 +33,7 @@ const curves = new CurvesView($('curves'));
 const inspect = new InspectView($('inspect'), ctx);
 const notice = new NoticeView($('notice'));
 const timeline = new TimelineView($('timeline'), ctx);
+const runs = new RunsView($('runs'), ctx);
 
 const snapshotViews = [filters, detail, probe, fmaps];
 // The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
@@ -44,8 +46,13 @@ store.on('reset', () => perRun.forEach((v) => v.reset()));
 // to the eye, and a small share of the cores training shares with it (see throttle in frame.js).
 const STREAM_MS = 160;
 const changed = new Set();
+let lastStatus = null;
 const tick = throttle(() => {
   if (changed.has('run')) [controls, progress, probe, inspect].forEach((v) => v.update(store));
+  if (changed.has('run') && store.status !== lastStatus) {
+    lastStatus = store.status;
+    runs.update(store);
+  }
   if (changed.has('steps') || changed.has('epoch')) curves.update(store);
   if (changed.has('epoch')) inspect.update(store);
   if (changed.has('snapshot')) showMoment();
@@ -98,4 +105,4 @@ if (wanted.run) {
 }
 followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect, timeline } };
+window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect, timeline, runs } };

@@ -191,8 +191,7 @@ export class Store extends Emitter {
 
   /** Want the moment `seq` (null: live, the head); shown now if its frame is here, else when it arrives. */
   setCursor(seq) {
-    const live = seq === null || (this.head !== null && seq === this.head.seq && !this.playing);
-    this.cursor = live ? null : seq;
+    this.cursor = seq;
     const frame = this.cursor === null ? this.head : this.frames.get(seq);
     if (frame) this.show(frame);
     this.emit('timeline', this);

@@ -72,13 +72,15 @@ def test_one_filter_across_the_whole_run_in_one_answer(client: OwnerClient) -> N
 
 
 def test_new_routes_answer_unknowns_and_wrong_states_with_a_sentence(client: OwnerClient) -> None:
-    for path in ("/snapshots/0", "/filters/conv1/0"):
+    for path in ("/snapshots/0", "/filters/conv1/0", "/export/weights.npz", "/export/filters.gif"):
         res = client.get(f"/api/runs/nope{path}")
         assert res.status_code == 404 and "GET /api/runs" in res.json()["detail"]
     run = wait_status(client, start_run(client)["id"], "finished")
     res = client.get(f"/api/runs/{run['id']}/snapshots/999")
     assert res.status_code == 404 and "no snapshot 999" in res.json()["detail"]
     assert client.get(f"/api/runs/{run['id']}/snapshots/-1").status_code == 422
+    res = client.get(f"/api/runs/{run['id']}/export/filters.gif?layer=fc1")
+    assert res.status_code == 404 and "no conv layer 'fc1'" in res.json()["detail"]
     res = client.post(f"/api/runs/{run['id']}/resume")
     assert res.status_code == 409 and "finished" in res.json()["detail"]
     assert client.delete("/api/runs/nope").status_code == 404

@@ -208,6 +208,14 @@ class Ui:
         page.wait_for_url(re.compile(r"[?&]run=\w+"))
         return str(page.evaluate("new URL(location.href).searchParams.get('run')"))
 
+    def http_run_status(self, run_id: str) -> int:
+        """The HTTP status GET /api/runs/{id} answers with."""
+        try:
+            urllib.request.urlopen(f"{self.base}/api/runs/{run_id}", timeout=10)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        return 200
+
     def http_run(self, run_id: str) -> Any:
         """The run as GET /api/runs/{id} answers it."""
         return http_json("GET", f"{self.base}/api/runs/{run_id}")

@@ -46,15 +46,11 @@ def test_dropped_image_shows_feature_maps_and_probabilities(page: Any, ui: Any, 
     assert ui.lit_fraction(page, "inspect-fmap-canvas-0") > 0.3
     assert ui.lit_fraction(page, "inspect-fmap-canvas-1") > 0.3
 
-    # The slider picks an older snapshot: the answer says which one it used.
-    slider = page.get_by_test_id("snapshot-slider")
-    expect(slider).to_be_enabled()
-    first_seq = page.evaluate("window.filterscope.views.inspect.snapshots[0].seq")
-    slider.focus()
-    page.keyboard.press("Home")
-    expect(page.get_by_test_id("inspect-prediction")).to_contain_text(f"snapshot #{first_seq},")
-    page.wait_for_timeout(500)  # a list refresh in flight must not move the slider back to "latest"
-    expect(page.get_by_test_id("snapshot-text")).to_contain_text(f"#{first_seq} ")
+    # The timeline goes back to step 0: the image is run again through the untrained network, and says so.
+    page.get_by_test_id("timeline-first").click()
+    expect(page.get_by_test_id("inspect-prediction")).to_contain_text("snapshot #0, step 0")
+    expect(page.get_by_test_id("snapshot-text")).to_contain_text("step 0")
+    page.get_by_test_id("timeline-live").click()
 
     # The uploaded image becomes the live probe.
     page.get_by_test_id("use-probe").click()

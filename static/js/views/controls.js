@@ -117,7 +117,12 @@ export class ControlsView {
     else if (action === 'step') await this.run(() => s.step());
     else if (action === 'stop') await this.run(() => s.stop());
     else if (action === 'new') {
+      const left = this.store.isLive && this.store.canControl ? this.store.runId : null;
       s.detach();
+      if (left) {
+        this.store.notice(`Run ${left} keeps training in the background: it is in the Runs list, where you can `
+          + 'open or stop it.', 'info');
+      }
       this.filledFor = null;
       this.showError('');
     }

@@ -31,6 +31,7 @@ export class FiltersView {
     this.modeButtons = [...container.querySelectorAll('[data-mode]')];
     this.showButtons = [...container.querySelectorAll('[data-show]')];
     this.scaling = container.querySelector('[data-role=scale]');
+    this.npz = container.querySelector('[data-role=export-npz]');
     for (const b of this.modeButtons) b.addEventListener('click', () => store.setView({ mode: b.dataset.mode }));
     for (const b of this.showButtons) b.addEventListener('click', () => store.setView({ show: b.dataset.show }));
     this.scaling.addEventListener('change', () => store.setView({ scale: this.scaling.value }));
@@ -52,6 +53,7 @@ export class FiltersView {
 
   /** state: the store (snapshot, step 0, view options, run config). */
   update(state) {
+    if (state.runId) this.npz.href = `/api/runs/${encodeURIComponent(state.runId)}/export/weights.npz`;
     if (state.snapshot !== this.snapshot) this.drawsSnapshot = true;
     this.snapshot = state.snapshot;
     this.first = state.first;
@@ -83,7 +85,30 @@ export class FiltersView {
       dims.className = 'dims';
       dims.textContent = `${shape[0]} filters · ${shape[1]}×${shape[2]}×${shape[3]}${rgb ? ' (RGB)' : ''}`;
       title.append(' ', dims);
-      head.append(title);
+      const exports = document.createElement('span');
+      exports.className = 'exports';
+      const gif = document.createElement('a');
+      gif.textContent = 'GIF';
+      gif.title = `${layer.name}'s filters at every snapshot, as an animated GIF`;
+      gif.href = `/api/runs/${encodeURIComponent(this.store.runId)}/export/filters.gif?layer=${encodeURIComponent(layer.name)}`;
+      gif.download = `${this.store.runId}-${layer.name}.gif`;
+      gif.dataset.testid = `export-gif-${layer.name}`;
+      const png = document.createElement('a');
+      png.textContent = 'PNG';
+      png.href = '#';
+      png.title = 'this grid as it is drawn now, as a PNG';
+      png.dataset.testid = `export-png-${layer.name}`;
+      png.addEventListener('click', (e) => {
+        e.preventDefault();
+        const canvas = this.layers[li]?.now.grid.canvas;
+        if (!canvas) return;
+        const a = document.createElement('a');
+        a.href = canvas.toDataURL('image/png');
+        a.download = `${this.store.runId}-${layer.name}-step${this.snapshot?.step ?? 0}.png`;
+        a.click();
+      });
+      exports.append(gif, ' · ', png);
+      head.append(title, exports);
       const bar = new ColorBar(head);
       const measures = document.createElement('p');
       measures.className = 'measures';
