@@ -4,7 +4,7 @@ import { api } from './api.js';
 import { decodeFrame } from './codec.js';
 import { RunSocket } from './socket.js';
 
-const PREFETCH = 12; // frames fetched ahead of the moment shown while playing or scrubbing
+const PREFETCH = { playing: 12, seeking: 3 }; // frames fetched ahead of the moment shown
 const PARALLEL = 4; // requests in flight at once
 
 export class Session {
@@ -63,6 +63,7 @@ export class Session {
       const list = await api.snapshots(id);
       if (this.store.runId !== id) return;
       this.store.addToIndex(list);
+      this.prefetchAll();
       if (this.wantStep !== null) {
         const step = this.wantStep;
         this.wantStep = null;
@@ -80,17 +81,30 @@ export class Session {
     const { store } = this;
     store.setCursor(seq);
     if (seq === null) return;
+    // What was only fetched ahead for an earlier moment waits behind this one, or is dropped when scrubbing.
+    if (!store.playing) this.queue = this.queue.filter((job) => job.background);
     this.fetchFrame(seq, true);
     const at = store.index.findIndex((r) => r.seq === seq);
-    for (const ref of store.index.slice(at + 1, at + 1 + PREFETCH)) this.fetchFrame(ref.seq, false);
+    const ahead = store.playing ? PREFETCH.playing : PREFETCH.seeking;
+    for (const ref of store.index.slice(at + 1, at + 1 + ahead)) this.fetchFrame(ref.seq, false);
+  }
+
+  /** An ended run is looked at, not trained: fetch its moments in the background (as many as the cache holds
+   * comfortably), so that scrubbing finds them waiting. A training run's CPU is left to training. */
+  prefetchAll() {
+    const { store } = this;
+    if (store.isLive) return;
+    const each = (store.head?.bytes ?? 0) || 1;
+    const room = Math.floor(store.frames.budget / 2 / each);
+    for (const ref of store.index.slice(0, room)) this.fetchFrame(ref.seq, false, true);
   }
 
   /** Fetch (once) the frame of snapshot `seq`; `urgent` puts it before what is only prefetched. */
-  fetchFrame(seq, urgent) {
+  fetchFrame(seq, urgent, background = false) {
     const { store } = this;
     if (store.frames.has(seq) || this.loading.has(seq)) return;
     const id = store.runId;
-    const job = { seq, id };
+    const job = { seq, id, background };
     if (urgent) this.queue.unshift(job);
     else this.queue.push(job);
     this.pump();

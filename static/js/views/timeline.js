@@ -108,6 +108,7 @@ export class TimelineView {
     if (store.index.length < 2) return;
     if (store.position >= store.index.length - 1) this.session.seek(store.index[0].seq); // from the start
     store.setPlaying(true);
+    this.nextAt = performance.now();
     this.schedule();
   }
 
@@ -123,8 +124,10 @@ export class TimelineView {
     return Math.max(MIN_FRAME_MS, (1000 * Number(v)) / Math.max(1, this.store.index.length));
   }
 
-  /** One moment further every frameMs; a moment whose frame has not arrived yet is waited for, not skipped. */
+  /** One moment further every frameMs (on a fixed beat, so timer delays do not add up); a moment whose frame
+   * has not arrived yet is waited for, not skipped. */
   schedule() {
+    this.nextAt += this.frameMs();
     this.timer = setTimeout(() => {
       const { store } = this;
       if (!store.playing) return;
@@ -137,9 +140,11 @@ export class TimelineView {
           return;
         }
         this.session.seek(store.index[next].seq);
+      } else {
+        this.nextAt = performance.now(); // waiting for a frame: the beat starts again when it comes
       }
       this.schedule();
-    }, this.frameMs());
+    }, Math.max(0, this.nextAt - performance.now()));
   }
 
   onKey(e) {
