@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.training.engine import Event
+
+
+def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until the server at `base` answers /healthz (fail if it does not, or its process exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1)
+            return
+        except OSError:
+            assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.01) -> None:

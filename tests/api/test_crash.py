@@ -21,6 +21,7 @@ from app.record.store import Store
 from app.training.config import TrainConfig
 from app.training.engine import CheckpointEvent, Engine
 from tests.api.conftest import free_port
+from tests.conftest import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"epochs": 3, "batch_size": 128, "snapshot_every": 5, "seed": 4, "augment": True}
@@ -35,14 +36,7 @@ def server(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        wait_healthy(base, process=proc)
         yield base, proc
     finally:
         if proc.poll() is None:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import wait_healthy
 from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, http_json
 
 pytestmark = pytest.mark.e2e
@@ -28,14 +28,7 @@ def server(port: int, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                http_json("GET", f"http://127.0.0.1:{port}/healthz")
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
-                time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{port}", process=proc)
         yield proc
     finally:
         if proc.poll() is None:

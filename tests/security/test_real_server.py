@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.conftest import wait_healthy
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,14 +29,7 @@ def test_sigterm_exits_within_5_s_with_a_half_sent_body_and_a_run_training() -> 
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        wait_healthy(base)
         request = urllib.request.Request(f"{base}/api/runs", data=json.dumps({"epochs": 50}).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(request, timeout=30) as res:
@@ -66,14 +61,7 @@ def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_need
         link = next(line for line in lines if "?token=" in line)
         token = link.split("?token=", 1)[1].split()[0]
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        wait_healthy(base)
 
         def create(headers: dict[str, str]) -> int:
             request = urllib.request.Request(f"{base}/api/runs", data=b'{"epochs": 1}', method="POST",

@@ -2,7 +2,7 @@
 
 import { api, tokens } from '../api.js';
 
-const REFRESH_MS = 3000;
+const REFRESH_MS = 10000; // while a run trains: its progress, not worth a core's attention more often
 const LIVE = new Set(['queued', 'running', 'paused']);
 
 function ago(seconds) {
@@ -50,6 +50,11 @@ export class RunsView {
 
   render() {
     const current = this.store.runId;
+    // Only what is shown: a run training changes `elapsed` at every refresh, which the rows show rounded.
+    const key = JSON.stringify([current, this.runs.map((r) => [r.id, r.status, r.history.length, r.snapshots,
+      Math.round(r.elapsed)])]);
+    if (key === this.rendered) return;
+    this.rendered = key;
     this.count.textContent = this.runs.length ? `(${this.runs.length})` : '';
     if (!this.runs.length) {
       this.list.innerHTML = '<p class="empty">No runs yet: press Start.</p>';

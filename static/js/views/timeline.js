@@ -40,7 +40,8 @@ export class TimelineView {
   update(state) {
     const n = state.index.length;
     this.root.hidden = !state.runId;
-    this.slider.max = String(Math.max(0, n - 1));
+    const max = String(Math.max(0, n - 1));
+    if (this.slider.max !== max) this.slider.max = max;
     this.slider.disabled = n < 2;
     const at = state.position;
     if (document.activeElement !== this.slider || !state.playing) this.slider.value = String(Math.max(0, at));
@@ -60,7 +61,7 @@ export class TimelineView {
       const where = live ? (state.isLive ? ' · live' : ' · the last moment') : state.playing ? ' · replaying' : '';
       text = `step ${ref.step} · ${epoch} · snapshot ${at + 1} of ${n}${where}${waiting ? ' · loading…' : ''}`;
     }
-    this.label.textContent = text;
+    if (this.label.textContent !== text) this.label.textContent = text; // no layout for an unchanged label
     this.label.dataset.step = ref ? String(ref.step) : '';
   }
 
