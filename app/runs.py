@@ -88,6 +88,8 @@ class Run:
         return {
             "id": rec.id, "created_at": rec.created_at, **rec.meta, **state, "watchers": self.watchers(),
             "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
+            "warnings": rec.warnings(),
+            "lr_changes": [{"step": step, "lr": lr} for step, lr in rec.lr_changes().items()],
         }
 
 
@@ -148,7 +150,8 @@ class RunManager:
             meta = {"config": config.model_dump(), "steps_per_epoch": engine.steps_per_epoch,
                     "total_steps": engine.total_steps, "classes": list(engine.info.classes),
                     "layers": [{"name": x.name, "in_channels": x.in_channels, "out_channels": x.out_channels,
-                                "kernel": list(x.kernel), "fmap": list(x.fmap)} for x in engine.layers]}
+                                "kernel": list(x.kernel), "fmap": list(x.fmap), "pool": x.pool}
+                               for x in engine.layers]}
             stored = new_stored_run(run_id, token_hash(token), meta, config.lr)
             self.store.add_run(stored)
             record = RunRecord(stored, self.store)

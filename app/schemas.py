@@ -33,11 +33,18 @@ class DatasetOut(BaseModel):
     test_count: int
 
 
+class PoolOut(BaseModel):
+    kind: Literal["max", "avg"]
+    size: int
+    stride: int
+
+
 class ModelLayerOut(BaseModel):
     name: str
     in_channels: int
     out_channels: int
     kernel: tuple[int, int]
+    pool: PoolOut | None = Field(None, description="the pooling that follows this layer's ReLU, if any")
 
 
 class ModelOut(BaseModel):
@@ -62,6 +69,19 @@ class EpochOut(BaseModel):
     test_accuracy: float | None
     lr: float
     wall_time: float
+    train_accuracy: float | None = Field(None, description="accuracy on a fixed sample of the training images "
+                                         "(as many as the test set has), in eval mode like test_accuracy")
+
+
+class WarningOut(BaseModel):
+    kind: Literal["dead", "stalled", "exploding"]
+    step: int = Field(description="the step it was raised at")
+    message: str = Field(description="what happened, its likely cause and what to try, in one sentence")
+
+
+class LrChangeOut(BaseModel):
+    step: int = Field(description="the step after which the new rate applied")
+    lr: float
 
 
 class RunOut(BaseModel):
@@ -87,6 +107,8 @@ class RunOut(BaseModel):
     history: list[EpochOut]
     snapshots: int = Field(description="snapshots kept (GET /api/runs/{id}/snapshots lists them)")
     bytes: int = Field(description="what the run takes on disk")
+    warnings: list[WarningOut] = Field(default_factory=list, description="raised so far, once per kind")
+    lr_changes: list[LrChangeOut] = Field(default_factory=list, description="learning rates set by hand")
 
 
 class CreatedRunOut(RunOut):

@@ -54,7 +54,7 @@ def _models() -> tuple[ModelOut, ...]:
         with torch.device("meta"):
             model = build_model(preset.name, 1, 28, 10)
         layers = [{"name": c.name, "in_channels": c.conv.in_channels, "out_channels": c.conv.out_channels,
-                   "kernel": tuple(c.conv.kernel_size)} for c in conv_layers(model)]
+                   "kernel": tuple(c.conv.kernel_size), "pool": c.pool_info()} for c in conv_layers(model)]
         out.append(ModelOut(name=preset.name, title=preset.title, description=preset.description,
                             parameters=sum(p.numel() for p in model.parameters()), layers=layers))
     return tuple(out)

@@ -21,7 +21,7 @@ import torch
 from app.record.store import Checkpoint, Store, StoredRun
 from app.streaming.codec import encode_snapshot, to_message
 from app.streaming.protocol import Epoch, Hello, StatusChange, Steps
-from app.training.engine import CheckpointEvent, Event, Status, StatusEvent
+from app.training.engine import CheckpointEvent, Event, Status, StatusEvent, WarningEvent
 from app.training.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,11 @@ class RunRecord:
         self.epochs = list(stored.epochs)
         self.steps = list(stored.steps)
         self.losses = list(stored.losses)
+        names = [layer["name"] for layer in self.meta.get("layers", [])]
+        self.ratios = {name: list(stored.ratios.get(name, [None] * len(self.steps))) for name in names}
         self.snapshots = [SnapshotRef(*s) for s in stored.snapshots]
-        self.events = list(stored.events)  # status and error messages, as sent
+        self.events = list(stored.events)  # status, error and warning messages, as sent
+        self._warned = {e["kind"] for e in self.events if e.get("type") == "warning"}
         self.size = stored.size
         self._store = store
         self._lock = threading.Lock()
@@ -79,6 +82,11 @@ class RunRecord:
             point = Checkpoint(event.step, event.seq, event.epoch, event.anchor, event.resumable, event.state)
             self._store.add_checkpoint(self.id, point, self._grow)
             return
+        if isinstance(event, WarningEvent):
+            with self._lock:  # once per kind, a resumed run included (it diagnoses afresh)
+                if event.kind in self._warned:
+                    return
+                self._warned.add(event.kind)
         with self._lock:
             self._n += 1
             n = self._n
@@ -100,13 +108,14 @@ class RunRecord:
         message = to_message(event)
         text = message.text()
         if isinstance(message, Steps):
-            self._store.add_steps(self.id, message.steps[0], message.losses,
-                                  lambda: self._committed(n, text, steps=(message.steps, message.losses)))
+            rows = [message.ratios.get(name, [None] * len(message.steps)) for name in self.ratios]
+            self._store.add_steps(self.id, message.steps[0], message.losses, rows,
+                                  lambda: self._committed(n, text, steps=(message.steps, message.losses, rows)))
         elif isinstance(message, Epoch):
             body = {k: v for k, v in message.body().items() if k != "type"}
             self._pending_epochs = epochs = [*self._pending_epochs, body]
             self._store.set_epochs(self.id, epochs, lambda: self._committed(n, text, epoch=body))
-        else:  # a status change or an error
+        else:  # a status change, an error or a warning
             status_state: dict[str, Any] | None = None
             if isinstance(message, StatusChange) and isinstance(event, StatusEvent):
                 status_state = self._state_after(status=message.status, message=message.message,
@@ -130,7 +139,7 @@ class RunRecord:
     # ---- the committed view (writer thread) ------------------------------------------------------------------
 
     def _committed(self, n: int, message: Message, *, snapshot: SnapshotRef | None = None,
-                   steps: tuple[list[int], list[float | None]] | None = None,
+                   steps: tuple[list[int], list[float | None], list[list[float | None]]] | None = None,
                    epoch: dict[str, Any] | None = None, event: dict[str, Any] | None = None,
                    state: dict[str, Any] | None = None) -> None:
         droppable = False
@@ -148,6 +157,8 @@ class RunRecord:
             elif steps is not None:
                 self.steps.extend(steps[0])
                 self.losses.extend(steps[1])
+                for name, row in zip(self.ratios, steps[2], strict=True):
+                    self.ratios[name].extend(row)
             elif epoch is not None:
                 self.epochs.append(epoch)
             elif event is not None:
@@ -187,7 +198,7 @@ class RunRecord:
             run = {**describe, "history": list(self.epochs)}
             run.update({k: self.state[k] for k in ("status", "message", "lr")})
             hello = Hello(run).text()
-            steps = Steps(self.steps, self.losses).text()
+            steps = Steps(self.steps, self.losses, self.ratios).text()
             items: list[tuple[Message, bool]] = [(hello, False), (steps, False)]
             if self._first is not None and self._first is not self._latest:
                 items.append((self._first, False))
@@ -216,6 +227,11 @@ class RunRecord:
         with self._lock:
             return self._states.get(seq)
 
+    def warnings(self) -> list[dict[str, Any]]:
+        """Every warning raised, oldest first: {kind, step, message}."""
+        with self._lock:
+            return [{k: e[k] for k in ("kind", "step", "message")} for e in self.events if e.get("type") == "warning"]
+
     def lr_changes(self) -> dict[int, float]:
         """The learning rate a person set, by the step after which it applied (from the status log)."""
         with self._lock:
@@ -232,6 +248,7 @@ class RunRecord:
             self.snapshots = [s for s in self.snapshots if s.seq <= seq]
             keep = sum(1 for s in self.steps if s <= step)
             self.steps, self.losses = self.steps[:keep], self.losses[:keep]
+            self.ratios = {name: row[:keep] for name, row in self.ratios.items()}
             self.epochs = [e for e in self.epochs if e["epoch"] <= epoch]
             self._pending_epochs = list(self.epochs)
             self._states = OrderedDict((k, v) for k, v in self._states.items() if k <= seq)

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL,
     first INTEGER NOT NULL,        -- the step of losses[0]
     losses BLOB NOT NULL,          -- float32, NaN for a non-finite loss
+    ratios BLOB,                   -- float32 (layers, len(losses)): update ratios, conv layers in meta order
     PRIMARY KEY (run_id, first)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -93,6 +94,7 @@ class StoredRun:
     epochs: list[dict[str, Any]]
     steps: list[int] = field(default_factory=list)
     losses: list[float | None] = field(default_factory=list)
+    ratios: dict[str, list[float | None]] = field(default_factory=dict)  # per conv layer, one per step
     snapshots: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (seq, step, epoch, epoch_end)
     events: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0  # bytes of its rows' blobs and texts
@@ -125,6 +127,9 @@ class Store:
         self.path = path
         self._writer_conn = self._connect()
         self._writer_conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._writer_conn.execute("PRAGMA table_info(steps)")}
+        if "ratios" not in columns:  # a store written before update ratios were kept
+            self._writer_conn.execute("ALTER TABLE steps ADD COLUMN ratios BLOB")
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -223,10 +228,13 @@ class Store:
         self.submit(lambda c: c.execute("UPDATE runs SET epochs = ? WHERE id = ?", (text, run_id)), then)
 
     def add_steps(self, run_id: str, first: int, losses: list[float | None],
-                  then: Callable[[], None] | None = None) -> None:
+                  ratios: list[list[float | None]] | None = None, then: Callable[[], None] | None = None) -> None:
+        """Losses of consecutive steps from `first`, and per conv layer (in the run's order) their update ratios."""
         blob = np.array([np.nan if x is None else x for x in losses], "<f4").tobytes()
-        self.submit(lambda c: c.execute("INSERT OR REPLACE INTO steps (run_id, first, losses) VALUES (?, ?, ?)",
-                                        (run_id, first, blob)), then)
+        per_layer = None if not ratios else \
+            np.array([[np.nan if x is None else x for x in row] for row in ratios], "<f4").tobytes()
+        self.submit(lambda c: c.execute("INSERT OR REPLACE INTO steps (run_id, first, losses, ratios) "
+                                        "VALUES (?, ?, ?, ?)", (run_id, first, blob, per_layer)), then)
 
     def add_event(self, run_id: str, body: str, then: Callable[[], None] | None = None) -> None:
         self.submit(lambda c: c.execute("INSERT INTO events (run_id, body) VALUES (?, ?)", (run_id, body)), then)
@@ -288,14 +296,17 @@ class Store:
             c.execute("DELETE FROM snapshots WHERE run_id = ? AND seq > ?", (run_id, seq))
             c.execute("DELETE FROM steps WHERE run_id = ? AND first > ?", (run_id, step))
             c.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", (run_id, step))
-            row = c.execute("SELECT first, losses FROM steps WHERE run_id = ? ORDER BY first DESC LIMIT 1",
+            row = c.execute("SELECT first, losses, ratios FROM steps WHERE run_id = ? ORDER BY first DESC LIMIT 1",
                             (run_id,)).fetchone()
             if row is not None:  # the chunk that straddles `step` keeps its first part
-                first, blob = row
-                keep = max(0, step - first + 1) * 4
-                if keep < len(blob):
-                    c.execute("UPDATE steps SET losses = ? WHERE run_id = ? AND first = ?",
-                              (blob[:keep], run_id, first))
+                first, blob, per_layer = row
+                keep = max(0, step - first + 1)
+                n = len(blob) // 4
+                if keep < n:
+                    if per_layer is not None:
+                        per_layer = np.frombuffer(per_layer, "<f4").reshape(-1, n)[:, :keep].tobytes()
+                    c.execute("UPDATE steps SET losses = ?, ratios = ? WHERE run_id = ? AND first = ?",
+                              (blob[:keep * 4], per_layer, run_id, first))
 
         self.submit(write)
 
@@ -331,14 +342,23 @@ class Store:
                     for row in c.execute("SELECT id, created_at, token_hash, meta, state, epochs, "
                                          "length(meta) + length(state) + length(epochs) FROM runs "
                                          "ORDER BY created_at")}
-            for run_id, first, blob in c.execute("SELECT run_id, first, losses FROM steps ORDER BY run_id, first"):
+            for run_id, first, blob, per_layer in c.execute(
+                    "SELECT run_id, first, losses, ratios FROM steps ORDER BY run_id, first"):
                 run = runs.get(run_id)
                 if run is None:
                     continue
                 values = np.frombuffer(blob, "<f4")
+                names = [layer["name"] for layer in run.meta.get("layers", [])]
+                if not run.ratios:
+                    run.ratios = {name: [None] * len(run.steps) for name in names}
+                rows = np.frombuffer(per_layer, "<f4").reshape(-1, len(values)) if per_layer is not None else None
+                for i, name in enumerate(names):
+                    row = rows[i] if rows is not None and i < rows.shape[0] else np.full(len(values), np.nan)
+                    # They travel at 4 significant digits (codec._ratio): read back as they were sent.
+                    run.ratios[name].extend(None if not np.isfinite(v) else float(f"{v:.4g}") for v in row)
                 run.steps.extend(range(first, first + len(values)))
                 run.losses.extend(None if not np.isfinite(v) else float(v) for v in values)
-                run.size += len(blob)
+                run.size += len(blob) + (len(per_layer) if per_layer is not None else 0)
             for run_id, seq, step, epoch, epoch_end, size in c.execute(
                     "SELECT run_id, seq, step, epoch, epoch_end, size FROM snapshots ORDER BY run_id, seq"):
                 if run_id in runs:

@@ -15,8 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from app.streaming.protocol import PROTOCOL_VERSION, Epoch, Error, StatusChange, Steps, TextMessage, finite
-from app.training.engine import EpochSummary, ErrorEvent, StatusEvent, StepsEvent
+from app.streaming.protocol import (
+    PROTOCOL_VERSION,
+    Epoch,
+    Error,
+    StatusChange,
+    Steps,
+    TextMessage,
+    WarningMessage,
+    finite,
+)
+from app.training.engine import EpochSummary, ErrorEvent, StatusEvent, StepsEvent, WarningEvent
 from app.training.snapshots import Snapshot
 
 Q16 = 32767
@@ -55,6 +64,20 @@ class Frame:
         return self._add(q.tobytes(), {"shape": list(a.shape), "dtype": "u8",
                                        "lo": [float(v) for v in lo], "hi": [float(v) for v in hi]})
 
+    def q8s(self, a: np.ndarray) -> dict[str, Any]:
+        """int8 with two scales per entry of the first axis, its largest negative and positive magnitudes:
+        zero and sign exact, each side to 1/127 of its own extreme (a map mostly negative before ReLU keeps the
+        detail of its positive part)."""
+        flat = np.nan_to_num(a.reshape(a.shape[0], -1).astype(np.float32), posinf=0.0, neginf=0.0)  # (C, H*W)
+        # Scales to 4 significant digits (the values keep 1/127 anyway): a smaller header.
+        pos = [float(f"{v:.4g}") for v in flat.max(axis=1, initial=0.0)]
+        neg = [float(f"{v:.4g}") for v in -flat.min(axis=1, initial=0.0)]
+        p, n = np.array(pos, np.float32), np.array(neg, np.float32)
+        up = np.divide(127.0, p, out=np.zeros_like(p), where=p > 0)[:, None]
+        down = np.divide(127.0, n, out=np.zeros_like(n), where=n > 0)[:, None]
+        q = np.clip(np.round(np.where(flat > 0, flat * up, flat * down)), -127, 127).astype(np.int8)
+        return self._add(q.tobytes(), {"shape": list(a.shape), "dtype": "q8s", "neg": neg, "pos": pos})
+
     def f32(self, a: np.ndarray) -> dict[str, Any]:
         """float32 little-endian, exact."""
         return self._add(np.ascontiguousarray(a, "<f4").tobytes(), {"shape": list(a.shape), "dtype": "f32"})
@@ -80,7 +103,12 @@ def encode_snapshot(snap: Snapshot) -> bytes:
             "weight": frame.q16(layer.weight),
             "grad": frame.q16(layer.grad),
             "update": frame.q16(layer.update),
-            "fmap": frame.u8(layer.fmap),
+            # After a ReLU the feature map is max(0, preact) exactly: the client derives it, at no cost in bytes.
+            "preact": frame.q8s(layer.preact),
+            "fmap": {"shape": list(layer.fmap.shape), "dtype": "relu", "of": "preact"} if layer.relu
+            else frame.u8(layer.fmap),
+            "activation": "relu" if layer.relu else "other",
+            "pool": layer.pool,
             "measures": layer.measures.as_dict(),
             "peaks": {k: finite(v) for k, v in layer.peaks.items()},
         })
@@ -117,6 +145,10 @@ def decode_frame(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 walk(v, f"{path}.{i}")
 
     walk(header, "")
+    for i, layer in enumerate(header.get("layers", [])):
+        spec = layer.get("fmap", {})
+        if spec.get("dtype") == "relu":  # derived from the layer's pre-activation maps, not carried
+            arrays[f"layers.{i}.fmap"] = np.maximum(arrays[f"layers.{i}.{spec['of']}"], 0)
     return header, arrays
 
 
@@ -130,6 +162,11 @@ def decode_array(payload: bytes | memoryview, meta: dict[str, Any]) -> np.ndarra
         return (q * scale).reshape(shape)
     if meta["dtype"] == "f32":
         return np.frombuffer(payload, "<f4", count, meta["offset"]).reshape(shape)
+    if meta["dtype"] == "q8s":
+        s8 = np.frombuffer(payload, np.int8, count, meta["offset"]).astype(np.float32).reshape(shape[0], -1)
+        pos = np.array(meta["pos"], np.float32)[:, None] / 127
+        neg = np.array(meta["neg"], np.float32)[:, None] / 127
+        return np.where(s8 > 0, s8 * pos, s8 * neg).reshape(shape)
     if meta["dtype"] == "u8":
         q = np.frombuffer(payload, np.uint8, count, meta["offset"]).reshape(shape)
         if "lo" not in meta:
@@ -149,19 +186,31 @@ def encode_u8_json(a: np.ndarray) -> dict[str, Any]:
     return meta
 
 
-def to_message(event: StepsEvent | EpochSummary | StatusEvent | ErrorEvent) -> TextMessage:
+Textual = StepsEvent | EpochSummary | StatusEvent | ErrorEvent | WarningEvent
+
+
+def to_message(event: Textual) -> TextMessage:
     """The protocol message for a non-snapshot engine event."""
     if isinstance(event, StepsEvent):
-        return Steps(list(event.steps), [finite(x) for x in event.losses])
+        ratios = {k: [_ratio(x) for x in v] for k, v in event.ratios.items()}
+        return Steps(list(event.steps), [finite(x) for x in event.losses], ratios)
     if isinstance(event, EpochSummary):
         return Epoch(epoch=event.epoch, step=event.step, train_loss=finite(event.train_loss),
                      test_loss=finite(event.test_loss), test_accuracy=finite(event.test_accuracy), lr=event.lr,
-                     wall_time=event.wall_time)
+                     wall_time=event.wall_time,
+                     train_accuracy=None if event.train_accuracy is None else finite(event.train_accuracy))
     if isinstance(event, StatusEvent):
-        return StatusChange(event.status.value, event.message, event.epoch, event.step, event.lr)
+        return StatusChange(event.status.value, event.message, event.epoch, event.step, event.lr, event.samples_seen)
+    if isinstance(event, WarningEvent):
+        return WarningMessage(event.kind, event.step, event.message)
     return Error(event.message)
 
 
-def encode_event(event: StepsEvent | EpochSummary | StatusEvent | ErrorEvent) -> str:
+def _ratio(x: float) -> float | None:
+    """An update ratio to 4 significant digits (a chart's worth): a third of the text."""
+    return float(f"{x:.4g}") if math.isfinite(x) else None
+
+
+def encode_event(event: Textual) -> str:
     """A text frame for a non-snapshot event."""
     return to_message(event).text()

@@ -45,11 +45,13 @@ class Hello(TextMessage):
 
 @dataclass(frozen=True)
 class Steps(TextMessage):
-    """Training loss of consecutive batches (null where it was not finite)."""
+    """Training loss of consecutive batches (null where it was not finite), and per conv layer the update ratio
+    ||ΔW|| / ||W|| of each of those batches."""
 
     type: ClassVar[str] = "steps"
     steps: list[int]
     losses: list[float | None]
+    ratios: dict[str, list[float | None]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Epoch(TextMessage):
     test_accuracy: float | None
     lr: float
     wall_time: float
+    train_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,17 @@ class StatusChange(TextMessage):
     epoch: int
     step: int
     lr: float
+    samples_seen: int = 0
+
+
+@dataclass(frozen=True)
+class WarningMessage(TextMessage):
+    """Something a person should know about the run (it died, stalled, or its loss explodes), once per kind."""
+
+    type: ClassVar[str] = "warning"
+    kind: str
+    step: int
+    message: str
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,21 @@ def to_tensors(dataset: Dataset, device: torch.device) -> Tensors:
     )
 
 
+def balanced_subset(labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of `count` images taken from each class in turn, in data-set order: the same for every seed.
+
+    A small training subset drawn this way has every class (an overfitting run learns them all), and the
+    train-accuracy sample of every epoch is one fixed set of images.
+    """
+    labels = np.asarray(labels)
+    rank = np.zeros(labels.shape[0], np.int64)  # position of each image among those of its class
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(where.shape[0])
+    order = np.lexsort((np.arange(labels.shape[0]), rank))  # by rank, then by index
+    return np.sort(order[:count])
+
+
 def augment_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Shift each image of a batch (B, C, H, W) by its own random (dy, dx) in [-max_shift, max_shift].
 

@@ -25,6 +25,7 @@ from torch import nn
 from app.training.config import TrainConfig
 from app.training.data import normalise
 from app.training.datasets import get_dataset
+from app.training.diagnose import WarningEvent
 from app.training.loop import Diverged, TrainLoop
 from app.training.models import conv_layers, feature_shapes
 from app.training.recorder import Recorder, StepsEvent
@@ -34,7 +35,7 @@ from app.training.threads import TRAINING_THREADS, ThreadTuner, return_freed_mem
 log = logging.getLogger(__name__)
 
 __all__ = ["CheckpointEvent", "Engine", "EpochSummary", "ErrorEvent", "Event", "LayerInfo", "StateError", "Status",
-           "StatusEvent", "StepsEvent"]
+           "StatusEvent", "StepsEvent", "WarningEvent"]
 
 
 class Status(StrEnum):
@@ -71,6 +72,7 @@ class EpochSummary:
     test_accuracy: float
     lr: float
     wall_time: float  # seconds of training since the start (pauses excluded)
+    train_accuracy: float | None = None  # on a fixed sample of the training images, in eval mode like the test
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class CheckpointEvent:
     state: dict[str, Any]
 
 
-Event = StepsEvent | Snapshot | EpochSummary | StatusEvent | ErrorEvent | CheckpointEvent
+Event = StepsEvent | Snapshot | EpochSummary | StatusEvent | ErrorEvent | CheckpointEvent | WarningEvent
 
 
 class StateError(Exception):
@@ -126,6 +128,7 @@ class LayerInfo:
     out_channels: int
     kernel: tuple[int, int]
     fmap: tuple[int, int, int]  # (C, H, W) for one input image
+    pool: dict[str, object] | None = None  # the pooling after its activation (ConvLayer.pool_info), if any
 
 
 # Kept checkpoints a run replays from to show an old snapshot's model, besides the finished model: one, half
@@ -164,7 +167,8 @@ class Engine:
             self.loop = TrainLoop.restore(config, self.info, self.device, checkpoint["loop"])
         shapes = feature_shapes(self.loop.model, self.info.channels, self.info.size)
         self.layers = [LayerInfo(c.name, c.conv.in_channels, c.conv.out_channels,
-                                 (int(c.conv.kernel_size[0]), int(c.conv.kernel_size[1])), shapes[c.name])
+                                 (int(c.conv.kernel_size[0]), int(c.conv.kernel_size[1])), shapes[c.name],
+                                 c.pool_info())
                        for c in conv_layers(self.loop.model)]
         self.recorder = Recorder(self.loop, self._emit, self._test_probe(config.probe_index))
         self._continued = checkpoint is not None or first_seq > 0  # an interrupted run going on
@@ -392,9 +396,10 @@ class Engine:
                 recorder.flush_steps()
                 train_loss = loop.end_epoch()
                 test_loss, test_acc = loop.evaluate()
+                train_acc = loop.train_accuracy()
                 self._emit(EpochSummary(epoch=loop.epoch, step=loop.step_count, train_loss=train_loss,
                                         test_loss=test_loss, test_accuracy=test_acc, lr=loop.current_lr,
-                                        wall_time=self.elapsed))
+                                        wall_time=self.elapsed, train_accuracy=train_acc))
                 recorder.snapshot(self.elapsed, epoch_end=True)
                 if not loop.done:
                     self._after_snapshot()

@@ -63,4 +63,5 @@ class Inspector:
         model, layers, lock = self._model(seq, state)
         batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(0)  # (1, C, H, W)
         with lock:  # forward hooks are per model: one image at a time through each
-            return probe_forward(model, layers, batch)
+            maps, _, probs = probe_forward(model, layers, batch)
+            return maps, probs

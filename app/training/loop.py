@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.training.config import TrainConfig
-from app.training.data import Tensors, augment_shift, to_tensors
+from app.training.data import Tensors, augment_shift, balanced_subset, to_tensors
 from app.training.datasets import DatasetInfo, get_dataset
 from app.training.models import INIT_SCALES, build_model, init_weights
 
@@ -42,7 +42,8 @@ class TrainLoop:
         init_weights(self.model, self.generator, INIT_SCALES[config.init])
         self.model.to(device)
         self.optimizer = self._optimizer()
-        self.steps_per_epoch = math.ceil(info.train_count / config.batch_size)
+        self.train_count = train_count(config, info)
+        self.steps_per_epoch = math.ceil(self.train_count / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.lr = config.lr  # the base rate a person set; the schedule scales it
         self.current_lr = config.lr  # the rate of the latest batch
@@ -55,13 +56,28 @@ class TrainLoop:
         self._order: torch.Tensor | None = None  # (N,) this epoch's order, drawn at its first batch
         self._order_from: torch.Tensor | None = None  # the generator's state it was drawn from (32x smaller)
         self._data: Tensors | None = None
+        self._train_sample: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def data(self) -> Tensors:
         """The data set on the training device, loaded on first use."""
         if self._data is None:
-            self._data = to_tensors(get_dataset(self.config.dataset), self.device)
+            data = to_tensors(get_dataset(self.config.dataset), self.device)
+            if self.train_count < data.x_train.shape[0]:
+                keep = torch.from_numpy(balanced_subset(data.y_train.cpu().numpy(), self.train_count)).to(self.device)
+                data = Tensors(data.x_train[keep], data.y_train[keep], data.x_test, data.y_test)
+            self._data = data
         return self._data
+
+    @property
+    def train_sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed training images whose accuracy every epoch reports: as many as the test set has (or all)."""
+        if self._train_sample is None:
+            data = self.data
+            count = min(data.x_train.shape[0], data.x_test.shape[0])
+            keep = torch.from_numpy(balanced_subset(data.y_train.cpu().numpy(), count)).to(self.device)
+            self._train_sample = (data.x_train[keep], data.y_train[keep])
+        return self._train_sample
 
     @property
     def done(self) -> bool:
@@ -108,17 +124,25 @@ class TrainLoop:
 
     def evaluate(self) -> tuple[float, float]:
         """Test loss and accuracy, in eval mode (no generator draws: training is not disturbed)."""
-        model, data = self.model, self.data
+        return self._measure(self.data.x_test, self.data.y_test)
+
+    def train_accuracy(self) -> float:
+        """Accuracy on the fixed training sample, in eval mode as the test accuracy is: the two compare."""
+        return self._measure(*self.train_sample)[1]
+
+    def _measure(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy of the model on (N, C, H, W) images `xs` with labels `ys`, in eval mode."""
+        model = self.model
         model.eval()
         total_loss, correct = 0.0, 0
         with torch.no_grad():
-            for i in range(0, data.x_test.shape[0], 1000):
-                x, y = data.x_test[i:i + 1000], data.y_test[i:i + 1000]
+            for i in range(0, xs.shape[0], 1000):
+                x, y = xs[i:i + 1000], ys[i:i + 1000]
                 logits = model(x)
                 total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
         model.train()
-        n = data.x_test.shape[0]
+        n = xs.shape[0]
         return total_loss / n, correct / n
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -174,6 +198,17 @@ class TrainLoop:
         for name, value in state["counters"].items():
             setattr(loop, name, value)
         return loop
+
+
+def train_count(config: TrainConfig, info: DatasetInfo) -> int:
+    """How many training images a run trains on (ValueError if its subset asks for more than there are)."""
+    subset = config.train_subset
+    if subset is None:
+        return info.train_count
+    if subset > info.train_count:
+        raise ValueError(f"train_subset {subset} is larger than the {config.dataset} training set "
+                         f"({info.train_count} images); ask for at most {info.train_count}, or leave it empty.")
+    return subset
 
 
 def _cpu_copy(value: Any) -> Any:

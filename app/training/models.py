@@ -32,6 +32,20 @@ class ConvLayer:
     name: str
     conv: nn.Conv2d
     activation: nn.Module  # post-activation output = the feature map shown for the probe
+    pool: nn.MaxPool2d | nn.AvgPool2d | None = None  # the pooling that directly follows the activation, if any
+
+    @property
+    def relu(self) -> bool:
+        """True when the feature map is max(0, the conv's output): the page derives one from the other."""
+        return isinstance(self.activation, nn.ReLU)
+
+    def pool_info(self) -> dict[str, object] | None:
+        """The pooling after this layer as the page applies it: kind, window and stride, or None."""
+        pool = self.pool
+        if pool is None:
+            return None
+        size, stride = _pair(pool.kernel_size), _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+        return {"kind": "max" if isinstance(pool, nn.MaxPool2d) else "avg", "size": size[0], "stride": stride[0]}
 
 
 class SeededDropout(nn.Module):
@@ -149,17 +163,26 @@ def build_model(name: str, channels: int, size: int, classes: int, dropout: floa
     return preset.build(channels, size, classes, dropout)
 
 
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
+
+
 def conv_layers(model: nn.Module) -> list[ConvLayer]:
-    """Every Conv2d in definition order, paired with the activation that directly follows it (if any)."""
-    named = list(model.named_modules())
+    """Every Conv2d in definition order, paired with the activation that directly follows it (if any) and
+    the pooling that follows that (if any)."""
+    named = [m for _, m in model.named_modules()]
     found: list[ConvLayer] = []
-    for i, (name, module) in enumerate(named):
+    for i, (name, module) in enumerate(model.named_modules()):
         if not isinstance(module, nn.Conv2d):
             continue
-        nxt = named[i + 1][1] if i + 1 < len(named) else None
-        is_act = isinstance(nxt, (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SiLU))
-        found.append(ConvLayer(name, module, nxt if is_act and nxt is not None else module))
+        rest = named[i + 1:i + 3]
+        act = rest.pop(0) if rest and isinstance(rest[0], ACTIVATIONS) else None
+        pool = rest[0] if rest and isinstance(rest[0], (nn.MaxPool2d, nn.AvgPool2d)) else None
+        found.append(ConvLayer(name, module, act if act is not None else module, pool))
     return found
+
+
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SiLU)
 
 
 def feature_shapes(model: nn.Module, channels: int, size: int) -> dict[str, tuple[int, int, int]]:

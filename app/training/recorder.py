@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.training.diagnose import Diagnosis
 from app.training.loop import TrainLoop
 from app.training.models import conv_layers
 from app.training.snapshots import Probe, Reference, Snapshot, capture, conv_weights
@@ -33,10 +34,11 @@ def is_snapshot_step(step: int, every: int) -> bool:
 
 @dataclass(frozen=True)
 class StepsEvent:
-    """Training losses of consecutive batches."""
+    """Training losses of consecutive batches, and each conv layer's update ratio ||ΔW|| / ||W|| in each."""
 
     steps: list[int]
     losses: list[float]
+    ratios: dict[str, list[float]]
 
 
 class Recorder:
@@ -58,6 +60,9 @@ class Recorder:
         self._pending: list[float] = []  # losses since the latest snapshot
         self._unsent_steps: list[int] = []
         self._unsent_losses: list[float] = []
+        self._unsent_ratios: dict[str, list[float]] = {layer.name: [] for layer in self._layers}
+        self._last = {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}  # W a batch ago
+        self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer)
 
     def batch(self, loss: float, elapsed: float) -> bool:
         """Record one batch's loss; take a snapshot if the cadence says so (True if it did)."""
@@ -66,6 +71,9 @@ class Recorder:
         self._pending.append(loss)
         self._unsent_steps.append(step)
         self._unsent_losses.append(loss)
+        ratios = self._update_ratios()
+        for warning in self.diagnosis.batch(step, loss, ratios, self._loop.lr):
+            self._emit(warning)
         if len(self._unsent_steps) >= self.STEPS_FLUSH:
             self.flush_steps()
         self.instrument_seconds += time.perf_counter() - started
@@ -74,12 +82,25 @@ class Recorder:
         self.snapshot(elapsed, epoch_end=False)
         return True
 
+    def _update_ratios(self) -> dict[str, float]:
+        """||W - W a batch ago|| / ||W a batch ago|| per conv layer: how big this step was (about 1e-3 learns)."""
+        ratios = {}
+        for layer in self._layers:
+            w, last = layer.conv.weight.detach(), self._last[layer.name]
+            base = float(last.norm())
+            ratio = float((w - last).norm()) / base if base > 0 else float("nan")
+            last.copy_(w)
+            ratios[layer.name] = ratio
+            self._unsent_ratios[layer.name].append(ratio)
+        return ratios
+
     def flush_steps(self) -> None:
-        """Send the losses not yet sent."""
+        """Send the losses (and update ratios) not yet sent."""
         started = time.perf_counter()
         if self._unsent_steps:
-            self._emit(StepsEvent(self._unsent_steps, self._unsent_losses))
+            self._emit(StepsEvent(self._unsent_steps, self._unsent_losses, self._unsent_ratios))
             self._unsent_steps, self._unsent_losses = [], []
+            self._unsent_ratios = {name: [] for name in self._unsent_ratios}
         self.instrument_seconds += time.perf_counter() - started
 
     def snapshot(self, elapsed: float, *, epoch_end: bool, refresh: bool = False, clocked: bool = True) -> Snapshot:
@@ -98,6 +119,10 @@ class Recorder:
         self.last_seq = self.seq
         self.seq += 1
         self._emit(snap)
+        if not refresh and loop.step_count > 0:
+            grads = {layer.name: layer.grad for layer in snap.layers}
+            for warning in self.diagnosis.snapshot(loop.step_count, grads, loop.lr):
+                self._emit(warning)
         if not refresh:  # the next update is measured from here; a refresh leaves the weights untouched
             self._previous = conv_weights(self._layers)
             self._pending = []
@@ -130,5 +155,6 @@ class Recorder:
         self._pending = list(state["pending"])
         self.reference.start = {k: v.numpy().copy() for k, v in state["start"].items()}
         self.reference.peaks = {k: dict(v) for k, v in state["peaks"].items()}
+        self._last = {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}
         p = state["probe"]
         self.probe = make_probe(p["pixels"].numpy().copy(), p["index"], p["label"], p["source"])

@@ -8,7 +8,7 @@ image can later be run through the model exactly as it was then.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import torch
@@ -42,8 +42,11 @@ class LayerSnapshot:
     grad: np.ndarray  # (O, I, kh, kw) float32: dL/dW of the last batch
     update: np.ndarray  # (O, I, kh, kw) float32: W now - W at the previous snapshot
     fmap: np.ndarray  # (O, H, W) float32: post-activation output for the probe
+    preact: np.ndarray  # (O, H, W) float32: the conv's output for the probe, before the activation
     start: np.ndarray  # (O, I, kh, kw) float32: W at step 0 (shared, never written)
     peaks: dict[str, float]  # largest |value| of weight, grad, update over the run so far, this moment included
+    relu: bool = True  # the activation is a ReLU: fmap is exactly max(0, preact)
+    pool: dict[str, object] | None = None  # the pooling that follows the activation (ConvLayer.pool_info)
 
     @cached_property
     def measures(self) -> LayerMeasures:
@@ -71,14 +74,19 @@ class Snapshot:
 
 
 def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Run `x` (1, C, H, W) in eval mode; return each conv layer's feature maps (C, H, W) and the softmax."""
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """Run `x` (1, C, H, W) in eval mode; return each conv layer's feature maps (C, H, W) after and before
+    its activation, and the softmax."""
     maps: dict[str, np.ndarray] = {}
+    preacts: dict[str, np.ndarray] = {}
     hooks = []
     for layer in layers:
-        def hook(_m: nn.Module, _i: object, out: torch.Tensor, name: str = layer.name) -> None:
-            maps[name] = out[0].detach().float().cpu().numpy()
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor, into: dict[str, np.ndarray] = maps,
+                 name: str = layer.name) -> None:
+            into[name] = out[0].detach().float().cpu().numpy()
         hooks.append(layer.activation.register_forward_hook(hook))
+        if layer.activation is not layer.conv:
+            hooks.append(layer.conv.register_forward_hook(partial(hook, into=preacts)))
     # Switching modes walks every module twice; skip it when no module acts differently in eval mode.
     toggle = model.training and any(isinstance(m, MODE_DEPENDENT) for m in model.modules())
     try:
@@ -92,7 +100,9 @@ def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
             model.train()
         for h in hooks:
             h.remove()
-    return maps, probs
+    for name, fmap in maps.items():
+        preacts.setdefault(name, fmap)  # no activation: the conv's output is the feature map
+    return maps, preacts, probs
 
 
 class Reference:
@@ -125,7 +135,7 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch
             reference: Reference, *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float,
             elapsed: float, instrument_seconds: float, epoch_end: bool) -> Snapshot:
     """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot."""
-    maps, probs = probe_forward(model, layers, probe.tensor)
+    maps, preacts, probs = probe_forward(model, layers, probe.tensor)
     shots = []
     for layer in layers:
         w = layer.conv.weight.detach().cpu()  # (O, I, kh, kw)
@@ -137,7 +147,8 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch
             else np.zeros(w.shape, np.float32),
         }
         start, peaks = reference.observe(layer.name, tensors)
-        shots.append(LayerSnapshot(name=layer.name, **tensors, fmap=maps[layer.name], start=start, peaks=peaks))
+        shots.append(LayerSnapshot(name=layer.name, **tensors, fmap=maps[layer.name], preact=preacts[layer.name],
+                                   start=start, peaks=peaks, relu=layer.relu, pool=layer.pool_info()))
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
                     elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,

@@ -2,14 +2,23 @@
 
 /** A typed array with its shape, decoded to float values at most once. */
 export class NdArray {
-  constructor(q, shape, dtype, { scale = 1, lo = null, hi = null } = {}) {
-    this.q = q; // Int16Array (q16) or Uint8Array (u8), a view on the frame: no copy
+  constructor(q, shape, dtype, { scale = 1, lo = null, hi = null, neg = null, pos = null } = {}) {
+    this.q = q; // Int16Array (q16), Int8Array (q8s) or Uint8Array (u8), a view on the frame: no copy
     this.shape = shape;
     this.dtype = dtype;
     this.scale = scale;
     this.lo = lo;
     this.hi = hi;
+    this.neg = neg; // q8s: per entry of the first axis, its largest negative and positive magnitudes
+    this.pos = pos;
     this._values = null;
+  }
+
+  /** max(0, values) of `source` (a signed NdArray), computed on first use: a map after its ReLU. */
+  static relu(source) {
+    const arr = new NdArray(source.q, source.shape, 'relu');
+    arr.source = source;
+    return arr;
   }
 
   get size() { return this.q.length; }
@@ -26,7 +35,17 @@ export class NdArray {
       this._values = this.q;
       return this.q;
     }
-    if (this.dtype === 'q16') {
+    if (this.dtype === 'relu') {
+      const v = this.source.values();
+      for (let i = 0; i < v.length; i++) out[i] = v[i] > 0 ? v[i] : 0;
+    } else if (this.dtype === 'q8s') {
+      const n = this.stride;
+      for (let c = 0; c < this.shape[0]; c++) {
+        const up = this.pos[c] / 127;
+        const down = this.neg[c] / 127;
+        for (let i = c * n, end = i + n; i < end; i++) out[i] = q[i] > 0 ? q[i] * up : q[i] * down;
+      }
+    } else if (this.dtype === 'q16') {
       const f = this.scale / 32767;
       for (let i = 0; i < q.length; i++) out[i] = q[i] * f;
     } else if (this.lo && this.hi) {
@@ -46,6 +65,8 @@ export class NdArray {
   /** Largest |value| over the whole array (q16: exactly `scale`). */
   maxAbs() {
     if (this.dtype === 'q16') return this.scale;
+    if (this.dtype === 'q8s') return Math.max(0, ...this.neg, ...this.pos);
+    if (this.dtype === 'relu') return Math.max(0, ...this.source.pos);
     if (this.dtype === 'f32') {
       let m = 0;
       for (const v of this.q) m = Math.max(m, Math.abs(v));
@@ -62,6 +83,8 @@ export class NdArray {
   /** Smallest value (cheap for u8 with lo/hi). */
   min() {
     if (this.lo) return Math.min(...this.lo);
+    if (this.dtype === 'q8s') return -Math.max(0, ...this.neg);
+    if (this.dtype === 'relu') return 0;
     let m = Infinity;
     const v = this.values();
     for (let i = 0; i < v.length; i++) if (v[i] < m) m = v[i];
@@ -69,7 +92,7 @@ export class NdArray {
   }
 }
 
-const TYPES = { q16: Int16Array, u8: Uint8Array, f32: Float32Array };
+const TYPES = { q16: Int16Array, q8s: Int8Array, u8: Uint8Array, f32: Float32Array };
 
 function isArraySpec(o) {
   return o && typeof o === 'object' && 'dtype' in o && 'shape' in o && ('offset' in o || 'data' in o);
@@ -108,6 +131,10 @@ export function decodeFrame(buffer) {
   const header = JSON.parse(utf8.decode(new Uint8Array(buffer, 4, headerLength)));
   const payload = 4 + headerLength;
   const frame = resolve(header, (spec) => makeArray(spec, buffer, payload + spec.offset));
+  for (const layer of frame.layers ?? []) {
+    // After a ReLU the feature map is max(0, preact): the frame carries the pre-activation maps only.
+    if (layer.fmap?.dtype === 'relu') layer.fmap = NdArray.relu(layer[layer.fmap.of]);
+  }
   frame.bytes = 3 * buffer.byteLength; // what it holds once its arrays are decoded to floats (FrameCache)
   return frame;
 }

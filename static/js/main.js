@@ -14,8 +14,10 @@ import { KernelView } from './views/kernel.js';
 import { NoticeView } from './views/notice.js';
 import { ProbeView } from './views/probe.js';
 import { ProgressView } from './views/progress.js';
+import { RatiosView } from './views/ratios.js';
 import { RunsView } from './views/runs.js';
 import { TimelineView } from './views/timeline.js';
+import { WarningsView } from './views/warnings.js';
 
 const boot = JSON.parse(document.getElementById('boot').textContent);
 const store = new Store(boot);
@@ -30,15 +32,17 @@ const detail = new KernelView($('filter-detail'), ctx);
 const probe = new ProbeView($('probe'), ctx);
 const fmaps = new FeatureMapsView($('featuremaps'), ctx);
 const curves = new CurvesView($('curves'));
+const ratios = new RatiosView($('curves'));
 const inspect = new InspectView($('inspect'), ctx);
 const notice = new NoticeView($('notice'));
 const timeline = new TimelineView($('timeline'), ctx);
 const runs = new RunsView($('runs'), ctx);
+const warnings = new WarningsView($('warnings'), ctx);
 
 const snapshotViews = [filters, detail, probe, fmaps];
 // The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
 // notice keeps its sentence until read.
-const perRun = [controls, progress, ...snapshotViews, curves, timeline];
+const perRun = [controls, progress, ...snapshotViews, curves, ratios, timeline, warnings];
 
 store.on('reset', () => perRun.forEach((v) => v.reset()));
 // The stream brings 20-30 messages a second. The views follow it together, in one tick at most every
@@ -48,12 +52,13 @@ const STREAM_MS = 160;
 const changed = new Set();
 let lastStatus = null;
 const tick = throttle(() => {
-  if (changed.has('run')) [controls, progress, probe, inspect].forEach((v) => v.update(store));
+  if (changed.has('run')) [controls, progress, probe, inspect, warnings].forEach((v) => v.update(store));
   if (changed.has('run') && store.status !== lastStatus) {
     lastStatus = store.status;
     runs.update(store);
   }
   if (changed.has('steps') || changed.has('epoch')) curves.update(store);
+  if (changed.has('steps')) ratios.update(store);
   if (changed.has('epoch')) inspect.update(store);
   if (changed.has('snapshot')) showMoment();
   if (changed.has('timeline')) timeline.update(store);
@@ -63,6 +68,7 @@ function showMoment() {
   snapshotViews.forEach((v) => v.update(store));
   inspect.update(store);
   curves.moment(store);
+  ratios.moment(store);
 }
 for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
   store.on(type, () => {
@@ -77,7 +83,14 @@ for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
   });
 }
 store.on('view', (s) => [filters, detail, fmaps].forEach((v) => v.update(s)));
-store.on('connection', (s) => progress.connection(s.connection, s.connectionDetail));
+store.on('warning', (s) => {
+  warnings.update(s);
+  curves.update(s); // marked on the loss chart
+});
+store.on('connection', (s) => {
+  progress.connection(s.connection, s.connectionDetail);
+  controls.update(s); // no control while the server cannot be reached
+});
 store.on('notice', (n) => notice.update(n));
 
 // The last snapshot's draw time, for people curious about it and for the e2e tests.
@@ -105,4 +118,4 @@ if (wanted.run) {
 }
 followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, inspect, timeline, runs } };
+window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, ratios, inspect, timeline, runs, warnings } };

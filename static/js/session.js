@@ -22,6 +22,7 @@ export class Session {
     this.socket?.close();
     const { store } = this;
     store.clear();
+    store.notice(null); // what was said about the run shown before no longer applies
     store.runId = id;
     this.loading.clear();
     this.queue = [];
@@ -49,9 +50,10 @@ export class Session {
     const { store } = this;
     switch (msg.type) {
       case 'hello': store.hello(msg.run); this.loadIndex(msg.run.id); break;
-      case 'steps': store.addSteps(msg.steps, msg.losses); break;
+      case 'steps': store.addSteps(msg.steps, msg.losses, msg.ratios); break;
       case 'epoch': store.addEpoch(msg); break;
-      case 'status': store.patchRun(msg); break;
+      case 'status': store.noteLr(msg.step, msg.lr); store.patchRun(msg); break;
+      case 'warning': store.addWarning(msg); break;
       case 'error': store.patchRun({ message: msg.message }); store.notice(msg.message); break;
       default: break; // newer servers may add message types; ignore what we do not know
     }

@@ -65,7 +65,7 @@ export class FrameCache {
 
 /**
  * Events: 'reset' (views start from scratch), 'run' (run fields changed: status, step, lr...),
- * 'steps', 'epoch', 'snapshot' (the moment shown changed), 'timeline' (snapshots known, the cursor, playing),
+ * 'steps' (losses, update ratios, learning-rate changes), 'epoch', 'warning', 'snapshot' (the moment shown changed), 'timeline' (snapshots known, the cursor, playing),
  * 'view' (W/dW/ΔW, scaling, selection), 'connection', 'notice'.
  */
 export class Store extends Emitter {
@@ -91,7 +91,8 @@ export class Store extends Emitter {
     this.runId = null;
     this.run = null;
     this.history = [];
-    this.steps = { x: [], y: [] };
+    this.steps = { x: [], y: [], ratios: {} }; // ratios: per conv layer, ||ΔW|| / ||W|| of each step
+    this.warnings = []; // {kind, step, message}: the run's warnings, oldest first
     this.snapshot = null; // the moment every panel shows: the head while live, else the one scrubbed to
     this.head = null; // the newest snapshot the socket brought
     this.first = null; // the untrained network (seq 0): what every filter is compared with
@@ -110,6 +111,7 @@ export class Store extends Emitter {
     this.runId = run.id;
     this.run = { ...run, receivedAt: performance.now() };
     this.history = [...(run.history ?? [])];
+    this.warnings = [...(run.warnings ?? [])];
     this.emit('reset');
     this.emit('run', this);
     this.emit('epoch', this);
@@ -124,10 +126,13 @@ export class Store extends Emitter {
     this.emit('run', this);
   }
 
-  addSteps(steps, losses) {
+  addSteps(steps, losses, ratios = {}) {
+    const known = this.steps.ratios;
+    for (const name of Object.keys(ratios)) known[name] ??= new Array(this.steps.x.length).fill(null);
     for (let i = 0; i < steps.length; i++) {
       this.steps.x.push(steps[i]);
       this.steps.y.push(losses[i]);
+      for (const [name, row] of Object.entries(known)) row.push(ratios[name]?.[i] ?? null);
     }
     if (this.run && steps.length) {
       this.run.step = Math.max(this.run.step ?? 0, steps[steps.length - 1]);
@@ -144,6 +149,23 @@ export class Store extends Emitter {
     }
     this.emit('epoch', this);
     this.emit('run', this);
+  }
+
+  /** A warning from the socket (each kind comes once). */
+  addWarning({ kind, step, message }) {
+    if (this.warnings.some((w) => w.kind === kind)) return;
+    this.warnings = [...this.warnings, { kind, step, message }];
+    this.emit('warning', this);
+  }
+
+  /** The learning rate set by hand, by the step after which it applied (from status messages as they come). */
+  noteLr(step, lr) {
+    if (!this.run) return;
+    const changes = this.run.lr_changes ?? [];
+    const previous = changes.length ? changes[changes.length - 1].lr : this.run.config?.lr;
+    if (lr === undefined || lr === null || lr === previous) return;
+    this.run.lr_changes = [...changes.filter((c) => c.step !== step), { step, lr }];
+    this.emit('steps', this);
   }
 
   /** Merge snapshot references (from GET .../snapshots, or a frame that arrived) into the index. */

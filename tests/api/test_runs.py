@@ -20,7 +20,8 @@ def test_a_run_trains_to_the_end_and_reports_its_history(client: TestClient) -> 
     done = wait_status(client, run["id"], "finished")
     assert done["epoch"] == 1 and done["step"] == 63
     (summary,) = done["history"]
-    assert set(summary) == {"epoch", "step", "train_loss", "test_loss", "test_accuracy", "lr", "wall_time"}
+    assert set(summary) == {"epoch", "step", "train_loss", "test_loss", "test_accuracy", "lr", "wall_time",
+                            "train_accuracy"}
     assert summary["test_accuracy"] > 0.85
     assert client.get("/api/runs").json()[0]["id"] == run["id"]
     snaps = client.get(f"/api/runs/{run['id']}/snapshots").json()

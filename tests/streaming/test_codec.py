@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from app.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
-from app.training.engine import EpochSummary, Status, StatusEvent, StepsEvent
+from app.training.engine import EpochSummary, Status, StatusEvent, StepsEvent, WarningEvent
 from app.training.models import build_model, conv_layers
 from app.training.snapshots import Probe, Reference, capture, conv_weights
 
@@ -59,9 +59,34 @@ def test_a_snapshot_round_trips(model_name: str, channels: int, size: int) -> No
             tol = np.abs(original).max() / 32767
             np.testing.assert_allclose(decoded, original, atol=tol)
             assert np.array_equal(np.sign(decoded[np.abs(original) > tol]), np.sign(original[np.abs(original) > tol]))
+        # After ReLU the map is derived from the pre-activation: each side to half a step of 1/127 of its extreme
         fmap = arrays[f"layers.{i}.fmap"]
-        span = (layer.fmap.max(axis=(1, 2)) - layer.fmap.min(axis=(1, 2)))[:, None, None]
-        assert np.all(np.abs(fmap - layer.fmap) <= span / 255 + 1e-5)
+        top = layer.fmap.max(axis=(1, 2))[:, None, None]
+        assert header["layers"][i]["fmap"] == {"shape": list(layer.fmap.shape), "dtype": "relu", "of": "preact"}
+        assert np.all(np.abs(fmap - layer.fmap) <= top / 254 * 1.001 + 1e-7)
+        assert np.all(fmap >= 0)
+
+
+def test_pre_activation_maps_are_signed_and_match_the_conv_output() -> None:
+    snap = snapshot_of("tiny")
+    header, arrays = decode_frame(encode_snapshot(snap))
+    model = build_model("tiny", 1, 28, 10)
+    model.load_state_dict(snap.state)
+    model.eval()
+    x = snap.probe.tensor
+    with torch.no_grad():
+        conv1 = model.conv1(x)[0].numpy()  # (8, 24, 24): the conv's own output, before its ReLU
+        conv2 = model.conv2(model.pool1(model.relu1(model.conv1(x))))[0].numpy()
+    for i, expected in enumerate((conv1, conv2)):
+        preact = arrays[f"layers.{i}.preact"]
+        assert header["layers"][i]["preact"]["dtype"] == "q8s"
+        assert preact.shape == expected.shape and (preact < 0).any() and (preact > 0).any()
+        top = np.abs(expected).reshape(expected.shape[0], -1).max(axis=1)[:, None, None]
+        np.testing.assert_allclose(preact, expected, atol=float(top.max()) / 254 * 1.01)
+        clear = np.abs(expected) > top / 100
+        assert np.array_equal(np.sign(preact[clear]), np.sign(expected[clear]))
+        np.testing.assert_allclose(arrays[f"layers.{i}.fmap"], np.maximum(preact, 0))
+        assert header["layers"][i]["pool"] == {"kind": "max", "size": 2, "stride": 2}
 
 
 def test_arrays_are_aligned_for_typed_array_views() -> None:
@@ -70,34 +95,39 @@ def test_arrays_are_aligned_for_typed_array_views() -> None:
     assert length % 4 == 0
     header = json.loads(frame[4:4 + length])
     metas = [header["probe"]["pixels"]] + [layer[k] for layer in header["layers"]
-                                           for k in ("weight", "grad", "update", "fmap")]
+                                           for k in ("weight", "grad", "update", "preact")]
     assert all(m["offset"] % 4 == 0 for m in metas)
     end = max(m["offset"] + int(np.prod(m["shape"])) * (2 if m["dtype"] == "q16" else 1) for m in metas)
     assert 4 + length + end <= len(frame) < 4 + length + end + 4
 
 
-def test_a_tiny_snapshot_is_under_60_kb() -> None:
-    # 6,600 kernel entries x 3 tensors as int16 (40 KB) and 6,600 feature-map bytes: ~12 a second is ~0.6 MB/s
-    assert len(encode_snapshot(snapshot_of("tiny"))) < 60_000
+def test_a_tiny_snapshot_is_under_50_kb() -> None:
+    # 6,600 kernel entries x 3 tensors as int16 (40 KB) and 6,600 pre-activation bytes (the maps after ReLU are
+    # derived from them, not sent): ~12 a second is ~0.6 MB/s
+    assert len(encode_snapshot(snapshot_of("tiny"))) < 50_000
 
 
 def test_all_zero_tensors_encode_as_zeros() -> None:
     snap = snapshot_of("tiny")
     zeroed = dataclasses.replace(snap.layers[0], weight=np.zeros_like(snap.layers[0].weight),
-                                 fmap=np.zeros_like(snap.layers[0].fmap))
+                                 fmap=np.zeros_like(snap.layers[0].fmap), preact=np.zeros_like(snap.layers[0].fmap))
     snap = snap.__class__(**{**snap.__dict__, "layers": (zeroed, *snap.layers[1:])})
     header, arrays = decode_frame(encode_snapshot(snap))
     assert header["layers"][0]["weight"]["scale"] == 0
     assert not arrays["layers.0.weight"].any() and not arrays["layers.0.fmap"].any()
+    assert not arrays["layers.0.preact"].any()
 
 
 def test_text_events_are_json_without_nan() -> None:
-    steps = json.loads(encode_event(StepsEvent([1, 2], [0.5, float("nan")])))
-    assert steps == {"type": "steps", "steps": [1, 2], "losses": [0.5, None]}
-    epoch = json.loads(encode_event(EpochSummary(1, 250, 0.4, 0.2, 0.95, 0.002, 3.2)))
-    assert epoch["type"] == "epoch" and epoch["test_accuracy"] == 0.95
-    status = json.loads(encode_event(StatusEvent(Status.PAUSED, None, 1, 260, 0.002)))
-    assert status == {"type": "status", "status": "paused", "message": None, "epoch": 1, "step": 260, "lr": 0.002}
+    steps = json.loads(encode_event(StepsEvent([1, 2], [0.5, float("nan")], {"conv1": [0.00123456, float("nan")]})))
+    assert steps == {"type": "steps", "steps": [1, 2], "losses": [0.5, None], "ratios": {"conv1": [0.001235, None]}}
+    epoch = json.loads(encode_event(EpochSummary(1, 250, 0.4, 0.2, 0.95, 0.002, 3.2, train_accuracy=0.99)))
+    assert epoch["type"] == "epoch" and epoch["test_accuracy"] == 0.95 and epoch["train_accuracy"] == 0.99
+    status = json.loads(encode_event(StatusEvent(Status.PAUSED, None, 1, 260, 0.002, samples_seen=8320)))
+    assert status == {"type": "status", "status": "paused", "message": None, "epoch": 1, "step": 260, "lr": 0.002,
+                      "samples_seen": 8320}
+    warning = json.loads(encode_event(WarningEvent("stalled", 200, "The loss has stayed at chance.")))
+    assert warning == {"type": "warning", "kind": "stalled", "step": 200, "message": "The loss has stayed at chance."}
 
 
 def test_u8_json_matches_the_frame_encoding() -> None:

@@ -1,4 +1,8 @@
-/** Loss and accuracy curves (uPlot): training loss per batch, live; test loss and accuracy per epoch. */
+/**
+ * Loss and accuracy curves (uPlot): training loss per batch, live; per epoch test loss, and train and test
+ * accuracy side by side (the gap between them is overfitting). Marked on the chart: chance, ln(classes), the
+ * loss of a uniform guess; every learning rate set by hand; every warning; the moment the timeline shows.
+ */
 
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { fmt } from '../colormap.js';
@@ -40,6 +44,9 @@ export class CurvesView {
     this.ema = [];
     this.test = [];
     this.history = [];
+    this.lrChanges = [];
+    this.warnings = [];
+    this.chance = null;
     this.stepsSeen = 0;
     this.cursorStep = null;
     this.chart?.destroy();
@@ -61,6 +68,10 @@ export class CurvesView {
     }
     this.stepsSeen = x.length;
     this.history = state.history;
+    this.lrChanges = state.run?.lr_changes ?? [];
+    this.warnings = state.warnings ?? [];
+    const classes = state.run?.classes?.length;
+    this.chance = classes > 1 ? Math.log(classes) : null;
     requestDraw(this);
   }
 
@@ -82,17 +93,54 @@ export class CurvesView {
     const log = this.logBox.checked;
     const pct = (u, v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}%`);
     const num = (u, v) => (v === null || v === undefined ? '–' : v.toPrecision(3));
-    const mark = (u) => { // the moment the timeline shows: a vertical line
-      if (this.cursorStep === null) return;
-      const x = Math.round(u.valToPos(this.cursorStep, 'x', true));
-      const { ctx } = u;
-      ctx.save();
-      ctx.strokeStyle = '#7c3aed';
-      ctx.lineWidth = 2 * devicePixelRatio;
+    const dpr = devicePixelRatio;
+    const vline = (ctx, u, step, color, width, dash = []) => {
+      const x = Math.round(u.valToPos(step, 'x', true));
+      ctx.strokeStyle = color;
+      ctx.lineWidth = width * dpr;
+      ctx.setLineDash(dash.map((d) => d * dpr));
       ctx.beginPath();
       ctx.moveTo(x, u.bbox.top);
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
       ctx.stroke();
+      return x;
+    };
+    const mark = (u) => {
+      const { ctx } = u;
+      ctx.save();
+      ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+      if (this.chance !== null) { // the loss of a uniform guess over the classes
+        const y = Math.round(u.valToPos(this.chance, 'loss', true));
+        if (y >= u.bbox.top && y <= u.bbox.top + u.bbox.height) {
+          ctx.strokeStyle = '#64748b';
+          ctx.lineWidth = dpr;
+          ctx.setLineDash([6 * dpr, 4 * dpr]);
+          ctx.beginPath();
+          ctx.moveTo(u.bbox.left, y);
+          ctx.lineTo(u.bbox.left + u.bbox.width, y);
+          ctx.stroke();
+          ctx.fillStyle = '#475569';
+          ctx.textAlign = 'right';
+          ctx.fillText(`chance: ln ${Math.round(Math.exp(this.chance))} = ${this.chance.toFixed(2)}`,
+            u.bbox.left + u.bbox.width - 4 * dpr, y - 4 * dpr);
+        }
+      }
+      ctx.textAlign = 'left';
+      for (const { step, lr } of this.lrChanges) { // a learning rate set by hand
+        const x = vline(ctx, u, step, '#d97706', 1.5, [3, 3]);
+        ctx.fillStyle = '#b45309';
+        ctx.fillText(`lr ${fmt(lr)}`, x + 3 * dpr, u.bbox.top + 12 * dpr);
+      }
+      for (const w of this.warnings) { // a triangle at the top of the chart where each warning was raised
+        const x = Math.round(u.valToPos(w.step, 'x', true));
+        ctx.fillStyle = '#dc2626';
+        ctx.beginPath();
+        ctx.moveTo(x - 6 * dpr, u.bbox.top);
+        ctx.lineTo(x + 6 * dpr, u.bbox.top);
+        ctx.lineTo(x, u.bbox.top + 10 * dpr);
+        ctx.fill();
+      }
+      if (this.cursorStep !== null) vline(ctx, u, this.cursorStep, '#7c3aed', 2); // the moment the timeline shows
       ctx.restore();
     };
     return new uPlot({
@@ -115,29 +163,41 @@ export class CurvesView {
         { label: 'smoothed', scale: 'loss', stroke: '#1d4ed8', width: 2, points: { show: false }, value: num },
         { label: 'test loss', scale: 'loss', stroke: '#ea580c', width: 1.5, spanGaps: true, dash: [4, 3],
           points: { show: true, size: 7, fill: '#ea580c' }, value: num },
+        { label: 'train accuracy', scale: 'acc', stroke: '#7c3aed', width: 1.5, spanGaps: true, dash: [2, 2],
+          points: { show: true, size: 6, fill: '#7c3aed' }, value: pct },
         { label: 'test accuracy', scale: 'acc', stroke: '#059669', width: 1.5, spanGaps: true,
           points: { show: true, size: 7, fill: '#059669' }, value: pct },
       ],
-    }, [[], [], [], [], []], this.box);
+    }, [[], [], [], [], [], []], this.box);
   }
 
   draw() {
     this.chart ??= this.make();
     const test = this.test.fill(null);
     const acc = new Array(this.x.length).fill(null);
+    const train = new Array(this.x.length).fill(null);
+    const pct = (v) => (Number.isFinite(v) ? 100 * v : null);
     for (const h of this.history) {
       if (!this.x.length) continue;
       const i = Math.min(this.x.length - 1, lowerBound(this.x, h.step));
       test[i] = finite(h.test_loss);
-      acc[i] = Number.isFinite(h.test_accuracy) ? 100 * h.test_accuracy : null;
+      acc[i] = pct(h.test_accuracy);
+      train[i] = pct(h.train_accuracy);
     }
     const log = this.logBox.checked;
     const pos = (arr) => (log ? arr.map((v) => (v !== null && v > 0 ? v : null)) : arr);
-    this.chart.setData([this.x, pos(this.raw), pos(this.ema), pos(test), acc]);
+    this.chart.setData([this.x, pos(this.raw), pos(this.ema), pos(test), train, acc]);
     const last = this.history[this.history.length - 1];
-    this.summary.textContent = last && Number.isFinite(last.test_accuracy)
-      ? `after epoch ${last.epoch}: test accuracy ${(100 * last.test_accuracy).toFixed(1)}%, test loss ${last.test_loss?.toPrecision(3) ?? '–'}`
-      : '';
+    let text = '';
+    if (last && Number.isFinite(last.test_accuracy)) {
+      text = `after epoch ${last.epoch}: test accuracy ${(100 * last.test_accuracy).toFixed(1)}%, test loss ${last.test_loss?.toPrecision(3) ?? '–'}`;
+      if (Number.isFinite(last.train_accuracy)) {
+        const gap = 100 * (last.train_accuracy - last.test_accuracy);
+        text += ` · train accuracy ${(100 * last.train_accuracy).toFixed(1)}%: a gap of ${gap.toFixed(1)} points`
+          + (gap > 5 ? ' (overfitting: the network memorises its training images)' : '');
+      }
+    }
+    this.summary.textContent = text;
   }
 
   resize() { this.chart?.setSize(this.size()); }

@@ -11,7 +11,7 @@ export class FeatureMapsView {
     this.info = container.querySelector('[data-role=info]');
     this.perMap.addEventListener('change', () => requestDraw(this));
     this.layers = new FeatureMapLayers(this.list, {
-      maxHeight: 260, maxZoom: 6, minZoom: 2,
+      maxHeight: 260, maxZoom: 6, minZoom: 2, stages: true,
       onHover: (li, i) => this.onHover(li, i),
       onSelect: (li, i) => {
         const sel = store.view.selected;
@@ -52,19 +52,24 @@ export class FeatureMapsView {
 
   onHover(li, i) {
     const layer = this.snapshot?.layers[li];
-    if (!layer || i < 0) {
+    const arr = this.layers.shown(li);
+    if (!layer || !arr || i < 0) {
       this.info.textContent = '';
       return;
     }
-    const [, h, w] = layer.fmap.shape;
-    const v = layer.fmap.values().subarray(i * h * w, (i + 1) * h * w);
-    let max = 0;
+    const [, h, w] = arr.shape;
+    const v = arr.values().subarray(i * h * w, (i + 1) * h * w);
+    let max = -Infinity;
     let sum = 0;
+    let negative = 0;
     for (const x of v) {
       max = Math.max(max, x);
       sum += x;
+      if (x < 0) negative++;
     }
-    this.info.textContent = `${layer.name} map #${i}: mean ${(sum / v.length).toPrecision(3)}, max ${max.toPrecision(3)}`
-      + (max === 0 ? ' (silent on this image)' : '') + ' · click to open its filter';
+    const removed = layer.preact && this.layers.layers[li]?.stage === 'before'
+      ? ` · ${Math.round((100 * negative) / v.length)}% negative: ReLU zeroes them` : '';
+    this.info.textContent = `${layer.name} map #${i} (${h}×${w}): mean ${(sum / v.length).toPrecision(3)}, `
+      + `max ${max.toPrecision(3)}${max <= 0 ? ' (silent on this image)' : ''}${removed} · click to open its filter`;
   }
 }

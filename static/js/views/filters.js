@@ -64,7 +64,10 @@ export class FiltersView {
     for (const b of this.modeButtons) b.setAttribute('aria-pressed', String(b.dataset.mode === this.view.mode));
     for (const b of this.showButtons) b.setAttribute('aria-pressed', String(b.dataset.show === this.view.show));
     this.scaling.value = this.view.scale;
-    this.help.textContent = MODES[this.view.mode].help;
+    // A colour first layer is drawn in RGB, not blue-white-red: say so where the colours are explained.
+    this.help.textContent = MODES[this.view.mode].help + (this.channels === 3 && this.view.mode === 'weight'
+      ? ' The first layer sees colour images: its tiles are drawn in RGB, each channel\'s weight from dark (−max) through grey (0) to bright (+max); a red tile wants red.'
+      : '');
     if (showChanged) this.relayout(false);
     requestDraw(this);
   }
@@ -185,7 +188,8 @@ export class FiltersView {
       for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
       const barRange = onlyStart ? startRange : range;
       const kind = l.rgb && (onlyStart || mode === 'weight') ? 'rgb' : 'diverging';
-      l.bar.set(kind, -barRange, barRange, scale === 'filter' ? 'per filter' : scale === 'run' ? 'whole run' : 'now');
+      const note = scale === 'filter' ? 'per filter' : scale === 'run' ? 'whole run' : 'now';
+      l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, each of R, G, B` : note);
       l.bar.root.title = SCALES[scale];
       l.measures.textContent = this.measuresText(layer.measures);
     });

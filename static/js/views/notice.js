@@ -15,7 +15,12 @@ export class NoticeView {
   }
 
   /** {message, kind}: errors stay until clicked, information fades after a few seconds. */
-  update({ message, kind }) {
+  update(notice) {
+    if (!notice?.message) { // nothing to say (a new run was opened)
+      this.reset();
+      return;
+    }
+    const { message, kind } = notice;
     clearTimeout(this.timer);
     this.root.textContent = message;
     this.root.dataset.kind = kind;

@@ -12,6 +12,7 @@ export class ProbeView {
     this.session = session;
     this.canvas = container.querySelector('[data-role=probe-image]');
     this.caption = container.querySelector('[data-role=caption]');
+    this.loss = container.querySelector('[data-role=probe-loss]');
     this.bars = new ProbBars(container.querySelector('[data-role=probs]'));
     this.strip = container.querySelector('[data-role=thumbs]');
     this.prev = container.querySelector('[data-role=prev]');
@@ -29,6 +30,7 @@ export class ProbeView {
     this.bars.reset();
     this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
     this.caption.textContent = 'No probe yet.';
+    this.loss.hidden = true;
   }
 
   update(state) {
@@ -74,6 +76,13 @@ export class ProbeView {
     const truth = label === null ? '' : ` · true class: ${this.classes[label] ?? label}`;
     this.caption.textContent = `${where}${truth}`;
     if (probe.probs) this.bars.update(probe.probs, this.classes, label);
+    // Cross-entropy of this one image: what the training loss averages over a batch.
+    const p = label !== null && probe.probs ? probe.probs[label] : null;
+    this.loss.hidden = p === null || p === undefined;
+    if (!this.loss.hidden) {
+      const loss = -Math.log(Math.max(p, 1e-12));
+      this.loss.textContent = `loss on this image: −log p(${this.classes[label] ?? label}) = −log ${p.toPrecision(3)} = ${loss.toPrecision(3)}`;
+    }
     this.markCurrent(probe.source === 'upload' ? -1 : probe.index);
   }
 

@@ -41,6 +41,8 @@ export class ProgressView {
 
   /** Connection state from the store: 'idle' | 'connecting' | 'live' | 'reconnecting' | 'gone' | 'closed'. */
   connection(state, detail) {
+    this.offline = state === 'reconnecting';
+    this.render();
     this.conn.dataset.state = state;
     this.conn.textContent = { idle: '', connecting: 'connecting…', live: 'live', closed: '', gone: 'run not found' }[state]
       ?? detail ?? state;
@@ -50,17 +52,20 @@ export class ProgressView {
   render() {
     const run = this.run;
     const status = run?.status ?? 'idle';
-    this.badge.dataset.status = status;
-    this.badge.textContent = run ? STATUS_TEXT[status] ?? status : 'no run';
+    // While the server cannot be reached, what the run is doing there is unknown: say so, not its last state.
+    const offline = run && this.offline && !['finished', 'stopped', 'diverged', 'failed'].includes(status);
+    this.badge.dataset.status = offline ? 'offline' : status;
+    this.badge.textContent = offline ? 'server unreachable' : run ? STATUS_TEXT[status] ?? status : 'no run';
+    this.badge.title = offline ? `The page lost its connection to the server; the run was ${STATUS_TEXT[status] ?? status} when it did.` : '';
     const spe = run?.steps_per_epoch || 0;
     const total = run?.total_steps || 0;
     const step = run?.step ?? 0;
     const epochs = run?.config?.epochs ?? 0;
-    const done = run && ['finished'].includes(status);
-    const inEpoch = spe ? (done ? spe : step - Math.min(run.epoch ?? 0, epochs - 1) * spe) : 0;
-    const current = Math.min(epochs, (run?.epoch ?? 0) + (done ? 0 : 1));
+    // The epoch a step belongs to: step 250 of 250 a epoch is the last batch of epoch 1, not batch 0 of epoch 2.
+    const current = spe ? Math.min(epochs, Math.max(1, Math.ceil(step / spe))) : 0;
+    const inEpoch = spe ? Math.max(0, step - (current - 1) * spe) : 0;
     this.setBar(this.epochBar, spe ? inEpoch / spe : 0);
-    this.epochText.textContent = run ? `epoch ${current || 0} of ${epochs} · batch ${Math.max(0, inEpoch)} of ${spe}` : '–';
+    this.epochText.textContent = run ? `epoch ${current} of ${epochs} · batch ${inEpoch} of ${spe}` : '–';
     this.setBar(this.runBar, total ? step / total : 0);
     this.runText.textContent = run ? `step ${step} of ${total}` : '–';
     this.facts.textContent = run

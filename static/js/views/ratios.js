@@ -1,0 +1,121 @@
+/**
+ * How big each step is: per conv layer, ||ΔW|| / ||W|| of every batch (uPlot, log scale), smoothed over about
+ * ten batches. The rule of thumb says about 1e-3 learns steadily: far below, the learning rate is too small
+ * (the weights barely move); far above, every step rewrites much of the weights (too large: it overshoots).
+ */
+
+import uPlot from '../../vendor/uplot/uPlot.esm.js';
+import { requestDraw } from '../frame.js';
+
+const COLORS = ['#2563eb', '#ea580c', '#059669', '#7c3aed', '#db2777', '#0891b2'];
+const SMOOTH = 0.9; // geometric moving average: ~10 batches of memory
+export const HEALTHY = { lo: 1e-4, mid: 1e-3, hi: 1e-2 };
+
+export class RatiosView {
+  constructor(container) {
+    this.box = container.querySelector('[data-role=ratio-chart]');
+    new ResizeObserver(() => this.chart?.setSize(this.size())).observe(this.box);
+    this.reset();
+  }
+
+  reset() {
+    this.x = [];
+    this.names = [];
+    this.series = {};
+    this.seen = 0;
+    this.cursorStep = null;
+    this.chart?.destroy();
+    this.chart = null;
+    requestDraw(this);
+  }
+
+  update(state) {
+    const { x, ratios } = state.steps;
+    const names = Object.keys(ratios ?? {});
+    if (x.length < this.seen || names.join() !== this.names.join()) {
+      this.reset();
+      this.names = names;
+      for (const name of names) this.series[name] = [];
+    }
+    for (let i = this.seen; i < x.length; i++) {
+      this.x.push(x[i]);
+      for (const name of names) {
+        const out = this.series[name];
+        const v = ratios[name][i];
+        const prev = out.length ? out[out.length - 1] : null;
+        const log = v > 0 ? Math.log(v) : null;
+        out.push(log === null ? prev : prev === null ? Math.exp(log) : Math.exp(SMOOTH * Math.log(prev) + (1 - SMOOTH) * log));
+      }
+    }
+    this.seen = x.length;
+    requestDraw(this);
+  }
+
+  moment(state) {
+    const step = state.cursor !== null ? state.snapshot?.step ?? null : null;
+    if (step === this.cursorStep) return;
+    this.cursorStep = step;
+    this.chart?.redraw(false);
+  }
+
+  size() { return { width: Math.max(240, this.box.clientWidth), height: 150 }; }
+
+  make() {
+    const dpr = devicePixelRatio;
+    const band = (u) => {
+      const { ctx } = u;
+      const y = (v) => Math.round(u.valToPos(v, 'y', true));
+      const top = Math.max(u.bbox.top, y(HEALTHY.hi));
+      const bottom = Math.min(u.bbox.top + u.bbox.height, y(HEALTHY.lo));
+      ctx.save();
+      if (bottom > top) {
+        ctx.fillStyle = 'rgba(16, 185, 129, 0.10)';
+        ctx.fillRect(u.bbox.left, top, u.bbox.width, bottom - top);
+      }
+      const mid = y(HEALTHY.mid);
+      if (mid >= u.bbox.top && mid <= u.bbox.top + u.bbox.height) {
+        ctx.strokeStyle = '#10b981';
+        ctx.lineWidth = dpr;
+        ctx.setLineDash([6 * dpr, 4 * dpr]);
+        ctx.beginPath();
+        ctx.moveTo(u.bbox.left, mid);
+        ctx.lineTo(u.bbox.left + u.bbox.width, mid);
+        ctx.stroke();
+        ctx.fillStyle = '#047857';
+        ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+        ctx.textAlign = 'right';
+        ctx.fillText('≈ 1e-3: the usual healthy step', u.bbox.left + u.bbox.width - 4 * dpr, mid - 4 * dpr);
+      }
+      if (this.cursorStep !== null) {
+        const x = Math.round(u.valToPos(this.cursorStep, 'x', true));
+        ctx.setLineDash([]);
+        ctx.strokeStyle = '#7c3aed';
+        ctx.lineWidth = 2 * dpr;
+        ctx.beginPath();
+        ctx.moveTo(x, u.bbox.top);
+        ctx.lineTo(x, u.bbox.top + u.bbox.height);
+        ctx.stroke();
+      }
+      ctx.restore();
+    };
+    const exp = (u, v) => (v === null || v === undefined ? '–' : v.toExponential(1));
+    return new uPlot({
+      ...this.size(),
+      hooks: { drawClear: [band] },
+      scales: { x: { time: false }, y: { distr: 3, range: (u, min, max) => [Math.min(min ?? 1e-5, 1e-5), Math.max(max ?? 1e-1, 1e-1)] } },
+      axes: [
+        { label: 'step', size: 30, labelSize: 14 },
+        { label: '‖ΔW‖ / ‖W‖', labelSize: 14, size: 58, values: (u, v) => v.map((t) => (t === null ? '' : t.toExponential(0))) },
+      ],
+      series: [{ label: 'step' }, ...this.names.map((name, i) => ({
+        label: name, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false }, value: exp,
+      }))],
+    }, [[], ...this.names.map(() => [])], this.box);
+  }
+
+  draw() {
+    if (!this.names.length) return;
+    this.chart ??= this.make();
+    this.chart.setData([this.x, ...this.names.map((n) => this.series[n])]);
+  }
+}
