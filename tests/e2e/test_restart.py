@@ -53,6 +53,10 @@ def test_a_killed_server_comes_back_and_the_page_resumes_the_run(browser: Any, t
             proc.send_signal(signal.SIGKILL)  # no goodbye: a crash, or a pulled plug of the process
             proc.wait(10)
             expect(page.get_by_test_id("connection")).not_to_have_text("live")
+            # While the server is gone the page does not claim the run trains, nor offers controls that can't reach it
+            expect(page.get_by_test_id("status")).to_have_text("server unreachable")
+            for name in ("pause", "step", "stop"):
+                expect(page.get_by_test_id(name)).to_be_disabled()
         with server(port, tmp_path):
             # The page reconnects by itself and learns what became of the run.
             expect(page.get_by_test_id("status")).to_have_text("interrupted")

@@ -193,8 +193,13 @@ export class CurvesView {
       text = `after epoch ${last.epoch}: test accuracy ${(100 * last.test_accuracy).toFixed(1)}%, test loss ${last.test_loss?.toPrecision(3) ?? '–'}`;
       if (Number.isFinite(last.train_accuracy)) {
         const gap = 100 * (last.train_accuracy - last.test_accuracy);
-        text += ` · train accuracy ${(100 * last.train_accuracy).toFixed(1)}%: a gap of ${gap.toFixed(1)} points`
-          + (gap > 5 ? ' (overfitting: the network memorises its training images)' : '');
+        text += ` · train accuracy ${(100 * last.train_accuracy).toFixed(1)}%: a gap of ${gap.toFixed(1)} points`;
+      }
+      // Overfitting's signature: the test loss climbs back from its best while the training images are learnt.
+      const best = this.history.reduce((b, h) => (Number.isFinite(h.test_loss) && (!b || h.test_loss < b.test_loss) ? h : b), null);
+      if (best && best.epoch < last.epoch && last.test_loss > 1.15 * best.test_loss) {
+        text += ` · test loss up from its best ${best.test_loss.toPrecision(3)} (epoch ${best.epoch}): overfitting,`
+          + ' the network memorises its training images';
       }
     }
     this.summary.textContent = text;
