@@ -63,6 +63,8 @@ class Diagnosis:
         self.optimizer = optimizer
         self.raised: set[str] = set()
         self._losses: deque[float] = deque(maxlen=STALL_WINDOW)
+        self._sum = 0.0  # of the losses in the window, and of its last EXPLODE_WINDOW: kept as they come
+        self._recent = 0.0
         self._ratios: deque[float] = deque(maxlen=STALL_WINDOW)  # the largest layer's ratio of each batch
         self._start: list[float] = []  # the first batch's loss: the network as it began (before any step told)
         self._dead_since: dict[str, int] = {}  # per layer, the step since which most of its filters are silent
@@ -80,15 +82,20 @@ class Diagnosis:
         """Take one batch's loss and update ratios; the warnings that are due now."""
         out: list[WarningEvent] = []
         if math.isfinite(loss):
+            if len(self._losses) == STALL_WINDOW:
+                self._sum -= self._losses[0]
+            if len(self._losses) >= EXPLODE_WINDOW:
+                self._recent -= self._losses[-EXPLODE_WINDOW]
             self._losses.append(loss)
+            self._sum += loss
+            self._recent += loss
             if not self._start:
                 self._start.append(loss)
         finite = [r for r in ratios.values() if math.isfinite(r)]
         if finite:
             self._ratios.append(max(finite))
-        recent = list(self._losses)[-EXPLODE_WINDOW:]
-        if "exploding" not in self.raised and len(recent) == EXPLODE_WINDOW:
-            now, start = float(np.mean(recent)), float(np.mean(self._start))
+        if "exploding" not in self.raised and len(self._losses) >= EXPLODE_WINDOW:
+            now, start = self._recent / EXPLODE_WINDOW, self._start[0]
             if now > EXPLODE_FACTOR * max(self.chance, start):
                 cause = (f"the learning rate {lr:g} is too high for {self._name()}: each step overshoots; "
                          f"{_lr_advice(self.optimizer)}") if self._too_high(lr) else \
@@ -99,7 +106,7 @@ class Diagnosis:
                                        f"{self.chance:.3g}): {cause}."))
         if "stalled" not in self.raised and "dead" not in self.raised and step >= STALL_STEPS \
                 and len(self._losses) == STALL_WINDOW:
-            mean = float(np.mean(self._losses))
+            mean = self._sum / STALL_WINDOW
             if mean >= STALL_SHARE * self.chance:
                 out.append(self._raise("stalled", step, self._stalled(step, mean, lr)))
         return out

@@ -84,14 +84,20 @@ class Recorder:
 
     def _update_ratios(self) -> dict[str, float]:
         """||W - W a batch ago|| / ||W a batch ago|| per conv layer: how big this step was (about 1e-3 learns)."""
+        names = list(self._last)
+        lasts = list(self._last.values())
+        weights = [layer.conv.weight.detach() for layer in self._layers]
+        with torch.no_grad():  # one op for all layers at a time: ~40 us a batch, not ~100
+            moved = torch._foreach_norm(torch._foreach_sub(weights, lasts))
+            sizes = torch._foreach_norm(lasts)
+            values = torch.stack([*moved, *sizes]).tolist()
+            torch._foreach_copy_(lasts, weights)
+        n = len(names)
         ratios = {}
-        for layer in self._layers:
-            w, last = layer.conv.weight.detach(), self._last[layer.name]
-            base = float(last.norm())
-            ratio = float((w - last).norm()) / base if base > 0 else float("nan")
-            last.copy_(w)
-            ratios[layer.name] = ratio
-            self._unsent_ratios[layer.name].append(ratio)
+        for i, name in enumerate(names):
+            ratio = values[i] / values[n + i] if values[n + i] > 0 else float("nan")
+            ratios[name] = ratio
+            self._unsent_ratios[name].append(ratio)
         return ratios
 
     def flush_steps(self) -> None:

@@ -50,6 +50,17 @@ def test_chance_train_accuracy_step_sizes_stages_and_the_probes_loss(page: Any, 
     assert len(data) == 3 and len(data[1]) == len(data[0]) > 50 and all(v is None or v > 0 for v in data[1])
     expect(page.get_by_test_id("probe-loss")).to_contain_text("−log p(")
 
+    # ΔW on W's scale: the colour bar spans W's range, far wider than the updates' own
+    bar = page.get_by_test_id("filters-conv1").locator(".colorbar-labels span").last
+    w_text = bar.inner_text()
+    page.get_by_test_id("mode-update").click()
+    expect(bar).not_to_have_text(w_text)
+    assert float(bar.inner_text()) < float(w_text)
+    page.get_by_test_id("scale").select_option("weight")
+    expect(bar).to_have_text(w_text)
+    page.get_by_test_id("scale").select_option("run")
+    page.get_by_test_id("mode-weight").click()
+
     # Feature maps: before ReLU is signed (blue where negative), pooling halves the maps
     def blue() -> float:
         return float(page.get_by_test_id("fmap-canvas-0").evaluate("""c => {

@@ -11,7 +11,7 @@ import { TileGrid } from '../tilegrid.js';
 export const MODES = {
   weight: { label: 'W', title: 'weights', help: 'Each tile is one filter: the small kernel of weights W a conv layer slides over its input. Blue is negative, white zero, red positive.' },
   grad: { label: 'dW', title: 'gradient', help: 'dW = dL/dW of the last batch: how the loss would grow if each weight grew. Training pushes W the other way.' },
-  update: { label: 'ΔW', title: 'update', help: 'ΔW = W now − W at the previous snapshot: the optimizer moves W against dL/dW, scaled by the learning rate.' },
+  update: { label: 'ΔW', title: 'update', help: 'ΔW = W now − W at the previous snapshot: the optimizer moves W against dL/dW, scaled by the learning rate. With colours "as W", ΔW is drawn on W\'s own scale: how big the step is next to the weights (at a tiny learning rate, nearly white).' },
 };
 
 /** The colour scales, as the colour bar names them. */
@@ -19,6 +19,7 @@ export const SCALES = {
   run: 'same scale over the whole run so far',
   moment: 'scaled to this moment',
   filter: 'each filter scaled to its own ±max',
+  weight: "on W's scale (the run's largest |W|): a ΔW as faint as it is small next to W, so the learning rate shows",
 };
 
 export class FiltersView {
@@ -188,7 +189,7 @@ export class FiltersView {
       for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
       const barRange = onlyStart ? startRange : range;
       const kind = l.rgb && (onlyStart || mode === 'weight') ? 'rgb' : 'diverging';
-      const note = scale === 'filter' ? 'per filter' : scale === 'run' ? 'whole run' : 'now';
+      const note = { filter: 'per filter', run: 'whole run', moment: 'now', weight: "W's scale" }[scale];
       l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, each of R, G, B` : note);
       l.bar.root.title = SCALES[scale];
       l.measures.textContent = this.measuresText(layer.measures);
@@ -200,6 +201,7 @@ export class FiltersView {
   /** The ±range the colours span: the run's largest |value| so far, or this array's. */
   range(layer, kind, arr, scale) {
     // The whole run's largest |value| keeps faint early filters faint; older servers sent no peaks.
+    if (scale === 'weight') return Math.max(layer.peaks?.weight ?? 0, layer.weight.maxAbs()); // ΔW beside W
     return scale === 'run' ? Math.max(layer.peaks?.[kind] ?? 0, arr.maxAbs()) : arr.maxAbs();
   }
 
