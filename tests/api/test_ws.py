@@ -38,7 +38,7 @@ def test_frames_decode_and_match_the_model(client: TestClient) -> None:
     with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
         messages = read_until(ws, is_status("finished"))
     hello = messages[0]
-    assert hello["type"] == "hello" and hello["v"] == 1 and hello["run"]["id"] == run["id"]
+    assert hello["type"] == "hello" and hello["v"] == 2 and hello["run"]["id"] == run["id"]
     snaps = [m for m in messages if isinstance(m, tuple)]
     assert len(snaps) >= 5
     geometry = {x["name"]: x for x in run["layers"]}

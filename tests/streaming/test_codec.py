@@ -39,7 +39,7 @@ def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
 def test_a_snapshot_round_trips(model_name: str, channels: int, size: int) -> None:
     snap = snapshot_of(model_name, channels, size)
     header, arrays = decode_frame(encode_snapshot(snap))
-    assert header["type"] == "snapshot" and header["v"] == 1
+    assert header["type"] == "snapshot" and header["v"] == 2
     assert (header["seq"], header["step"], header["samples_seen"]) == (4, 40, 1280)
     assert (header["elapsed"], header["instrument_seconds"]) == (1.5, 0.04)
     assert header["probe"]["label"] == 7 and len(header["probe"]["probs"]) == 10
