@@ -24,7 +24,7 @@ from app.record.store import Store, token_hash
 from app.streaming.hub import Hub
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
-from app.training.engine import Engine, Status
+from app.training.engine import Engine, StateError, Status
 from app.training.inference import Inspector
 from app.training.replay import state_at
 from app.training.threads import serial_torch
@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 
 
 class TooManyRuns(Exception):
-    """The cap on runs training at once is reached."""
+    """The cap on runs training at once is reached (or the queue behind it is full)."""
+
+
+class Waiting(Exception):
+    """The run waits in the queue: it has not trained yet, so only stop (cancel) and the learning rate apply."""
+
+
+# Runs past the training cap wait, in order of creation; more than this many waiting is refused (429): a
+# sweep is at most 8 runs, and a page that starts runs in a loop should hear no before the disk does.
+MAX_QUEUED = 16
 
 
 class NotResumable(Exception):
@@ -71,7 +80,16 @@ class Run:
     @property
     def computing(self) -> bool:
         """True while the run holds a training slot: running, or about to (a paused run holds none)."""
-        return self.status in (Status.RUNNING, Status.QUEUED)
+        engine = self.engine
+        return engine is not None and engine.started and self.status in (Status.RUNNING, Status.QUEUED)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the run waits in the queue for a training slot (it has not trained yet)."""
+        engine = self.engine
+        return self.status is Status.QUEUED and not (engine is not None and engine.started)
+
+    queue_position: Callable[[], int | None] = field(default=lambda: None)
 
     def owned_by(self, token: str) -> bool:
         return secrets.compare_digest(token_hash(token), self.record.token_hash)
@@ -87,6 +105,7 @@ class Run:
                          elapsed=round(e.elapsed, 3), instrument_seconds=round(e.instrument_seconds, 3), lr=e.lr)
         return {
             "id": rec.id, "created_at": rec.created_at, **rec.meta, **state, "watchers": self.watchers(),
+            "queue_position": self.queue_position(),
             "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
             "warnings": rec.warnings(),
             "lr_changes": [{"step": step, "lr": lr} for step, lr in rec.lr_changes().items()],
@@ -107,8 +126,10 @@ class RunManager:
         self._checkpoint_seconds = checkpoint_seconds
         self._runs: dict[str, Run] = {}
         self._lock = threading.RLock()
+        self._closing = False
         for stored in store.load_runs():
-            if stored.state["status"] not in {s.value for s in Status if s.ended}:
+            # A run that waited in the queue still waits: it had not trained, so there is nothing to resume.
+            if stored.state["status"] not in {s.value for s in Status if s.ended} | {Status.QUEUED.value}:
                 stored.state.update(status=Status.INTERRUPTED.value,
                                     message="The server stopped while this run trained; resume it to go on "
                                             "from its last checkpoint.")
@@ -116,12 +137,14 @@ class RunManager:
             record = RunRecord(stored, store)
             self._runs[stored.id] = self._wrap(record, None)
         self.enforce_budget()
+        self.schedule()
 
     def _wrap(self, record: RunRecord, engine: Engine | None) -> Run:
         config = TrainConfig.model_validate(record.meta["config"])
         info = get_dataset(config.dataset).info
         record.publish = self._publisher(record.id)
-        return Run(record, engine, Inspector(config, info), lambda: self.hub.count(record.id))
+        return Run(record, engine, Inspector(config, info), lambda: self.hub.count(record.id),
+                   lambda: self.position(record.id))
 
     def _publisher(self, run_id: str) -> Callable[[Message, bool, int], None]:
         def publish(message: Message, droppable: bool, n: int) -> None:  # writer thread, after the commit
@@ -129,9 +152,10 @@ class RunManager:
                 self._loop.call_soon_threadsafe(self.hub.publish, run_id, message, droppable, n)
             except RuntimeError:  # the loop is closed: the server is shutting down
                 log.debug("dropped a message of run %s: event loop closed", run_id)
-            if isinstance(message, str) and message.startswith('{"type":"status"') and \
-                    Status(json.loads(message)["status"]).ended:
-                self._ended_maybe()
+            if isinstance(message, str) and message.startswith('{"type":"status"'):
+                status = Status(json.loads(message)["status"])
+                if status.ended or status is Status.PAUSED:  # a training slot may have freed
+                    self._ended_maybe(status.ended)
         return publish
 
     def _engine(self, run_id: str, record: RunRecord, config: TrainConfig, **kwargs: Any) -> Engine:
@@ -140,9 +164,13 @@ class RunManager:
                       checkpoint_seconds=self._checkpoint_seconds, **kwargs)
 
     def create(self, config: TrainConfig) -> tuple[Run, str]:
-        """Build and start a run; returns it and its control token (blocking: call it off the event loop)."""
+        """Build a run and start it, or queue it behind the runs that hold every training slot; returns it and
+        its control token (blocking: call it off the event loop)."""
         with self._lock:
-            self._check_slot()
+            queued = sum(1 for r in self._runs.values() if r.waiting)
+            if queued >= MAX_QUEUED:
+                raise TooManyRuns(f"{queued} runs are already waiting for a training slot, the most this server "
+                                  "queues; stop one, or wait for runs to finish.")
             run_id = "r" + secrets.token_hex(4)
             token = secrets.token_urlsafe(24)
             serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
@@ -158,9 +186,55 @@ class RunManager:
             engine.listen(record.on_event)
             run = self._wrap(record, engine)
             self._runs[run_id] = run
-        engine.start()
-        log.info("run %s started: %s", run_id, config.model_dump_json())
+            start = self._free_slots() > 0 and not any(r.waiting for r in self._runs.values() if r is not run)
+            if start:
+                engine.start()
+        log.info("run %s %s: %s", run_id, "started" if start else f"queued ({self.position(run_id)})",
+                 config.model_dump_json())
         return run, token
+
+    def _free_slots(self) -> int:
+        return self._max_active - sum(1 for r in self._runs.values() if r.computing)
+
+    def position(self, run_id: str) -> int | None:
+        """Where a waiting run stands in the queue (1: next to start), or None if it does not wait."""
+        waiting = sorted((r for r in self._runs.values() if r.waiting), key=lambda r: r.record.created_at)
+        return next((i for i, r in enumerate(waiting, start=1) if r.id == run_id), None)
+
+    def schedule(self) -> None:
+        """Start the oldest waiting runs while training slots are free (not once the server is shutting down)."""
+        with self._lock:
+            if self._closing:
+                return
+            waiting = sorted((r for r in self._runs.values() if r.waiting), key=lambda r: r.record.created_at)
+            for run in waiting[:max(0, self._free_slots())]:
+                engine = self.engine_for(run)
+                engine.start()
+                log.info("run %s started from the queue", run.id)
+
+    def engine_for(self, run: Run) -> Engine:
+        """The run's engine; a run that waited across a restart gets one now (built, not started)."""
+        with self._lock:
+            if run.engine is None:
+                if not run.waiting:
+                    raise ValueError(f"run {run.id} has no engine and does not wait")
+                run.engine = self._engine(run.id, run.record, run.config)
+            return run.engine
+
+    def control(self, run: Run, action: Callable[[Engine], None], *, waiting_ok: bool = False) -> None:
+        """Apply a control to the run's engine; a waiting run takes only stop (cancel) and a learning rate."""
+        with self._lock:
+            if run.waiting and not waiting_ok:
+                raise Waiting(f"This run waits in the queue ({self._ordinal(run)} in line) and has not trained "
+                              f"yet; it starts when a training slot frees. Stop it to cancel it.")
+            engine = self.engine_for(run) if run.waiting else run.engine
+        if engine is None:
+            raise StateError("no engine")
+        action(engine)
+
+    def _ordinal(self, run: Run) -> str:
+        n = self.position(run.id) or 0
+        return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
     def resume(self, run: Run) -> None:
         """Resume a paused run, or continue an interrupted one from its last checkpoint (blocking)."""
@@ -213,6 +287,7 @@ class RunManager:
                 log.debug("run %s ended before stop", run.id)
             engine.join(10)
         self._remove(run, DELETED_REASON)
+        self._slot_freed()
 
     def _remove(self, run: Run, reason: str) -> None:
         run.record.publish = None
@@ -222,8 +297,19 @@ class RunManager:
         except RuntimeError:
             pass
 
-    def _ended_maybe(self) -> None:
-        threading.Thread(target=self.enforce_budget, name="disk-budget", daemon=True).start()
+    def _ended_maybe(self, ended: bool = True) -> None:
+        def after() -> None:
+            self._slot_freed()
+            if ended:
+                self.enforce_budget()
+        threading.Thread(target=after, name="run-ended", daemon=True).start()
+
+    def _slot_freed(self) -> None:
+        """A run stopped computing: the next in the queue may start (once the engine's thread is done)."""
+        try:
+            self.schedule()
+        except Exception:  # a queued run that cannot be built must not stop the others
+            log.exception("starting a queued run failed")
 
     def enforce_budget(self) -> None:
         """Past the disk budget, remove the oldest ended runs, whole, that nobody watches."""
@@ -266,9 +352,11 @@ class RunManager:
 
     def stop_all(self) -> None:
         """Ask every live run to stop at its next batch as `interrupted` (resumable); returns at once."""
+        with self._lock:
+            self._closing = True  # a slot freed now must not start a queued run: it waits for the next start
         for run in list(self._runs.values()):
             engine = run.engine
-            if engine is not None and not engine.status.ended:
+            if engine is not None and not engine.status.ended and not run.waiting:  # the queue stays as it is
                 try:
                     engine.interrupt()
                 except Exception:  # it ended between the check and the call

@@ -108,6 +108,8 @@ class RunOut(BaseModel):
     snapshots: int = Field(description="snapshots kept (GET /api/runs/{id}/snapshots lists them)")
     bytes: int = Field(description="what the run takes on disk")
     warnings: list[WarningOut] = Field(default_factory=list, description="raised so far, once per kind")
+    queue_position: int | None = Field(None, description="while `queued` behind the runs that hold every "
+                                       "training slot: its place in line (1 = next to start)")
     lr_changes: list[LrChangeOut] = Field(default_factory=list, description="learning rates set by hand")
 
 

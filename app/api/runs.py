@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
-from app.runs import NotResumable, Run, RunManager, TooManyRuns
+from app.runs import NotResumable, Run, RunManager, TooManyRuns, Waiting
 from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut
 from app.training.engine import Engine, StateError
 
@@ -20,7 +20,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {**NOT_FOUND, 409: {"description": "
 OWNER: dict[int | str, dict[str, Any]] = {
     **CONFLICT, 401: {"description": "No control token (Authorization: Bearer <token>)"},
     403: {"description": "Not this run's control token"}}
-BUSY: dict[int | str, dict[str, Any]] = {429: {"description": "Too many runs training at once"}}
+BUSY: dict[int | str, dict[str, Any]] = {429: {"description": "Too many runs training (or queued) at once"}}
 
 
 def run_out(run: Run) -> RunOut:
@@ -32,7 +32,9 @@ def run_out(run: Run) -> RunOut:
     **BUSY, 400: {"description": "The body is not UTF-8 text"}, 401: {"description": "The server token is needed"},
     413: {"description": "The body is over the JSON cap"}, 415: {"description": "Not application/json"}})
 async def create_run(runs: ManagerDep, _creator: CreatorDep, config: Annotated[RunConfig, Body()]) -> CreatedRunOut:
-    """Create a run from `config` (a JSON object, every field optional: {} for the defaults) and start training.
+    """Create a run from `config` (a JSON object, every field optional: {} for the defaults) and start training;
+    while as many runs train as the server allows, it waits as `queued` (its `queue_position` says where) and
+    starts when a slot frees (429 only when the queue itself is full).
 
     The answer carries the run's control token, given only here: pause, resume, step, stop, the learning rate
     and the probe need it as `Authorization: Bearer <token>`.
@@ -58,13 +60,12 @@ def get_run(run: RunDep) -> RunOut:
     return run_out(run)
 
 
-def _control(run: Run, action: Callable[[Engine], None], runs: RunManager) -> RunOut:
-    engine = run.engine
+def _control(run: Run, action: Callable[[Engine], None], runs: RunManager, waiting_ok: bool = False) -> RunOut:
     try:
-        if engine is None:
+        if run.engine is None and not run.waiting:
             raise StateError(no_engine(run))
-        action(engine)
-    except StateError as exc:
+        runs.control(run, action, waiting_ok=waiting_ok)
+    except (StateError, Waiting) as exc:
         raise HTTPException(409, str(exc)) from None
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
@@ -106,14 +107,14 @@ def step(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
 
 @router.post("/{run_id}/stop", responses=OWNER)
 def stop(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
-    """Stop for good; the history stays."""
-    return _control(run, Engine.stop, runs)
+    """Stop for good; the history stays. A run waiting in the queue is cancelled (it never trains)."""
+    return _control(run, Engine.stop, runs, waiting_ok=True)
 
 
 @router.patch("/{run_id}", responses=OWNER)
 def set_lr(run: OwnedRunDep, runs: ManagerDep, patch: LrPatch) -> RunOut:
-    """Change the learning rate of a live run from its next batch on."""
-    return _control(run, lambda e: e.set_lr(patch.lr), runs)
+    """Change the learning rate of a live run from its next batch on (of a queued run: from its first)."""
+    return _control(run, lambda e: e.set_lr(patch.lr), runs, waiting_ok=True)
 
 
 @router.put("/{run_id}/probe", responses={**OWNER, 422: {"description": "Index out of range"}})

@@ -12,7 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-PROTOCOL_VERSION = 2  # 2: pre-activation maps in frames (the maps after ReLU derived from them), update ratios, warnings
+# 2: pre-activation maps in frames (the maps after ReLU derived from them), update ratios, warnings.
+PROTOCOL_VERSION = 2
 
 
 def finite(x: float | None) -> float | None:

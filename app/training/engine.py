@@ -237,6 +237,11 @@ class Engine:
             extra = time.perf_counter() - self._running_since if self._running_since is not None else 0.0
             return self._elapsed + extra
 
+    @property
+    def started(self) -> bool:
+        """True once `start` has given the run its training thread."""
+        return self._thread is not None
+
     def listen(self, emit: Callable[[Event], None]) -> None:
         """Send every event from now on to `emit` (before `start`)."""
         self._emit_cb = emit

@@ -68,8 +68,10 @@ export class ProgressView {
     this.epochText.textContent = run ? `epoch ${current} of ${epochs} · batch ${inEpoch} of ${spe}` : '–';
     this.setBar(this.runBar, total ? step / total : 0);
     this.runText.textContent = run ? `step ${step} of ${total}` : '–';
+    const waiting = status === 'queued' && run?.queue_position
+      ? `waiting for a training slot (${run.queue_position} in line): it starts when a run ahead of it ends or pauses` : '';
     this.facts.textContent = run
-      ? [this.lrText(run), `${(run.samples_seen ?? 0).toLocaleString('en')} images seen`, this.costText(run),
+      ? [waiting, this.lrText(run), `${(run.samples_seen ?? 0).toLocaleString('en')} images seen`, this.costText(run),
         `run ${run.id}`].filter(Boolean).join(' · ')
       : '';
     const bad = status === 'diverged' || status === 'failed';

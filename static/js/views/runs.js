@@ -52,7 +52,7 @@ export class RunsView {
     const current = this.store.runId;
     // Only what is shown: a run training changes `elapsed` at every refresh, which the rows show rounded.
     const key = JSON.stringify([current, this.runs.map((r) => [r.id, r.status, r.history.length, r.snapshots,
-      Math.round(r.elapsed)])]);
+      Math.round(r.elapsed), r.queue_position])]);
     if (key === this.rendered) return;
     this.rendered = key;
     this.count.textContent = this.runs.length ? `(${this.runs.length})` : '';
@@ -77,7 +77,9 @@ export class RunsView {
       head.append(badge, what);
       const facts = document.createElement('div');
       facts.className = 'run-facts';
-      facts.textContent = `${ago(r.created_at)} · trained ${duration(r.elapsed)} · ${r.snapshots} snapshots · ${r.id}`;
+      const waiting = r.status === 'queued' && r.queue_position ? `waiting for a training slot: ${r.queue_position} in line` : '';
+      facts.textContent = waiting ? `${ago(r.created_at)} · ${waiting} · ${r.id}`
+        : `${ago(r.created_at)} · trained ${duration(r.elapsed)} · ${r.snapshots} snapshots · ${r.id}`;
       const buttons = document.createElement('div');
       buttons.className = 'run-buttons';
       const mine = Boolean(tokens.get(r.id));
@@ -92,7 +94,10 @@ export class RunsView {
       };
       if (r.id !== current) add('Open', 'run-open', 'open');
       if (mine && r.status === 'interrupted') add('Resume', 'run-resume', 'resume', 'Go on from its last checkpoint');
-      if (mine && LIVE.has(r.status)) add('Stop', 'run-stop', 'stop');
+      if (mine && LIVE.has(r.status)) {
+        if (waiting) add('Cancel', 'run-stop', 'stop', 'Take it out of the queue: it never trains');
+        else add('Stop', 'run-stop', 'stop');
+      }
       if (mine) add('Delete', 'run-delete', 'delete', 'Remove the run and its whole history');
       row.append(head, facts, buttons);
       return row;
