@@ -24,7 +24,7 @@ from app.record.store import Store, token_hash
 from app.streaming.hub import Hub
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
-from app.training.engine import Engine, StateError, Status
+from app.training.engine import Engine, StateError, Status, check
 from app.training.inference import Inspector
 from app.training.replay import state_at
 from app.training.threads import serial_torch
@@ -34,6 +34,18 @@ log = logging.getLogger(__name__)
 
 class TooManyRuns(Exception):
     """The cap on runs training at once is reached (or the queue behind it is full)."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Runs that differ in one config field: one per value, in order."""
+
+    id: str
+    created_at: float
+    field: str
+    values: list[Any]
+    base: dict[str, Any]
+    runs: list[str]
 
 
 class Waiting(Exception):
@@ -127,6 +139,8 @@ class RunManager:
         self._runs: dict[str, Run] = {}
         self._lock = threading.RLock()
         self._closing = False
+        self.sweeps = {sid: Sweep(sid, at, body["field"], body["values"], body["base"], body["runs"])
+                       for sid, at, body in store.load_sweeps()}
         for stored in store.load_runs():
             # A run that waited in the queue still waits: it had not trained, so there is nothing to resume.
             if stored.state["status"] not in {s.value for s in Status if s.ended} | {Status.QUEUED.value}:
@@ -192,6 +206,25 @@ class RunManager:
         log.info("run %s %s: %s", run_id, "started" if start else f"queued ({self.position(run_id)})",
                  config.model_dump_json())
         return run, token
+
+    def create_sweep(self, configs: list[TrainConfig], field: str, values: list[Any],
+                     base: TrainConfig) -> tuple[Sweep, list[tuple[Run, str]]]:
+        """One run per config (they queue behind the cap, in order), kept together as a sweep."""
+        for config in configs:  # every run or none: a bad value is refused before the first run starts
+            check(config)
+        with self._lock:
+            queued = sum(1 for r in self._runs.values() if r.waiting)
+            if queued + len(configs) > MAX_QUEUED + self._free_slots():
+                raise TooManyRuns(f"{queued} runs already wait for a training slot; this sweep's {len(configs)} "
+                                  f"would pass the {MAX_QUEUED} the server queues. Stop some, or wait.")
+            created = [self.create(config) for config in configs]
+            sweep = Sweep("s" + secrets.token_hex(4), time.time(), field, values, base.model_dump(),
+                          [run.id for run, _ in created])
+            self.sweeps[sweep.id] = sweep
+            self.store.add_sweep(sweep.id, sweep.created_at, {"field": field, "values": values,
+                                                               "base": sweep.base, "runs": sweep.runs})
+        log.info("sweep %s: %s = %s", sweep.id, field, values)
+        return sweep, created
 
     def _free_slots(self) -> int:
         return self._max_active - sum(1 for r in self._runs.values() if r.computing)

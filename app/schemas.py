@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -173,3 +173,55 @@ class InspectOut(BaseModel):
     prediction: PredictionOut
     classes: list[str]
     layers: list[FeatureMapsOut]
+
+
+SWEEP_MAX = 8  # runs in one sweep: a comparison a person can still read, and half the queue
+
+
+class SweepIn(BaseModel):
+    """A base config and one field to vary: one run per value."""
+
+    model_config = ConfigDict(extra="forbid")
+    base: RunConfig = Field(default_factory=RunConfig, description="every field optional: {} for the defaults")
+    vary: dict[str, list[Any]] = Field(description='exactly one config field and its values, e.g. '
+                                       '{"lr": [0.0005, 0.005, 0.05]}: 2 to 8 values')
+
+
+class SweepOut(BaseModel):
+    """A sweep and its runs, in the order of its values."""
+
+    id: str
+    created_at: float
+    field: str
+    values: list[Any]
+    base: RunConfig
+    runs: list[RunOut] = Field(description="one per value, in order (a run deleted since is left out)")
+
+
+class CreatedSweepOut(SweepOut):
+    runs: list[CreatedRunOut]  # type: ignore[assignment]  # with each run's control token, given only here
+
+
+class StepsOut(BaseModel):
+    """Every step's training loss and each conv layer's update ratio, as the socket's backlog carries them."""
+
+    steps: list[int]
+    losses: list[float | None]
+    ratios: dict[str, list[float | None]]
+
+
+class MatchSide(BaseModel):
+    run: str
+    seq: int
+    step: int
+
+
+class MatchOut(BaseModel):
+    """Run B's filters paired with run A's by optimal assignment on the cosine similarity of their weights."""
+
+    layer: str
+    a: MatchSide
+    b: MatchSide
+    permutation: list[int] = Field(description="for each filter i of A, the filter of B that matches it")
+    similarity: list[float] = Field(description="cosine similarity of each pair (1: the same kernel)")
+    shared: list[bool] = Field(description="pairs similar enough (cosine >= 0.8) to be one detector both learnt")

@@ -15,13 +15,17 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES)
 
 
-@router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
-    """The filterscope page; `/?run=<id>` attaches it to an existing run (read by the page's script)."""
-    context = {
+def page_context() -> dict[str, object]:
+    """What every page's boot data holds: data sets, models, the default config, the version."""
+    return {
         "datasets": [d.model_dump() for d in datasets()],
         "models": [m.model_dump() for m in models()],
         "defaults": RunConfig().model_dump(),
         "version": __version__,
     }
-    return templates.TemplateResponse(request, "index.html", context)
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    """The filterscope page; `/?run=<id>` attaches it to an existing run (read by the page's script)."""
+    return templates.TemplateResponse(request, "index.html", page_context())

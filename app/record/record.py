@@ -206,6 +206,11 @@ class RunRecord:
                 items.append((self._latest, True))
             return items, self._published
 
+    def step_history(self) -> tuple[list[int], list[float | None], dict[str, list[float | None]]]:
+        """Copies of every committed step, its loss and each layer's update ratio."""
+        with self._lock:
+            return list(self.steps), list(self.losses), {k: list(v) for k, v in self.ratios.items()}
+
     def snapshot_list(self) -> list[SnapshotRef]:
         with self._lock:
             return list(self.snapshots)

@@ -79,6 +79,11 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL             -- a status or error message as sent (JSON)
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL             -- {"field", "values", "base", "runs"}: one run per value, in order (JSON)
+);
 """
 
 
@@ -309,6 +314,17 @@ class Store:
                               (blob[:keep * 4], per_layer, run_id, first))
 
         self.submit(write)
+
+    def add_sweep(self, sweep_id: str, created_at: float, body: dict[str, Any]) -> None:
+        text = _dumps(body)
+        self.submit(lambda c: c.execute("INSERT INTO sweeps (id, created_at, body) VALUES (?, ?, ?)",
+                                        (sweep_id, created_at, text)))
+
+    def load_sweeps(self) -> list[tuple[str, float, dict[str, Any]]]:
+        """Every sweep: (id, created_at, body), oldest first."""
+        with self.reader() as c:
+            return [(row[0], row[1], json.loads(row[2]))
+                    for row in c.execute("SELECT id, created_at, body FROM sweeps ORDER BY created_at")]
 
     def delete_run(self, run_id: str, then: Callable[[], None] | None = None) -> None:
         def write(c: sqlite3.Connection) -> None:

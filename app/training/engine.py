@@ -24,9 +24,9 @@ from torch import nn
 
 from app.training.config import TrainConfig
 from app.training.data import normalise
-from app.training.datasets import get_dataset
+from app.training.datasets import DatasetInfo, get_dataset
 from app.training.diagnose import WarningEvent
-from app.training.loop import Diverged, TrainLoop
+from app.training.loop import Diverged, TrainLoop, train_count
 from app.training.models import conv_layers, feature_shapes
 from app.training.recorder import Recorder, StepsEvent
 from app.training.snapshots import Probe, Snapshot
@@ -137,6 +137,16 @@ class LayerInfo:
 ANCHORS = 1
 
 
+def check(config: TrainConfig) -> DatasetInfo:
+    """What a config asks of its data set, checked before anything is built (ValueError with a sentence)."""
+    info = get_dataset(config.dataset).info
+    if config.probe_index >= info.test_count:
+        raise ValueError(f"probe_index {config.probe_index} is out of range: the {config.dataset} test set "
+                         f"has {info.test_count} images (0-{info.test_count - 1}).")
+    train_count(config, info)
+    return info
+
+
 class _Stopped(Exception):
     """Raised inside the loop when a stop (or an interrupt) was requested."""
 
@@ -156,11 +166,7 @@ class Engine:
         self.config = config
         self._emit_cb = emit
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dataset = get_dataset(config.dataset)
-        self.info = dataset.info
-        if config.probe_index >= dataset.info.test_count:
-            raise ValueError(f"probe_index {config.probe_index} is out of range: the {config.dataset} test set "
-                             f"has {dataset.info.test_count} images (0-{dataset.info.test_count - 1}).")
+        self.info = check(config)
         if checkpoint is None:
             self.loop = TrainLoop(config, self.info, self.device)
         else:

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.training.recorder import is_snapshot_step
-from tests.api.conftest import QUICK, owner_client, start_run, wait_status
+from tests.api.conftest import QUICK, start_run, wait_status
 from tests.conftest import wait_for
 
 
