@@ -51,13 +51,14 @@ class Frame:
     def q16(self, a: np.ndarray) -> dict[str, Any]:
         """int16 with one scale = max |a|: exact zero and sign, 3e-5 relative precision."""
         scale = float(np.abs(a).max()) if a.size else 0.0
-        q = np.zeros(a.shape, "<i2") if scale == 0 or not math.isfinite(scale) else \
-            np.round(a * (Q16 / scale)).astype("<i2")
+        if not math.isfinite(scale):  # a diverged run's weights: sent as zeros, the loss says why
+            scale = 0.0
+        q = np.zeros(a.shape, "<i2") if scale == 0 else np.round(a * (Q16 / scale)).astype("<i2")
         return self._add(q.tobytes(), {"shape": list(a.shape), "dtype": "q16", "scale": scale})
 
     def u8(self, a: np.ndarray) -> dict[str, Any]:
         """uint8 with (lo, hi) per entry of the first axis: each feature map keeps its own contrast."""
-        flat = a.reshape(a.shape[0], -1).astype(np.float32)  # (C, H*W)
+        flat = np.nan_to_num(a.reshape(a.shape[0], -1).astype(np.float32), posinf=0.0, neginf=0.0)  # (C, H*W)
         lo, hi = flat.min(axis=1), flat.max(axis=1)
         span = np.where(hi > lo, hi - lo, 1.0)
         q = np.round((flat - lo[:, None]) * (255.0 / span[:, None])).astype(np.uint8)
@@ -88,7 +89,8 @@ class Frame:
 
     def finish(self, header: dict[str, Any]) -> bytes:
         """Header length, header (space-padded so the payload starts 4-byte aligned), payload."""
-        encoded = json.dumps(header, separators=(",", ":")).encode()
+        # No NaN in the header, ever: a browser's JSON.parse refuses it (null stands for a missing number).
+        encoded = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
         encoded += b" " * (-len(encoded) % 4)
         return struct.pack("<I", len(encoded)) + encoded + b"".join(self.chunks)
 
@@ -121,7 +123,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
         "sent_at": time.time(),  # Unix time of encoding: a client on the same clock measures its latency
         "probe": {"index": probe.index, "label": probe.label, "source": probe.source,
                   "pixels": frame.raw_u8(probe.pixels),
-                  "probs": [round(float(p), 6) for p in snap.probs]},
+                  "probs": [finite(round(float(p), 6)) for p in snap.probs]},
         "layers": layers,
     }
     return frame.finish(header)

@@ -125,5 +125,15 @@ export const api = {
     const query = seq === null || seq === undefined ? '' : `?snapshot=${seq}`;
     return request('POST', `${run(id)}/inspect${query}`, { form: fileForm(file) });
   },
+  /** One run per value of one config field; every run's token is kept, as for a run started here. */
+  async createSweep(base, vary) {
+    const created = await request('POST', '/api/sweeps', { json: { base, vary }, token: tokens.server() });
+    for (const r of created.runs) tokens.set(r.id, r.token);
+    return created;
+  },
+  sweep: (id) => request('GET', `/api/sweeps/${encodeURIComponent(id)}`),
+  steps: (id) => request('GET', `${run(id)}/steps`),
+  match: (a, b, layer, seqA, seqB) => request('GET', `/api/compare/match?${new URLSearchParams({
+    a, b, layer, seq_a: String(seqA), seq_b: String(seqB) })}`),
   testImageUrl: (dataset, index) => `/api/datasets/${encodeURIComponent(dataset)}/test/${index}.png`,
 };

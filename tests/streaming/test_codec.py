@@ -138,3 +138,18 @@ def test_u8_json_matches_the_frame_encoding() -> None:
     q = np.frombuffer(base64.b64decode(meta["data"]), np.uint8).reshape(4, 6, 6)
     lo, hi = np.array(meta["lo"])[:, None, None], np.array(meta["hi"])[:, None, None]
     np.testing.assert_allclose(lo + q / 255 * (hi - lo), a, atol=1 / 255)
+
+
+def test_a_diverged_snapshot_still_decodes_in_a_browser_no_nan_in_its_header() -> None:
+    snap = snapshot_of("tiny")
+    nan = dataclasses.replace(snap.layers[0], weight=np.full_like(snap.layers[0].weight, np.nan),
+                              preact=np.full_like(snap.layers[0].preact, np.nan))
+    snap = snap.__class__(**{**snap.__dict__, "layers": (nan, *snap.layers[1:]),
+                             "probs": np.full(10, np.nan, np.float32), "loss": float("inf")})
+    frame = encode_snapshot(snap)
+    (length,) = struct.unpack_from("<I", frame, 0)
+    text = frame[4:4 + length].decode()
+    assert "NaN" not in text and "Infinity" not in text
+    header, arrays = decode_frame(frame)
+    assert header["probe"]["probs"] == [None] * 10 and header["loss"] is None
+    assert not arrays["layers.0.weight"].any() and not arrays["layers.0.preact"].any()

@@ -1,4 +1,7 @@
-/** The run's settings and buttons: start, pause/resume, step, stop, new run; live learning rate. */
+/** The run's settings and buttons: start, pause/resume, step, stop, new run; live learning rate; presets and
+ * one-click sweeps. */
+
+import { api } from '../api.js';
 
 const NUMBER_FIELDS = ['lr', 'batch_size', 'epochs', 'weight_decay', 'dropout', 'seed', 'snapshot_every', 'train_subset'];
 // Settings a teacher reaches for in one click: the form is filled, Start trains it.
@@ -44,6 +47,8 @@ export class ControlsView {
     this.form.addEventListener('input', (e) => this.clearField(e.target.name));
     this.presetHint = container.querySelector('[data-role=preset-hint]');
     this.presets = [...container.querySelectorAll('button[data-preset]')];
+    this.sweeps = [...container.querySelectorAll('button[data-sweep]')];
+    for (const button of this.sweeps) button.addEventListener('click', () => this.sweep(button.dataset.sweep));
     for (const button of this.presets) button.addEventListener('click', () => this.preset(button.dataset.preset));
     document.addEventListener('keydown', (e) => this.onKey(e));
     this.reset();
@@ -67,6 +72,20 @@ export class ControlsView {
       cfg[name] = text === '' ? null : Number(text);
     }
     return cfg;
+  }
+
+  /** One click, one comparison: a sweep of the form's settings (or of the overfitting setup), opened side by side. */
+  async sweep(kind) {
+    this.showError('');
+    const base = kind === 'dropout' ? { ...this.config(), ...PRESETS.overfit } : this.config();
+    const lr = base.lr;
+    const vary = kind === 'dropout' ? { dropout: [0, 0.5] }
+      : { lr: [lr / 10, lr, lr * 10].map((v) => Number(v.toPrecision(3))) };
+    const ok = await this.run(async () => {
+      const sweep = await api.createSweep(base, vary);
+      location.assign(`/compare?sweep=${encodeURIComponent(sweep.id)}`);
+    });
+    if (!ok) this.form.scrollIntoView({ block: 'nearest' });
   }
 
   /** Fill the form with a preset's settings (the person still presses Start). */
@@ -116,6 +135,7 @@ export class ControlsView {
       field.disabled = this.busy || (live && !liveField) || (attached && !run && !liveField);
     }
     for (const button of this.presets) button.disabled = this.busy || live || (attached && !run);
+    for (const button of this.sweeps) button.disabled = this.busy || offline;
     const b = this.buttons;
     b.start.disabled = this.busy || live || (attached && !run) || offline;
     const resumable = status === 'paused' || status === 'interrupted';

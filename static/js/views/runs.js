@@ -26,6 +26,11 @@ export class RunsView {
     this.count = container.querySelector('[data-role=count]');
     this.runs = [];
     this.timer = null;
+    this.picked = new Set(); // runs ticked for the compare page
+    this.compareLink = document.createElement('a');
+    this.compareLink.className = 'compare-link';
+    this.compareLink.dataset.testid = 'compare-picked';
+    this.compareLink.hidden = true;
     this.refresh();
   }
 
@@ -99,9 +104,33 @@ export class RunsView {
         else add('Stop', 'run-stop', 'stop');
       }
       if (mine) add('Delete', 'run-delete', 'delete', 'Remove the run and its whole history');
+      const pick = document.createElement('label');
+      pick.className = 'pick';
+      pick.title = 'Pick two or more runs to compare them side by side';
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.checked = this.picked.has(r.id);
+      box.dataset.testid = `run-pick-${r.id}`;
+      box.addEventListener('change', () => {
+        if (box.checked) this.picked.add(r.id);
+        else this.picked.delete(r.id);
+        this.showCompare();
+      });
+      pick.append(box, ' compare');
+      buttons.append(pick);
       row.append(head, facts, buttons);
       return row;
     }));
+    this.list.append(this.compareLink);
+    this.showCompare();
+  }
+
+  /** A link to the compare page once two or more runs are picked. */
+  showCompare() {
+    const ids = this.runs.map((r) => r.id).filter((id) => this.picked.has(id));
+    this.compareLink.hidden = ids.length < 2;
+    this.compareLink.href = `/compare?runs=${ids.map(encodeURIComponent).join(',')}`;
+    this.compareLink.textContent = `Compare ${ids.length} runs side by side →`;
   }
 
   async act(action, run) {

@@ -1,0 +1,171 @@
+/**
+ * The compare page's curves (uPlot), one colour per run: training loss per batch (smoothed), train and test
+ * accuracy per epoch, and a layer's update ratio per batch. Each chart is rebuilt when the runs change and
+ * fed new data as the runs train.
+ */
+
+import uPlot from '../../vendor/uplot/uPlot.esm.js';
+import { fmt } from '../colormap.js';
+import { requestDraw } from '../frame.js';
+
+const EMA = 0.95; // loss smoothing: ~20 batches of memory, as on the run's own page
+
+/** An exponential moving average of `values` (nulls carry the last value); `log`: in log space. */
+export function smooth(values, alpha, log = false) {
+  const out = new Array(values.length);
+  let prev = null;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    const ok = v !== null && v !== undefined && Number.isFinite(v) && (!log || v > 0);
+    if (ok) {
+      const t = log ? Math.log(v) : v;
+      prev = prev === null ? t : alpha * prev + (1 - alpha) * t;
+    }
+    out[i] = prev === null ? null : log ? Math.exp(prev) : prev;
+  }
+  return out;
+}
+
+/** Steps 1..n of every run on one x axis (each run's step i sits at index i - 1). */
+function alignSteps(runs, steps, pick) {
+  const n = Math.max(0, ...runs.map((r) => steps[r.id]?.steps.length ?? 0));
+  const x = Array.from({ length: n }, (_, i) => i + 1);
+  const ys = runs.map((r) => {
+    const s = steps[r.id];
+    const values = s ? pick(s) : [];
+    return x.map((_, i) => values[i] ?? null);
+  });
+  return [x, ys];
+}
+
+function label(run) { return run.label ?? run.id; }
+
+export class CompareCharts {
+  constructor(root, store) {
+    this.store = store;
+    this.boxes = {
+      loss: root.querySelector('[data-role=loss]'),
+      acc: root.querySelector('[data-role=acc]'),
+      ratio: root.querySelector('[data-role=ratio]'),
+    };
+    this.log = root.querySelector('[data-role=log]');
+    this.log.addEventListener('change', () => this.rebuild());
+    this.ratioLayer = root.querySelector('[data-role=ratio-layer]');
+    this.ratioLayer.addEventListener('change', () => {
+      store.view.ratioLayer = this.ratioLayer.value;
+      requestDraw(this);
+    });
+    this.charts = {};
+    this.key = '';
+    new ResizeObserver(() => {
+      for (const [name, chart] of Object.entries(this.charts)) chart.setSize(this.size(name));
+    }).observe(this.boxes.loss);
+  }
+
+  size(name) { return { width: Math.max(260, this.boxes[name].clientWidth), height: name === 'loss' ? 240 : 200 }; }
+
+  update() {
+    const key = this.store.runs.map((r) => r.id).join();
+    if (key !== this.key) {
+      this.key = key;
+      const layers = this.store.runs[0]?.layers?.map((l) => l.name) ?? [];
+      this.ratioLayer.replaceChildren(...layers.map((n) => new Option(n, n)));
+      this.ratioLayer.value = this.store.view.ratioLayer ?? '';
+      this.rebuild();
+    }
+    requestDraw(this);
+  }
+
+  rebuild() {
+    for (const chart of Object.values(this.charts)) chart.destroy();
+    this.charts = {};
+    requestDraw(this);
+  }
+
+  make(name) {
+    const { runs } = this.store;
+    const series = runs.map((r, i) => ({
+      label: label(r), stroke: this.store.color(i), width: 1.5, points: { show: false },
+      value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)),
+    }));
+    const dpr = devicePixelRatio;
+    if (name === 'acc') {
+      const both = runs.flatMap((r, i) => [
+        { label: `${label(r)} test`, stroke: this.store.color(i), width: 2, points: { show: true, size: 6 },
+          value: (u, v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}%`) },
+        { label: `${label(r)} train`, stroke: this.store.color(i), width: 1, dash: [4, 3], points: { show: false },
+          value: (u, v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}%`) },
+      ]);
+      return new uPlot({
+        ...this.size(name), scales: { x: { time: false }, y: { range: [0, 100] } },
+        axes: [{ label: 'epoch', size: 30 }, { values: (u, v) => v.map((t) => `${t}%`), size: 44 }],
+        series: [{ label: 'epoch' }, ...both],
+      }, [[], ...both.map(() => [])], this.boxes[name]);
+    }
+    const chance = (u) => { // the loss of a uniform guess
+      const classes = runs[0]?.classes?.length;
+      if (name !== 'loss' || !(classes > 1)) return;
+      const y = Math.round(u.valToPos(Math.log(classes), 'y', true));
+      if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
+      const { ctx } = u;
+      ctx.save();
+      ctx.strokeStyle = '#64748b';
+      ctx.lineWidth = dpr;
+      ctx.setLineDash([6 * dpr, 4 * dpr]);
+      ctx.beginPath();
+      ctx.moveTo(u.bbox.left, y);
+      ctx.lineTo(u.bbox.left + u.bbox.width, y);
+      ctx.stroke();
+      ctx.restore();
+    };
+    const log = name === 'ratio' || this.log.checked;
+    return new uPlot({
+      ...this.size(name), hooks: { draw: [chance] },
+      scales: { x: { time: false }, y: log ? { distr: 3 } : { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] } },
+      axes: [{ label: 'step', size: 30 },
+        { label: name === 'loss' ? 'loss' : '‖ΔW‖/‖W‖', size: 58, values: (u, v) => v.map((t) => (t === null ? '' : fmt(t))) }],
+      series: [{ label: 'step' }, ...series],
+    }, [[], ...series.map(() => [])], this.boxes[name]);
+  }
+
+  draw() {
+    const { runs, steps } = this.store;
+    if (!runs.length) return;
+    for (const name of ['loss', 'acc', 'ratio']) this.charts[name] ??= this.make(name);
+    const log = this.log.checked;
+    const [x, losses] = alignSteps(runs, steps, (s) => s.losses);
+    this.charts.loss.setData([x, ...losses.map((ys) => smooth(ys, EMA).map((v) => (log && !(v > 0) ? null : v)))]);
+    const layer = this.store.view.ratioLayer;
+    const [xr, ratios] = alignSteps(runs, steps, (s) => s.ratios?.[layer] ?? []);
+    this.charts.ratio.setData([xr, ...ratios.map((ys) => smooth(ys, 0.9, true))]);
+    const epochs = Math.max(0, ...runs.map((r) => r.history.length));
+    const ex = Array.from({ length: epochs }, (_, i) => i + 1);
+    const acc = runs.flatMap((r) => {
+      const at = (key) => ex.map((e) => {
+        const h = r.history.find((row) => row.epoch === e);
+        return h && Number.isFinite(h[key]) ? 100 * h[key] : null;
+      });
+      return [at('test_accuracy'), at('train_accuracy')];
+    });
+    this.charts.acc.setData([ex, ...acc]);
+  }
+
+  /** The curves as CSV: per step each run's loss and its smoothed value; per epoch its accuracies. */
+  csv(kind) {
+    const { runs, steps } = this.store;
+    if (kind === 'steps') {
+      const [x, losses] = alignSteps(runs, steps, (s) => s.losses);
+      const smoothed = losses.map((ys) => smooth(ys, EMA));
+      const layers = runs[0]?.layers?.map((l) => l.name) ?? [];
+      const ratios = layers.map((layer) => alignSteps(runs, steps, (s) => s.ratios?.[layer] ?? [])[1]);
+      const head = ['step', ...runs.flatMap((r) => [`${r.id}_loss`, `${r.id}_smoothed`,
+        ...layers.map((l) => `${r.id}_${l}_update_ratio`)])];
+      const rows = x.map((step, i) => [step, ...runs.flatMap((r, k) => [losses[k][i], smoothed[k][i],
+        ...layers.map((_, li) => ratios[li][k][i])])]);
+      return [head, ...rows].map((row) => row.map((v) => (v === null || v === undefined ? '' : v)).join(',')).join('\n');
+    }
+    const head = ['run', 'epoch', 'step', 'train_loss', 'test_loss', 'test_accuracy', 'train_accuracy', 'lr', 'wall_time'];
+    const rows = runs.flatMap((r) => r.history.map((h) => [r.id, ...head.slice(1).map((k) => h[k] ?? '')]));
+    return [head, ...rows].map((row) => row.join(',')).join('\n');
+  }
+}
