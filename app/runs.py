@@ -88,6 +88,7 @@ class Run:
         return {
             "id": rec.id, "created_at": rec.created_at, **rec.meta, **state, "watchers": self.watchers(),
             "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
+            **rec.analysis_fields(),
         }
 
 

@@ -10,6 +10,7 @@ the same steps, bit for bit on the same thread count, as one that never stopped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -106,14 +107,20 @@ class TrainLoop:
         self.batch, self.epoch_loss, self.epoch_count, self._order, self._order_from = 0, 0.0, 0, None, None
         return mean
 
-    def evaluate(self) -> tuple[float, float]:
-        """Test loss and accuracy, in eval mode (no generator draws: training is not disturbed)."""
+    def evaluate(self, observe: Callable[[int], None] | None = None) -> tuple[float, float]:
+        """Test loss and accuracy, in eval mode (no generator draws: training is not disturbed).
+
+        `observe(first)` is told the test index of each batch's first image before its forward pass, so that
+        forward hooks can watch this pass (the filter analysis) instead of paying for a second one.
+        """
         model, data = self.model, self.data
         model.eval()
         total_loss, correct = 0.0, 0
         with torch.no_grad():
             for i in range(0, data.x_test.shape[0], 1000):
                 x, y = data.x_test[i:i + 1000], data.y_test[i:i + 1000]
+                if observe is not None:
+                    observe(i)
                 logits = model(x)
                 total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
