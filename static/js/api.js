@@ -125,5 +125,13 @@ export const api = {
     const query = seq === null || seq === undefined ? '' : `?snapshot=${seq}`;
     return request('POST', `${run(id)}/inspect${query}`, { form: fileForm(file) });
   },
+  /** What each filter of `layer` detects at snapshot `seq` (TopLayerOut). */
+  top: (id, seq, layer) => request('GET', `${run(id)}/snapshots/${seq}/top/${encodeURIComponent(layer)}`),
+  /** Every test image of a data set, uint8 (N, C, H, W), and its shape. */
+  async testPixels(dataset) {
+    const response = await fetch(`/api/datasets/${encodeURIComponent(dataset)}/test.u8`);
+    if (!response.ok) throw new ApiError(response.status, `The test images could not be read (${response.status}).`);
+    return { buffer: await response.arrayBuffer(), shape: response.headers.get('X-Shape').split(',').map(Number) };
+  },
   testImageUrl: (dataset, index) => `/api/datasets/${encodeURIComponent(dataset)}/test/${index}.png`,
 };
