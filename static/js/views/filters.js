@@ -17,7 +17,7 @@ export const MODES = {
   detects: { label: 'detects', title: 'what it detects', help: 'Each tile is one filter as the 9 test-image patches it responds to most (the part of the image its strongest response sees), from the analysis at step 0 or the latest epoch end at the moment shown. Red and crossed: dead (no positive response on the whole test set); orange: a near-duplicate of another filter (cosine of the weights above 0.95).' },
 };
 // Mosaics are larger than kernels: a smaller zoom, a taller grid (the kernel modes keep their own options).
-const DETECTS_GRID = { maxZoom: 8, minZoom: 1, maxHeight: 460 };
+const DETECTS_GRID = { maxZoom: 8, minZoom: 1, maxHeight: 720 };
 
 /** The colour scales, as the colour bar names them. */
 export const SCALES = {

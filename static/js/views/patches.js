@@ -56,11 +56,12 @@ export class PatchesView {
   }
 
   describe(f, top, owner) {
-    const health = f.dead ? ' It is dead: no positive response anywhere on the test set, so nothing is shown.'
+    const health = f.dead ? ' It is dead: no positive response anywhere on the test set.'
       : f.duplicate_of !== null ? ` A near-duplicate of #${f.duplicate_of} (cosine ${f.similarity.toFixed(3)}).` : '';
     const why = this.store.canControl ? 'the probe changes only while the run trains or is paused'
       : 'only the browser that started this run can make one the probe';
-    const click = f.patches.length ? (owner ? ' Click one to make its image the probe.' : ` (${why}.)`) : '';
+    const click = f.patches.length ? (owner ? ' Click one to make its image the probe.' : ` (${why[0].toUpperCase()}${why.slice(1)}.)`) : '';
+    if (!f.patches.length) return `At step ${top.step} it responds to no test image.${health}`;
     return `The ${f.patches.length} test images it responds to most at step ${top.step}, each cut to the `
       + `${top.receptive_field}×${top.receptive_field} px its strongest response sees (bright; dimmed around it); above zero at `
       + `${(100 * f.positive).toFixed(1)} % of positions.${health}${click}`;
