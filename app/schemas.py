@@ -169,7 +169,7 @@ class TopFilterOut(BaseModel):
 
     filter: int
     dead: bool = Field(description="no positive response anywhere on the test set")
-    positive: float = Field(description="share of its responses (every image, every position) above zero")
+    positive: float = Field(description="share of its responses above zero (every position of every 4th test image)")
     duplicate_of: int | None = Field(description="the most similar other filter of the layer, if their weights' "
                                      "cosine similarity is above 0.95")
     similarity: float = Field(description="cosine similarity of its weights to the most similar other filter")

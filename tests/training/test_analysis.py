@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from app.training.analysis import TOP, AnalysisEvent, Analyst, Field, analyse, duplicates, receptive_fields
+from app.training.analysis import (
+    POSITIVE_EVERY,
+    TOP,
+    AnalysisEvent,
+    Analyst,
+    Field,
+    analyse,
+    duplicates,
+    receptive_fields,
+)
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
 from app.training.engine import Engine
@@ -91,7 +100,8 @@ def test_top_patches_are_those_a_brute_force_search_of_every_image_and_position_
         for f in range(o):
             per_image = flat[:, f].max(axis=1)  # (N,)
             assert np.isclose(a.peak[f], per_image.max(), rtol=1e-5)
-            assert np.isclose(a.positive[f], (flat[:, f] > 0).mean(), atol=1e-6)
+            assert np.isclose(a.positive[f], (flat[::POSITIVE_EVERY, f] > 0).mean(), atol=1e-6)  # counted
+            assert abs(a.positive[f] - (flat[:, f] > 0).mean()) < 0.01  # and close to every image's share
             if per_image.max() <= 0:
                 assert a.dead[f] and not a.filters()[f]["patches"]
                 continue
