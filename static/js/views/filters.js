@@ -16,8 +16,9 @@ export const MODES = {
   update: { label: 'ΔW', title: 'update', help: 'ΔW = W now − W at the previous snapshot: the optimizer moves W against dL/dW, scaled by the learning rate.' },
   detects: { label: 'detects', title: 'what it detects', help: 'Each tile is one filter as the 9 test-image patches it responds to most (the part of the image its strongest response sees), from the analysis at step 0 or the latest epoch end at the moment shown. Red and crossed: dead (no positive response on the whole test set); orange: a near-duplicate of another filter (cosine of the weights above 0.95).' },
 };
-// Mosaics are larger than kernels: a smaller zoom, a taller grid (the kernel modes keep their own options).
-const DETECTS_GRID = { maxZoom: 8, minZoom: 1, maxHeight: 720 };
+// Mosaics are larger than kernels: a smaller zoom, a taller grid (the kernel modes keep their own options);
+// 820 px lets `tiny`'s 32 conv2 mosaics (46 px each) be drawn at 2x in a 460 px wide panel.
+const DETECTS_GRID = { maxZoom: 8, minZoom: 1, maxHeight: 820 };
 
 /** The colour scales, as the colour bar names them. */
 export const SCALES = {
