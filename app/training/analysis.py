@@ -19,6 +19,7 @@ epoch; what is left (JSON) is made by the store's writer thread from the plain a
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ import torch
 from torch import nn
 
 from app.training.models import ConvLayer, conv_layers
+
+log = logging.getLogger(__name__)
 
 TOP = 9  # patches per filter: a 3x3 mosaic is readable at a glance and still shows what they share
 DUPLICATE_COSINE = 0.95  # two filters this alike are one detector twice over (weights, flattened)
@@ -90,8 +93,9 @@ def receptive_fields(model: nn.Module) -> dict[str, Field]:
 
 def duplicates(weight: np.ndarray, threshold: float = DUPLICATE_COSINE) -> tuple[np.ndarray, np.ndarray]:
     """For each filter of `weight` (O, ...): its most similar other filter and their cosine similarity;
-    the partner is -1 where no other filter reaches `threshold`. All-zero filters are alike to none."""
-    flat = weight.reshape(weight.shape[0], -1).astype(np.float64)  # (O, I*kh*kw)
+    the partner is -1 where no other filter reaches `threshold`. All-zero filters are alike to none, and
+    non-finite entries (a diverging run's) count as zero."""
+    flat = np.nan_to_num(weight.reshape(weight.shape[0], -1).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     norms = np.linalg.norm(flat, axis=1)
     unit = flat / np.where(norms > 0, norms, 1)[:, None]
     cos = unit @ unit.T  # (O, O)
@@ -123,10 +127,11 @@ class LayerAnalysis:
         return np.asarray(self.peak <= 0)
 
     def filters(self) -> list[dict[str, object]]:
-        """Each filter as the API answers it; patches with no positive response are left out (they are ties)."""
+        """Each filter as the API answers it; patches with no positive response are left out (they are ties),
+        and so are non-finite ones (a diverging run's: JSON has no NaN)."""
         out: list[dict[str, object]] = []
         for f in range(self.activation.shape[0]):
-            keep = self.activation[f] > 0
+            keep = np.isfinite(self.activation[f]) & (self.activation[f] > 0)
             patches = [{"index": int(i), "box": [int(v) for v in b], "activation": round(float(a), 5)}
                        for i, b, a in zip(self.image[f][keep], self.box[f][keep], self.activation[f][keep],
                                           strict=True)]
@@ -172,6 +177,7 @@ class Collector:
         self.peak: dict[str, torch.Tensor] = {}  # (O,) largest response
         self.shape: dict[str, tuple[int, int]] = {}  # (H, W) of the layer's output
         self.count = 0  # images seen
+        self.failed = False  # a hook raised: this pass gives no analysis (training goes on)
         self.sampled = 0  # images whose responses are counted for the positive share
 
     def batch(self, first: int) -> None:
@@ -190,37 +196,47 @@ class Collector:
 
     def _hook(self, name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
+            if self.failed:
+                return
             started = time.perf_counter()
-            flat = out.detach().flatten(2)  # (B, O, H*W)
-            b, o = flat.shape[0], flat.shape[1]
-            maxima = flat.amax(dim=2)  # (B, O): each image's strongest response per filter
-            sample = flat[::POSITIVE_EVERY]  # images first, first+4, ... (batches are multiples of 4)
-            positive = (sample > 0).sum(dim=2, dtype=torch.int32).sum(dim=0).long()  # (O,)
-            images = torch.arange(self._first, self._first + b, device=flat.device).expand(o, b)  # (O, B)
-            held = self.best[name].shape[1] if name in self.best else 0
-            if held:  # merge this batch into the running top-k: (O, k + B) -> (O, k)
-                values = torch.cat([self.best[name], maxima.T], dim=1)
-                images = torch.cat([self.image[name], images], dim=1)
-                self.positive[name] += positive
-                self.peak[name] = torch.maximum(self.peak[name], maxima.amax(dim=0))
-            else:
-                values = maxima.T
-                self.positive[name] = positive
-                self.peak[name] = maxima.amax(dim=0)
-                self.shape[name] = (int(out.shape[2]), int(out.shape[3]))
-            top, order = values.topk(min(self._top, values.shape[1]), dim=1)  # (O, k), best first
-            # Where the maximum sits, only for the few images that made the top: argmax over (O, k) rows.
-            fresh = order >= held
-            rows = flat[(order - held).clamp(min=0), torch.arange(o, device=flat.device)[:, None]]  # (O, k, H*W)
-            where = rows.argmax(dim=2)
-            if held:
-                where = torch.where(fresh, where, self.where[name].gather(1, order.clamp(max=held - 1)))
-            self.best[name], self.image[name], self.where[name] = top, images.gather(1, order), where
-            if name == self._layers[0].name:
-                self.count += b
-                self.sampled += sample.shape[0]
+            try:
+                self._collect(name, out)
+            except Exception:  # the analysis must never end the test pass, nor the run
+                log.exception("filter analysis of layer %s failed; this moment gets none", name)
+                self.failed = True
             self.seconds += time.perf_counter() - started
         return hook
+
+    def _collect(self, name: str, out: torch.Tensor) -> None:
+        """Merge one batch's activations `out` (B, O, H, W) of layer `name` into the running top-k."""
+        flat = out.detach().flatten(2)  # (B, O, H*W)
+        b, o = flat.shape[0], flat.shape[1]
+        maxima = flat.amax(dim=2)  # (B, O): each image's strongest response per filter
+        sample = flat[::POSITIVE_EVERY]  # images first, first+4, ... (batches are multiples of 4)
+        positive = (sample > 0).sum(dim=2, dtype=torch.int32).sum(dim=0).long()  # (O,)
+        images = torch.arange(self._first, self._first + b, device=flat.device).expand(o, b)  # (O, B)
+        held = self.best[name].shape[1] if name in self.best else 0
+        if held:  # merge this batch into the running top-k: (O, k + B) -> (O, k)
+            values = torch.cat([self.best[name], maxima.T], dim=1)
+            images = torch.cat([self.image[name], images], dim=1)
+            self.positive[name] += positive
+            self.peak[name] = torch.maximum(self.peak[name], maxima.amax(dim=0))
+        else:
+            values = maxima.T
+            self.positive[name] = positive
+            self.peak[name] = maxima.amax(dim=0)
+            self.shape[name] = (int(out.shape[2]), int(out.shape[3]))
+        top, order = values.topk(min(self._top, values.shape[1]), dim=1)  # (O, k), best first
+        # Where the maximum sits, only for the few images that made the top: argmax over (O, k) rows.
+        fresh = order >= held
+        rows = flat[(order - held).clamp(min=0), torch.arange(o, device=flat.device)[:, None]]  # (O, k, H*W)
+        where = rows.argmax(dim=2)
+        if held:
+            where = torch.where(fresh, where, self.where[name].gather(1, order.clamp(max=held - 1)))
+        self.best[name], self.image[name], self.where[name] = top, images.gather(1, order), where
+        if name == self._layers[0].name:
+            self.count += b
+            self.sampled += sample.shape[0]
 
     def finish(self, model: nn.Module, fields: dict[str, Field], size: int) -> tuple[LayerAnalysis, ...]:
         """The layers' analyses as plain arrays; weights for the duplicate test come from `model` now."""
@@ -269,10 +285,14 @@ class Analyst:
     def publish(self, seq: int, step: int, epoch: int) -> AnalysisEvent | None:
         """Emit the analysis of the pass just watched as snapshot `seq`'s (None if no pass was watched)."""
         collector, self._pending = self._pending, None
-        if collector is None or not collector.best:
+        if collector is None or collector.failed or not collector.best:
             return None
         hooks = collector.seconds
-        layers = collector.finish(self._model, self._fields, self._size)
+        try:
+            layers = collector.finish(self._model, self._fields, self._size)
+        except Exception:  # never the run's end: this moment simply has no analysis
+            log.exception("filter analysis of snapshot %d failed", seq)
+            return None
         seconds = (self._alone or hooks) + collector.seconds - hooks  # the pass (or its hooks), and finishing
         self.seconds += seconds
         event = AnalysisEvent(seq=seq, step=step, epoch=epoch, seconds=seconds, layers=layers)

@@ -3,6 +3,8 @@ sizes and against the gradient's reach, dead and duplicate filters on constructe
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -178,3 +180,15 @@ def test_analysis_leaves_the_test_loss_and_accuracy_as_they_were() -> None:
     event = analyst.publish(5, loop.step_count, loop.epoch)
     assert event is not None and [layer.name for layer in event.layers] == ["conv1", "conv2"]
     assert isinstance(loop.model, nn.Module) and not loop.model._forward_hooks
+
+
+def test_non_finite_weights_give_an_analysis_that_json_can_carry() -> None:
+    torch.manual_seed(2)
+    model = build_model("tiny", 1, 28, 10)
+    conv = conv_layers(model)[0].conv
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = float("inf")  # what a diverging step leaves behind
+        conv.weight[1, 0, 0, 0] = float("nan")
+    layers = analyse(model, torch.randn(32, 1, 28, 28))
+    body = json.dumps([layer.body() for layer in layers], allow_nan=False)  # raises on NaN or Infinity
+    assert '"layer": "conv1"' in body and np.all(np.isfinite(layers[0].similarity))
