@@ -264,17 +264,24 @@ class Store:
     def add_analysis(self, run_id: str, ref: tuple[int, int, float], body: Callable[[], dict[str, Any]],
                      then: Callable[[], None] | None = None, sized: Callable[[int], None] | None = None) -> None:
         """Store snapshot `seq`'s filter analysis, `ref` (seq, step, seconds); `body` makes its JSON on the
-        writer thread, off the training thread."""
+        writer thread, off the training thread. `then` runs once it is committed (not if it could not be encoded)."""
         seq, step, seconds = ref
+        stored: list[bool] = []
 
         def write(c: sqlite3.Connection) -> None:
-            packed = zlib.compress(_dumps(body()).encode(), 6)  # small and written once: compress it well
+            try:
+                text = json.dumps(body(), separators=(",", ":"), allow_nan=False)
+            except ValueError:  # never roll back the writes it shares a transaction with
+                log.exception("the analysis of snapshot %d could not be encoded; it is not stored", seq)
+                return
+            packed = zlib.compress(text.encode(), 6)  # small and written once: compress it well
             c.execute("INSERT OR REPLACE INTO analyses (run_id, seq, step, seconds, size, data) "
                       "VALUES (?, ?, ?, ?, ?, ?)", (run_id, seq, step, seconds, len(packed), packed))
+            stored.append(True)
             if sized is not None:
                 sized(len(packed))
 
-        self.submit(write, then)
+        self.submit(write, None if then is None else lambda: then() if stored else None)
 
     def add_checkpoint(self, run_id: str, point: Checkpoint, sized: Callable[[int], None] | None = None) -> None:
         """Store a checkpoint; it replaces the run's previous non-anchor one. `sized` gets the change in bytes."""
