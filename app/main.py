@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import compare, errors, history, inspect, meta, pages, runs, sweeps, ws
+from app.api import analysis, compare, errors, history, inspect, meta, pages, runs, sweeps, ws
 from app.api.guard import Guard
 from app.config import Settings, get_settings
 from app.paths import STATIC
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
                        body_timeout=settings.body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, meta, runs, history, inspect, ws, sweeps, compare):
+    for module in (pages, meta, runs, history, analysis, inspect, ws, sweeps, compare):
         app.include_router(module.router)
     return app
 

@@ -121,6 +121,7 @@ class Run:
             "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
             "warnings": rec.warnings(),
             "lr_changes": [{"step": step, "lr": lr} for step, lr in rec.lr_changes().items()],
+            **rec.analysis_fields(),
         }
 
 

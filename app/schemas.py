@@ -100,6 +100,10 @@ class RunOut(BaseModel):
     elapsed: float = Field(description="seconds of training, pauses excluded")
     instrument_seconds: float = Field(description="of `elapsed`, the seconds the training thread spent on "
                                       "filterscope's own work: taking, encoding and sending snapshots and losses")
+    analysis_seconds: float = Field(0.0, description="training-thread seconds spent on the filter analyses (top "
+                                    "patches and health, at step 0 and every epoch end): their cost")
+    analyses: list[int] = Field(default_factory=list, description="seqs of the snapshots that have a filter "
+                                "analysis (GET /api/runs/{id}/snapshots/{seq}/top/{layer})")
     lr: float = Field(description="current learning rate")
     watchers: int = Field(description="WebSocket clients watching now")
     layers: list[LayerOut]
@@ -225,3 +229,37 @@ class MatchOut(BaseModel):
     permutation: list[int] = Field(description="for each filter i of A, the filter of B that matches it")
     similarity: list[float] = Field(description="cosine similarity of each pair (1: the same kernel)")
     shared: list[bool] = Field(description="pairs similar enough (cosine >= 0.8) to be one detector both learnt")
+
+
+class PatchOut(BaseModel):
+    """One of a filter's top test-set patches."""
+
+    index: int = Field(description="the test image: GET /api/datasets/{name}/test/{index}.png")
+    box: tuple[int, int, int, int] = Field(description="(y0, x0, y1, x1) in input pixels, ends exclusive: the "
+                                           "receptive field of the strongest response, clipped at the border")
+    activation: float = Field(description="the filter's (post-activation) response there")
+
+
+class TopFilterOut(BaseModel):
+    """One filter: its top patches, best first, on distinct images (only those with a positive response)."""
+
+    filter: int
+    dead: bool = Field(description="no positive response anywhere on the test set")
+    positive: float = Field(description="share of its responses above zero (every position of every 4th test image)")
+    duplicate_of: int | None = Field(description="the most similar other filter of the layer, if their weights' "
+                                     "cosine similarity is above 0.95")
+    similarity: float = Field(description="cosine similarity of its weights to the most similar other filter")
+    patches: list[PatchOut]
+
+
+class TopLayerOut(BaseModel):
+    """What each filter of one conv layer detects at one snapshot."""
+
+    layer: str
+    seq: int
+    step: int
+    epoch: int
+    receptive_field: int = Field(description="side of a position's receptive field in input pixels")
+    dead: int = Field(description="dead filters in the layer")
+    duplicates: int = Field(description="filters with a near-duplicate in the layer")
+    filters: list[TopFilterOut]

@@ -75,6 +75,19 @@ async def test_image(name: str, index: int) -> Response:
                     headers={"Cache-Control": "public, max-age=86400", "X-Label": str(int(data.y_test[index]))})
 
 
+@router.get("/api/datasets/{name}/test.u8", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}, 404: {"description": "No such data set"}})
+async def test_pixels(name: str) -> Response:
+    """Every test image at once, uint8 (N, C, H, W) in C order, shape in `X-Shape`: the page crops the top
+    patches of every filter from it (one request for the whole run, instead of one per image)."""
+    if name not in DATASET_NAMES:
+        raise HTTPException(404, f"There is no data set {name!r}; known: {', '.join(DATASET_NAMES)}.")
+    data = await run_in_threadpool(get_dataset, name)
+    pixels = np.ascontiguousarray(data.x_test, dtype=np.uint8)
+    return Response(pixels.tobytes(), media_type="application/octet-stream",
+                    headers={"Cache-Control": "public, max-age=86400", "X-Shape": ",".join(map(str, pixels.shape))})
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     """(C, H, W) uint8 to PNG bytes (grey for one channel)."""
     arr = pixels[0] if pixels.shape[0] == 1 else np.transpose(pixels, (1, 2, 0))

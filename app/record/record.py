@@ -20,7 +20,8 @@ import torch
 
 from app.record.store import Checkpoint, Store, StoredRun
 from app.streaming.codec import encode_snapshot, to_message
-from app.streaming.protocol import Epoch, Hello, StatusChange, Steps
+from app.streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps
+from app.training.analysis import AnalysisEvent
 from app.training.engine import CheckpointEvent, Event, Status, StatusEvent, WarningEvent
 from app.training.snapshots import Snapshot
 
@@ -58,6 +59,7 @@ class RunRecord:
         self.events = list(stored.events)  # status, error and warning messages, as sent
         self._warned = {e["kind"] for e in self.events if e.get("type") == "warning"}
         self.size = stored.size
+        self.analyses = {seq: (step, seconds) for seq, step, seconds in stored.analyses}  # committed, by seq
         self._store = store
         self._lock = threading.Lock()
         self._n = 0  # number of the latest message queued
@@ -90,6 +92,9 @@ class RunRecord:
         with self._lock:
             self._n += 1
             n = self._n
+        if isinstance(event, AnalysisEvent):
+            self._analysed(n, event)
+            return
         if isinstance(event, Snapshot):
             ref = SnapshotRef(event.seq, event.step, event.epoch, event.epoch_end)
             with self._lock:
@@ -126,6 +131,17 @@ class RunRecord:
                 self._store.set_state(self.id, status_state)
             body = message.body()
             self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=status_state))
+
+    def _analysed(self, n: int, event: AnalysisEvent) -> None:
+        """Store an analysis (its JSON made on the writer thread); once committed, say so to the clients."""
+        def committed() -> None:
+            with self._lock:
+                self.analyses[event.seq] = (event.step, event.seconds)
+                total = sum(seconds for _, seconds in self.analyses.values())
+            text = Analysed(event.seq, event.step, event.epoch, round(total, 3)).text()
+            self._committed(n, text)
+
+        self._store.add_analysis(self.id, (event.seq, event.step, event.seconds), event.body, committed, self._grow)
 
     def _state_after(self, **changes: Any) -> dict[str, Any]:
         """The state as it will be once `changes` are written (kept in order with the writes)."""
@@ -197,6 +213,7 @@ class RunRecord:
         with self._lock:
             run = {**describe, "history": list(self.epochs)}
             run.update({k: self.state[k] for k in ("status", "message", "lr")})
+            run.update(self._analysis_fields())
             hello = Hello(run).text()
             steps = Steps(self.steps, self.losses, self.ratios).text()
             items: list[tuple[Message, bool]] = [(hello, False), (steps, False)]
@@ -210,6 +227,15 @@ class RunRecord:
         """Copies of every committed step, its loss and each layer's update ratio."""
         with self._lock:
             return list(self.steps), list(self.losses), {k: list(v) for k, v in self.ratios.items()}
+
+    def analysis_fields(self) -> dict[str, Any]:
+        """`analyses` (the seqs of snapshots that have one) and `analysis_seconds`, for the run's answer."""
+        with self._lock:
+            return self._analysis_fields()
+
+    def _analysis_fields(self) -> dict[str, Any]:
+        return {"analyses": sorted(self.analyses),
+                "analysis_seconds": round(sum(seconds for _, seconds in self.analyses.values()), 3)}
 
     def snapshot_list(self) -> list[SnapshotRef]:
         with self._lock:
@@ -257,6 +283,7 @@ class RunRecord:
             self.epochs = [e for e in self.epochs if e["epoch"] <= epoch]
             self._pending_epochs = list(self.epochs)
             self._states = OrderedDict((k, v) for k, v in self._states.items() if k <= seq)
+            self.analyses = {k: v for k, v in self.analyses.items() if k <= seq}
             self._first = self._latest = None
             self.state.update(step=step, epoch=epoch)
             self._pending_state = dict(self.state)

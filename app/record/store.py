@@ -84,6 +84,15 @@ CREATE TABLE IF NOT EXISTS sweeps (
     created_at REAL NOT NULL,
     body TEXT NOT NULL             -- {"field", "values", "base", "runs"}: one run per value, in order (JSON)
 );
+CREATE TABLE IF NOT EXISTS analyses (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,          -- the snapshot whose weights it analysed (step 0 and every epoch end)
+    step INTEGER NOT NULL,
+    seconds REAL NOT NULL,         -- training-thread time it cost
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,            -- zlib of its JSON: every conv layer's top patches and health
+    PRIMARY KEY (run_id, seq)
+);
 """
 
 
@@ -103,6 +112,7 @@ class StoredRun:
     snapshots: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (seq, step, epoch, epoch_end)
     events: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0  # bytes of its rows' blobs and texts
+    analyses: list[tuple[int, int, float]] = field(default_factory=list)  # (seq, step, seconds)
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,28 @@ class Store:
 
         self.submit(write, None if then is None else lambda: then(made[0]))
 
+    def add_analysis(self, run_id: str, ref: tuple[int, int, float], body: Callable[[], dict[str, Any]],
+                     then: Callable[[], None] | None = None, sized: Callable[[int], None] | None = None) -> None:
+        """Store snapshot `seq`'s filter analysis, `ref` (seq, step, seconds); `body` makes its JSON on the
+        writer thread, off the training thread. `then` runs once it is committed (not if it could not be encoded)."""
+        seq, step, seconds = ref
+        stored: list[bool] = []
+
+        def write(c: sqlite3.Connection) -> None:
+            try:
+                text = json.dumps(body(), separators=(",", ":"), allow_nan=False)
+            except ValueError:  # never roll back the writes it shares a transaction with
+                log.exception("the analysis of snapshot %d could not be encoded; it is not stored", seq)
+                return
+            packed = zlib.compress(text.encode(), 6)  # small and written once: compress it well
+            c.execute("INSERT OR REPLACE INTO analyses (run_id, seq, step, seconds, size, data) "
+                      "VALUES (?, ?, ?, ?, ?, ?)", (run_id, seq, step, seconds, len(packed), packed))
+            stored.append(True)
+            if sized is not None:
+                sized(len(packed))
+
+        self.submit(write, None if then is None else lambda: then() if stored else None)
+
     def add_checkpoint(self, run_id: str, point: Checkpoint, sized: Callable[[int], None] | None = None) -> None:
         """Store a checkpoint; it replaces the run's previous non-anchor one. `sized` gets the change in bytes."""
         def write(c: sqlite3.Connection) -> None:  # serialised here, on the writer thread
@@ -301,6 +333,7 @@ class Store:
             c.execute("DELETE FROM snapshots WHERE run_id = ? AND seq > ?", (run_id, seq))
             c.execute("DELETE FROM steps WHERE run_id = ? AND first > ?", (run_id, step))
             c.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", (run_id, step))
+            c.execute("DELETE FROM analyses WHERE run_id = ? AND seq > ?", (run_id, seq))
             row = c.execute("SELECT first, losses, ratios FROM steps WHERE run_id = ? ORDER BY first DESC LIMIT 1",
                             (run_id,)).fetchone()
             if row is not None:  # the chunk that straddles `step` keeps its first part
@@ -328,7 +361,7 @@ class Store:
 
     def delete_run(self, run_id: str, then: Callable[[], None] | None = None) -> None:
         def write(c: sqlite3.Connection) -> None:
-            for table in ("snapshots", "checkpoints", "steps", "events"):
+            for table in ("snapshots", "checkpoints", "steps", "events", "analyses"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608 (fixed names)
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
@@ -386,6 +419,11 @@ class Store:
             for run_id, body in c.execute("SELECT run_id, body FROM events ORDER BY n"):
                 if run_id in runs:
                     runs[run_id].events.append(json.loads(body))
+            for run_id, seq, step, seconds, size in c.execute(
+                    "SELECT run_id, seq, step, seconds, size FROM analyses ORDER BY run_id, seq"):
+                if run_id in runs:
+                    runs[run_id].analyses.append((seq, step, seconds))
+                    runs[run_id].size += size
         return list(runs.values())
 
     def frame(self, run_id: str, seq: int) -> tuple[bytes, str] | None:
@@ -393,6 +431,12 @@ class Store:
         with self.reader() as c:
             row = c.execute("SELECT frame, etag FROM snapshots WHERE run_id = ? AND seq = ?", (run_id, seq)).fetchone()
         return None if row is None else (zlib.decompress(row[0]), row[1])
+
+    def analysis(self, run_id: str, seq: int) -> dict[str, Any] | None:
+        """Snapshot `seq`'s filter analysis (see AnalysisEvent.body), or None if it has none."""
+        with self.reader() as c:
+            row = c.execute("SELECT data FROM analyses WHERE run_id = ? AND seq = ?", (run_id, seq)).fetchone()
+        return None if row is None else dict(json.loads(zlib.decompress(row[0])))
 
     def frames(self, run_id: str) -> Iterator[tuple[int, bytes]]:
         """Every frame of a run, oldest first (read in one go, decompressed one at a time)."""

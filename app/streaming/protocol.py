@@ -99,3 +99,14 @@ class Error(TextMessage):
 
     type: ClassVar[str] = "error"
     message: str
+
+
+@dataclass(frozen=True)
+class Analysed(TextMessage):
+    """Snapshot `seq`'s filter analysis is stored: GET /api/runs/{id}/snapshots/{seq}/top/{layer} has it."""
+
+    type: ClassVar[str] = "analysis"
+    seq: int
+    step: int
+    epoch: int
+    analysis_seconds: float  # the run's analyses so far, in training-thread seconds

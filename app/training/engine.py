@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.training.analysis import Analyst
 from app.training.config import TrainConfig
 from app.training.data import normalise
 from app.training.datasets import DatasetInfo, get_dataset
@@ -177,6 +178,7 @@ class Engine:
                                  c.pool_info())
                        for c in conv_layers(self.loop.model)]
         self.recorder = Recorder(self.loop, self._emit, self._test_probe(config.probe_index))
+        self.analyst = Analyst(self.loop.model, self.info.size, self._emit)  # what each filter detects
         self._continued = checkpoint is not None or first_seq > 0  # an interrupted run going on
         self._elapsed = 0.0
         if checkpoint is not None:
@@ -394,6 +396,9 @@ class Engine:
                 self._set_status(Status.RUNNING)
         if not self._continued:  # a run going on already has its step 0
             recorder.snapshot(self.elapsed, epoch_end=False, refresh=True, clocked=False)  # the untrained network
+            with self.analyst.collecting(alone=True) as observe:  # step 0 has no test pass of its own
+                loop.evaluate(observe)
+            self.analyst.publish(recorder.last_seq, loop.step_count, loop.epoch)
         while not loop.done:
             self._between_batches()
             began = time.perf_counter()
@@ -406,12 +411,14 @@ class Engine:
             if loop.epoch_complete:
                 recorder.flush_steps()
                 train_loss = loop.end_epoch()
-                test_loss, test_acc = loop.evaluate()
+                with self.analyst.collecting() as observe:  # the analysis watches the test pass
+                    test_loss, test_acc = loop.evaluate(observe)
                 train_acc = loop.train_accuracy()
                 self._emit(EpochSummary(epoch=loop.epoch, step=loop.step_count, train_loss=train_loss,
                                         test_loss=test_loss, test_accuracy=test_acc, lr=loop.current_lr,
                                         wall_time=self.elapsed, train_accuracy=train_acc))
                 recorder.snapshot(self.elapsed, epoch_end=True)
+                self.analyst.publish(recorder.last_seq, loop.step_count, loop.epoch)
                 if not loop.done:
                     self._after_snapshot()
         self._checkpoint(anchor=True, resumable=False)  # the finished model, for inspecting its last moment

@@ -10,6 +10,7 @@ the same steps, bit for bit on the same thread count, as one that never stopped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -122,15 +123,20 @@ class TrainLoop:
         self.batch, self.epoch_loss, self.epoch_count, self._order, self._order_from = 0, 0.0, 0, None, None
         return mean
 
-    def evaluate(self) -> tuple[float, float]:
-        """Test loss and accuracy, in eval mode (no generator draws: training is not disturbed)."""
-        return self._measure(self.data.x_test, self.data.y_test)
+    def evaluate(self, observe: Callable[[int], None] | None = None) -> tuple[float, float]:
+        """Test loss and accuracy, in eval mode (no generator draws: training is not disturbed).
+
+        `observe(first)` is told the test index of each batch's first image before its forward pass, so that
+        forward hooks can watch this pass (the filter analysis) instead of paying for a second one.
+        """
+        return self._measure(self.data.x_test, self.data.y_test, observe)
 
     def train_accuracy(self) -> float:
         """Accuracy on the fixed training sample, in eval mode as the test accuracy is: the two compare."""
         return self._measure(*self.train_sample)[1]
 
-    def _measure(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[float, float]:
+    def _measure(self, xs: torch.Tensor, ys: torch.Tensor, observe: Callable[[int], None] | None = None,
+                 ) -> tuple[float, float]:
         """Mean loss and accuracy of the model on (N, C, H, W) images `xs` with labels `ys`, in eval mode."""
         model = self.model
         model.eval()
@@ -138,6 +144,8 @@ class TrainLoop:
         with torch.no_grad():
             for i in range(0, xs.shape[0], 1000):
                 x, y = xs[i:i + 1000], ys[i:i + 1000]
+                if observe is not None:
+                    observe(i)
                 logits = model(x)
                 total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())

@@ -135,5 +135,13 @@ export const api = {
   steps: (id) => request('GET', `${run(id)}/steps`),
   match: (a, b, layer, seqA, seqB) => request('GET', `/api/compare/match?${new URLSearchParams({
     a, b, layer, seq_a: String(seqA), seq_b: String(seqB) })}`),
+  /** What each filter of `layer` detects at snapshot `seq` (TopLayerOut). */
+  top: (id, seq, layer) => request('GET', `${run(id)}/snapshots/${seq}/top/${encodeURIComponent(layer)}`),
+  /** Every test image of a data set, uint8 (N, C, H, W), and its shape. */
+  async testPixels(dataset) {
+    const response = await fetch(`/api/datasets/${encodeURIComponent(dataset)}/test.u8`);
+    if (!response.ok) throw new ApiError(response.status, `The test images could not be read (${response.status}).`);
+    return { buffer: await response.arrayBuffer(), shape: response.headers.get('X-Shape').split(',').map(Number) };
+  },
   testImageUrl: (dataset, index) => `/api/datasets/${encodeURIComponent(dataset)}/test/${index}.png`,
 };

@@ -12,6 +12,7 @@ import { FiltersView } from './views/filters.js';
 import { InspectView } from './views/inspect.js';
 import { KernelView } from './views/kernel.js';
 import { NoticeView } from './views/notice.js';
+import { PatchesView } from './views/patches.js';
 import { ProbeView } from './views/probe.js';
 import { ProgressView } from './views/progress.js';
 import { RatiosView } from './views/ratios.js';
@@ -29,6 +30,7 @@ const controls = new ControlsView($('controls'), ctx);
 const progress = new ProgressView(document.body);
 const filters = new FiltersView($('filters'), ctx);
 const detail = new KernelView($('filter-detail'), ctx);
+const patches = new PatchesView($('filter-patches'), ctx);
 const probe = new ProbeView($('probe'), ctx);
 const fmaps = new FeatureMapsView($('featuremaps'), ctx);
 const curves = new CurvesView($('curves'));
@@ -39,7 +41,7 @@ const timeline = new TimelineView($('timeline'), ctx);
 const runs = new RunsView($('runs'), ctx);
 const warnings = new WarningsView($('warnings'), ctx);
 
-const snapshotViews = [filters, detail, probe, fmaps];
+const snapshotViews = [filters, detail, patches, probe, fmaps];
 // The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
 // notice keeps its sentence until read.
 const perRun = [controls, progress, ...snapshotViews, curves, ratios, timeline, warnings];
@@ -82,7 +84,10 @@ for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
     tick();
   });
 }
-store.on('view', (s) => [filters, detail, fmaps].forEach((v) => v.update(s)));
+store.on('view', (s) => [filters, detail, patches, fmaps].forEach((v) => v.update(s)));
+// What each filter detects: fetched for the moment shown when a view needs it, drawn once it is here.
+for (const type of ['snapshot', 'view', 'analyses']) store.on(type, () => session.loadAnalysis());
+store.on('analysis', (s) => [filters, patches].forEach((v) => v.update(s)));
 store.on('warning', (s) => {
   warnings.update(s);
   curves.update(s); // marked on the loss chart
@@ -118,4 +123,4 @@ if (wanted.run) {
 }
 followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, filters, detail, probe, fmaps, curves, ratios, inspect, timeline, runs, warnings } };
+window.filterscope = { store, session, views: { controls, filters, detail, patches, probe, fmaps, curves, ratios, inspect, timeline, runs, warnings } };

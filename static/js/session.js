@@ -2,6 +2,7 @@
 
 import { api } from './api.js';
 import { decodeFrame } from './codec.js';
+import { TestPixels } from './mosaic.js';
 import { RunSocket } from './socket.js';
 
 const PREFETCH = { playing: 12, seeking: 3 }; // frames fetched ahead of the moment shown
@@ -14,6 +15,8 @@ export class Session {
     this.loading = new Map(); // seq -> promise of its frame
     this.queue = [];
     this.wantStep = null; // a moment asked for by the URL, sought once the snapshot list is known
+    this.topsLoading = new Set(); // `${run}:${seq}:${layer}` of the analyses being fetched
+    this.pixelsLoading = null; // the data set whose test images are being fetched
   }
 
   /** Watch run `id`: open its socket; the hello resets the views and replays the history. `step`: open the
@@ -55,6 +58,7 @@ export class Session {
       case 'status': store.noteLr(msg.step, msg.lr); store.patchRun(msg); break;
       case 'warning': store.addWarning(msg); break;
       case 'error': store.patchRun({ message: msg.message }); store.notice(msg.message); break;
+      case 'analysis': store.addAnalysis(msg); break;
       default: break; // newer servers may add message types; ignore what we do not know
     }
   }
@@ -126,6 +130,44 @@ export class Session {
       });
       this.loading.set(seq, done);
     }
+  }
+
+  /** What each filter detects at the moment shown, when a view needs it (the detects mode, the inspector):
+   * the analysis at or before it (and step 0's, to show beside it), every layer, and the test images once. */
+  loadAnalysis() {
+    const { store } = this;
+    const snap = store.snapshot;
+    const { mode, show, selected } = store.view;
+    if (!snap || !store.runId || (mode !== 'detects' && !selected)) return;
+    const seqs = new Set([store.analysisAt(snap.seq)]);
+    if (mode === 'detects' && show !== 'now') seqs.add(store.analyses[0] ?? null);
+    for (const seq of seqs) {
+      if (seq === null) continue;
+      for (const layer of snap.layers) this.fetchTop(seq, layer.name);
+    }
+    this.fetchTestPixels(store.run?.config?.dataset);
+  }
+
+  fetchTop(seq, layer) {
+    const { store } = this;
+    const id = store.runId;
+    const key = `${id}:${seq}:${layer}`;
+    if (store.top(seq, layer) || this.topsLoading.has(key)) return;
+    this.topsLoading.add(key);
+    api.top(id, seq, layer).then((answer) => {
+      if (store.runId === id) store.keepTop(seq, layer, answer);
+    }).catch(() => {
+      // Shown as "no analysis" until the next moment asks again.
+    }).finally(() => this.topsLoading.delete(key));
+  }
+
+  fetchTestPixels(dataset) {
+    const { store } = this;
+    if (!dataset || store.testPixels?.dataset === dataset || this.pixelsLoading === dataset) return;
+    this.pixelsLoading = dataset;
+    api.testPixels(dataset).then(({ buffer, shape }) => {
+      store.setTestPixels(new TestPixels(dataset, buffer, shape));
+    }).catch((err) => store.notice(err.message)).finally(() => { this.pixelsLoading = null; });
   }
 
   /** Leave the run (it keeps going on the server) and go back to an empty page. */

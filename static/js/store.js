@@ -65,8 +65,10 @@ export class FrameCache {
 
 /**
  * Events: 'reset' (views start from scratch), 'run' (run fields changed: status, step, lr...),
- * 'steps' (losses, update ratios, learning-rate changes), 'epoch', 'warning', 'snapshot' (the moment shown changed), 'timeline' (snapshots known, the cursor, playing),
- * 'view' (W/dW/ΔW, scaling, selection), 'connection', 'notice'.
+ * 'steps' (losses, update ratios, learning-rate changes), 'epoch', 'warning', 'snapshot' (the moment shown
+ * changed), 'timeline' (snapshots known, the cursor, playing), 'view' (W/dW/ΔW/detects, scaling, selection),
+ * 'connection', 'notice', 'analyses' (a snapshot has a filter analysis), 'analysis' (one was fetched, or the
+ * test images it is cut from).
  */
 export class Store extends Emitter {
   constructor(boot) {
@@ -77,6 +79,7 @@ export class Store extends Emitter {
     this.view = { mode: 'weight', scale: 'run', show: 'now', selected: null };
     this.connection = 'idle';
     this.frames = new FrameCache();
+    this.testPixels = null; // a data set's test images (mosaic.js TestPixels): what the top patches are cut from
     this.clear();
   }
 
@@ -101,6 +104,8 @@ export class Store extends Emitter {
     this.playing = false;
     this.frames?.clear();
     this.view.selected = null;
+    this.analyses = []; // seqs of the snapshots with a filter analysis (step 0 and every epoch end), ascending
+    this.tops = new Map(); // seq -> Map(layer name -> what each filter detects, as GET .../top/{layer} answers)
   }
 
   dataset(name) { return this.boot.datasets.find((d) => d.name === name) ?? null; }
@@ -112,6 +117,7 @@ export class Store extends Emitter {
     this.run = { ...run, receivedAt: performance.now() };
     this.history = [...(run.history ?? [])];
     this.warnings = [...(run.warnings ?? [])];
+    this.analyses = [...(run.analyses ?? [])].sort((a, b) => a - b);
     this.emit('reset');
     this.emit('run', this);
     this.emit('epoch', this);
@@ -230,6 +236,34 @@ export class Store extends Emitter {
     if (seq === undefined || seq === null) return -1;
     const at = this.index.findIndex((r) => r.seq === seq);
     return at >= 0 ? at : this.index.length - 1;
+  }
+
+  /** The socket's word that snapshot `seq` has a filter analysis (and what the analyses cost so far). */
+  addAnalysis({ seq, analysis_seconds: seconds }) {
+    if (!this.analyses.includes(seq)) this.analyses = [...this.analyses, seq].sort((a, b) => a - b);
+    if (this.run) this.run.analysis_seconds = seconds;
+    this.emit('analyses', this);
+  }
+
+  /** The latest analysed snapshot at or before `seq` (null if none): what the filters detect at that moment. */
+  analysisAt(seq) {
+    let found = null;
+    for (const s of this.analyses) if (s <= seq) found = s;
+    return found;
+  }
+
+  /** What each filter of `layer` detects at snapshot `seq`, once fetched (null until then). */
+  top(seq, layer) { return seq === null ? null : this.tops.get(seq)?.get(layer) ?? null; }
+
+  keepTop(seq, layer, answer) {
+    if (!this.tops.has(seq)) this.tops.set(seq, new Map());
+    this.tops.get(seq).set(layer, answer);
+    this.emit('analysis', this);
+  }
+
+  setTestPixels(pixels) {
+    this.testPixels = pixels;
+    this.emit('analysis', this);
   }
 
   setView(fields) {

@@ -4,7 +4,7 @@
  * what it shows (replacing the entry, so scrubbing does not flood the browser's history).
  */
 
-const MODES = new Set(['weight', 'grad', 'update']);
+const MODES = new Set(['weight', 'grad', 'update', 'detects']);
 const WRITE_MS = 250;
 
 /** What the address asks for. */

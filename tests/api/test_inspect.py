@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from app.training.datasets import get_dataset
 from tests.api.conftest import owner_client, start_run, wait_status
+from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +184,8 @@ def test_bad_uploads_do_not_disturb_a_run_in_training() -> None:
     with owner_client() as client:
         run = start_run(client, epochs=5, batch_size=64)
         wait_status(client, run["id"], "running")
+        # Training proper starts after step 0's filter analysis (one pass of the test set, ~0.2 s).
+        wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["step"] > 0)
         before = client.get(f"/api/runs/{run['id']}").json()["step"]
         for data in (b"", truncated_png(), bomb_png(), b"<svg/>", encode(Image.new("RGB", (900, 700)), "JPEG")):
             assert upload(client, run["id"], data).status_code in (200, 413, 415, 422)

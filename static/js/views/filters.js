@@ -1,18 +1,24 @@
 /**
- * The filters panel: every conv layer's filters as a grid, showing W, dW or ΔW, now, at step 0 or both side
- * by side, with a colour scale that can keep one range over the whole run, and how far each layer has moved.
+ * The filters panel: every conv layer's filters as a grid, showing W, dW or ΔW, or what each detects (its top
+ * test-set patches), now, at step 0 or both side by side, with a colour scale that can keep one range over the
+ * whole run, how far each layer has moved, and its health (dead and near-duplicate filters).
  */
 
 import { ColorBar, fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
 import { filterMaxAbs, fromStart, paint, pixelIndex, stats, tileShape } from '../kernels.js';
+import { mosaicSize, paintMosaic } from '../mosaic.js';
 import { TileGrid } from '../tilegrid.js';
 
 export const MODES = {
   weight: { label: 'W', title: 'weights', help: 'Each tile is one filter: the small kernel of weights W a conv layer slides over its input. Blue is negative, white zero, red positive.' },
   grad: { label: 'dW', title: 'gradient', help: 'dW = dL/dW of the last batch: how the loss would grow if each weight grew. Training pushes W the other way.' },
   update: { label: 'ΔW', title: 'update', help: 'ΔW = W now − W at the previous snapshot: the optimizer moves W against dL/dW, scaled by the learning rate. With colours "as W", ΔW is drawn on W\'s own scale: how big the step is next to the weights (at a tiny learning rate, nearly white).' },
+  detects: { label: 'detects', title: 'what it detects', help: 'Each tile is one filter as the 9 test-image patches it responds to most (the part of the image its strongest response sees), from the analysis at step 0 or the latest epoch end at the moment shown. Red and crossed: dead (no positive response on the whole test set); orange: a near-duplicate of another filter (cosine of the weights above 0.95).' },
 };
+// Mosaics are larger than kernels: a smaller zoom, a taller grid (the kernel modes keep their own options);
+// 820 px lets `tiny`'s 32 conv2 mosaics (46 px each) be drawn at 2x in a 460 px wide panel.
+const DETECTS_GRID = { maxZoom: 8, minZoom: 1, maxHeight: 820 };
 
 /** The colour scales, as the colour bar names them. */
 export const SCALES = {
@@ -58,17 +64,19 @@ export class FiltersView {
     if (state.snapshot !== this.snapshot) this.drawsSnapshot = true;
     this.snapshot = state.snapshot;
     this.first = state.first;
-    const showChanged = this.view && this.view.show !== state.view.show;
+    const showChanged = this.view && (this.view.show !== state.view.show || this.view.mode !== state.view.mode);
     this.view = { ...state.view };
+    this.state = state;
     const ds = state.run && state.dataset(state.run.config?.dataset);
     this.channels = ds?.channels ?? 1;
     for (const b of this.modeButtons) b.setAttribute('aria-pressed', String(b.dataset.mode === this.view.mode));
     for (const b of this.showButtons) b.setAttribute('aria-pressed', String(b.dataset.show === this.view.show));
     this.scaling.value = this.view.scale;
     // A colour first layer is drawn in RGB, not blue-white-red: say so where the colours are explained.
-    this.help.textContent = MODES[this.view.mode].help + (this.channels === 3 && this.view.mode === 'weight'
-      ? ' The first layer sees colour images: its tiles are drawn in RGB, each channel\'s weight from dark (−max) through grey (0) to bright (+max); a red tile wants red.'
-      : '');
+    this.help.textContent = MODES[this.view.mode].help + (this.view.mode === 'detects' ? this.costText(state.run) : '')
+      + (this.channels === 3 && this.view.mode === 'weight'
+        ? ' The first layer sees colour images: its tiles are drawn in RGB, each channel\'s weight from dark (−max) through grey (0) to bright (+max); a red tile wants red.'
+        : '');
     if (showChanged) this.relayout(false);
     requestDraw(this);
   }
@@ -117,7 +125,14 @@ export class FiltersView {
       const measures = document.createElement('p');
       measures.className = 'measures';
       measures.dataset.testid = `measures-${layer.name}`;
-      section.append(head, measures);
+      const health = document.createElement('p');
+      health.className = 'measures health';
+      health.dataset.testid = `health-${layer.name}`;
+      const warning = document.createElement('p');
+      warning.className = 'layer-warning';
+      warning.dataset.testid = `dead-warning-${layer.name}`;
+      warning.hidden = true;
+      section.append(head, measures, health, warning);
       const pair = document.createElement('div');
       pair.className = 'grid-pair';
       section.append(pair);
@@ -134,10 +149,10 @@ export class FiltersView {
           onSelect: (i) => this.onSelect(li, i),
         });
         grid.canvas.dataset.testid = which === 'now' ? `filter-canvas-${li}` : `filter-start-canvas-${li}`;
-        return { figure, caption, grid, map: null };
+        return { figure, caption, grid, map: null, kernelOpts: { ...grid.opts } };
       });
       this.list.append(section);
-      return { name: layer.name, shape, rgb, geo, bar, measures, start: grids[0], now: grids[1] };
+      return { name: layer.name, shape, rgb, geo, bar, measures, health, warning, start: grids[0], now: grids[1] };
     });
     this.relayout(false);
   }
@@ -147,8 +162,14 @@ export class FiltersView {
     const full = this.list.clientWidth - 20; // a layer box has 10 px of padding each side
     if (full <= 0) return;
     const width = both ? Math.floor((full - 12) / 2) : full;
+    this.gridWidth = width;
+    if (this.view?.mode === 'detects') { // the mosaics' size is known from their analysis: laid out as drawn
+      if (draw && this.snapshot) requestDraw(this);
+      return;
+    }
     for (const l of this.layers) {
       for (const part of [l.start, l.now]) {
+        Object.assign(part.grid.opts, part.kernelOpts);
         if (part.grid.configure(l.shape[0], l.geo.tileW, l.geo.tileH, width) || !part.map) {
           part.map = pixelIndex(part.grid, l.shape, l.rgb);
         }
@@ -170,6 +191,14 @@ export class FiltersView {
     const wantStart = show !== 'now' && Boolean(first);
     snap.layers.forEach((layer, li) => {
       const l = this.layers[li];
+      this.showHealth(l, this.state?.top(this.state.analysisAt(snap.seq), layer.name));
+      if (mode === 'detects') {
+        this.drawDetects(l, snap, show);
+        for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
+        l.measures.textContent = this.measuresText(layer.measures);
+        return;
+      }
+      l.bar.root.hidden = false;
       if (!l.now.map) return;
       const arr = layer[mode];
       const w0 = first?.layers[li].weight;
@@ -194,8 +223,69 @@ export class FiltersView {
       l.bar.root.title = SCALES[scale];
       l.measures.textContent = this.measuresText(layer.measures);
     });
-    if (this.hover) this.showStats(...this.hover);
-    else if (selected) this.showStats(selected.layer, selected.index);
+    const tell = mode === 'detects' ? (a, b) => this.showDetects(a, b) : (a, b) => this.showStats(a, b);
+    if (this.hover) tell(...this.hover);
+    else if (selected) tell(selected.layer, selected.index);
+  }
+
+  /** Each filter as the mosaic of its top patches, at the moment shown (and at step 0, as `show` says). */
+  drawDetects(l, snap, show) {
+    const state = this.state;
+    const now = state.analysisAt(snap.seq);
+    const first = state.analyses[0] ?? null;
+    const wantStart = show !== 'now' && first !== null;
+    l.bar.root.hidden = true; // the patches are the images themselves: no colour scale
+    l.start.figure.hidden = !wantStart;
+    l.now.figure.hidden = show === 'start' && wantStart;
+    const parts = [[l.now, now], ...(wantStart ? [[l.start, first]] : [])];
+    for (const [part, seq] of parts) {
+      const top = state.top(seq, l.name);
+      const test = state.testPixels;
+      if (!top || !test || test.dataset !== state.run?.config?.dataset) {
+        part.caption.textContent = seq === null ? 'no analysis yet: one is made at step 0 and after every epoch'
+          : 'loading what each filter detects…';
+        continue;
+      }
+      const rf = top.receptive_field;
+      const size = mosaicSize(rf);
+      Object.assign(part.grid.opts, DETECTS_GRID);
+      if (part.grid.configure(top.filters.length, size, size, this.gridWidth)) part.map = null;
+      part.grid.clear();
+      const w = part.grid.image.width;
+      top.filters.forEach((f, i) => {
+        const [ox, oy] = part.grid.origin(i);
+        paintMosaic(part.grid.pixels, w, ox, oy, rf, f, test);
+      });
+      part.grid.commit();
+      const behind = top.step !== snap.step ? ` (the latest analysis at or before step ${snap.step})` : '';
+      part.caption.textContent = part === l.start ? `what each filter detects at step 0, its random start`
+        : `what each filter detects at step ${top.step}${behind} · receptive field ${rf}×${rf} px`;
+    }
+  }
+
+  /** Dead and near-duplicate filters counted under the layer's header; a warning when most of it is dead. */
+  showHealth(l, top) {
+    if (!top) {
+      l.health.textContent = '';
+      l.warning.hidden = true;
+      return;
+    }
+    const n = top.filters.length;
+    const positive = top.filters.reduce((sum, f) => sum + f.positive, 0) / Math.max(1, n);
+    l.health.textContent = `at step ${top.step}: ${top.dead} of ${n} filters dead · ${top.duplicates} near-duplicate`
+      + ` · responses above zero: ${(100 * positive).toFixed(0)} % on average`;
+    l.warning.hidden = top.dead <= n / 2;
+    l.warning.textContent = `Most of ${l.name} is dead: ${top.dead} of ${n} filters respond positively nowhere on`
+      + ' the test set, so no gradient reaches them and they stop learning. A smaller learning rate, or the default'
+      + ' init, usually keeps more of them alive.';
+  }
+
+  /** What the analyses cost, as a share of the training time so far. */
+  costText(run) {
+    const seconds = run?.analysis_seconds;
+    if (!seconds || !run.elapsed) return '';
+    return ` The analyses cost ${seconds.toFixed(2)} s of ${run.elapsed.toFixed(1)} s of training `
+      + `(${((100 * seconds) / run.elapsed).toFixed(1)} %).`;
   }
 
   /** The ±range the colours span: the run's largest |value| so far, or this array's. */
@@ -223,6 +313,10 @@ export class FiltersView {
 
   onHover(li, i) {
     this.hover = i >= 0 ? [li, i] : null;
+    if (this.view?.mode === 'detects') {
+      if (this.hover) this.showDetects(li, i);
+      return;
+    }
     const sel = this.view?.selected;
     if (this.hover) this.showStats(li, i);
     else if (sel) this.showStats(sel.layer, sel.index);
@@ -232,6 +326,19 @@ export class FiltersView {
     const sel = this.store.view.selected;
     const same = sel && sel.layer === li && sel.index === i;
     this.store.setView({ selected: same ? null : { layer: li, index: i } });
+  }
+
+  /** What one filter responds to most, and its health. */
+  showDetects(li, i) {
+    const layer = this.snapshot?.layers[li];
+    const top = layer && this.state?.top(this.state.analysisAt(this.snapshot.seq), layer.name);
+    const f = top?.filters[i];
+    if (!f) return;
+    const best = f.patches.slice(0, 3).map((p) => `#${p.index} (${fmt(p.activation)})`).join(', ');
+    const dup = f.duplicate_of !== null ? ` · near-duplicate of #${f.duplicate_of} (cosine ${f.similarity.toFixed(3)})` : '';
+    this.info.textContent = `${layer.name} #${i} at step ${top.step}: `
+      + (f.dead ? 'dead: no positive response anywhere on the test set' : `responds most to test images ${best}`)
+      + ` · above zero at ${(100 * f.positive).toFixed(1)} % of positions${dup}`;
   }
 
   /** min/max/‖W‖ of one filter, how much it moved since the previous snapshot, and since step 0. */
