@@ -49,7 +49,7 @@ class Sweep:
 
 
 class Waiting(Exception):
-    """The run waits in the queue: it has not trained yet, so only stop (cancel) and the learning rate apply."""
+    """The run waits in the queue: it has not trained yet, so only stop (cancel) applies."""
 
 
 # Runs past the training cap wait, in order of creation; more than this many waiting is refused (429): a
@@ -143,8 +143,10 @@ class RunManager:
         self.sweeps = {sid: Sweep(sid, at, body["field"], body["values"], body["base"], body["runs"])
                        for sid, at, body in store.load_sweeps()}
         for stored in store.load_runs():
-            # A run that waited in the queue still waits: it had not trained, so there is nothing to resume.
-            if stored.state["status"] not in {s.value for s in Status if s.ended} | {Status.QUEUED.value}:
+            # A run that waited in the queue still waits: it had not trained, so there is nothing to resume. One
+            # that says queued but has trained was being resumed when the server stopped: it is interrupted.
+            waited = stored.state["status"] == Status.QUEUED.value and not stored.snapshots and not stored.steps
+            if stored.state["status"] not in {s.value for s in Status if s.ended} and not waited:
                 stored.state.update(status=Status.INTERRUPTED.value,
                                     message="The server stopped while this run trained; resume it to go on "
                                             "from its last checkpoint.")
@@ -152,7 +154,7 @@ class RunManager:
             record = RunRecord(stored, store)
             self._runs[stored.id] = self._wrap(record, None)
         self.enforce_budget()
-        self.schedule()
+        self._slot_freed()
 
     def _wrap(self, record: RunRecord, engine: Engine | None) -> Run:
         config = TrainConfig.model_validate(record.meta["config"])
@@ -218,7 +220,14 @@ class RunManager:
             if queued + len(configs) > MAX_QUEUED + self._free_slots():
                 raise TooManyRuns(f"{queued} runs already wait for a training slot; this sweep's {len(configs)} "
                                   f"would pass the {MAX_QUEUED} the server queues. Stop some, or wait.")
-            created = [self.create(config) for config in configs]
+            created: list[tuple[Run, str]] = []
+            try:
+                for config in configs:
+                    created.append(self.create(config))
+            except Exception:  # every run or none
+                for run, _ in created:
+                    self.delete(run)
+                raise
             sweep = Sweep("s" + secrets.token_hex(4), time.time(), field, values, base.model_dump(),
                           [run.id for run, _ in created])
             self.sweeps[sweep.id] = sweep
@@ -232,7 +241,9 @@ class RunManager:
 
     def position(self, run_id: str) -> int | None:
         """Where a waiting run stands in the queue (1: next to start), or None if it does not wait."""
-        waiting = sorted((r for r in self._runs.values() if r.waiting), key=lambda r: r.record.created_at)
+        with self._lock:
+            runs = list(self._runs.values())
+        waiting = sorted((r for r in runs if r.waiting), key=lambda r: r.record.created_at)
         return next((i for i, r in enumerate(waiting, start=1) if r.id == run_id), None)
 
     def schedule(self) -> None:
@@ -241,10 +252,29 @@ class RunManager:
             if self._closing:
                 return
             waiting = sorted((r for r in self._runs.values() if r.waiting), key=lambda r: r.record.created_at)
-            for run in waiting[:max(0, self._free_slots())]:
-                engine = self.engine_for(run)
-                engine.start()
+            free = self._free_slots()
+            for run in waiting:
+                if free <= 0:
+                    break
+                try:
+                    engine = self.engine_for(run)
+                    engine.start()
+                except Exception as exc:  # one run that cannot be built must not hold up the queue behind it
+                    log.exception("queued run %s could not start", run.id)
+                    self._fail_waiting(run, f"This run could not start: {type(exc).__name__}: {exc}")
+                    continue
+                free -= 1
                 log.info("run %s started from the queue", run.id)
+
+    def _fail_waiting(self, run: Run, message: str) -> None:
+        """A waiting run that cannot be built ends as `failed`, with the reason, for its watchers too."""
+        run.engine = None
+        state = {**run.record.state, "status": Status.FAILED.value, "message": message}
+        run.record.state = state
+        self.store.set_state(run.id, state)
+        body = {"type": "status", "status": Status.FAILED.value, "message": message, "epoch": 0, "step": 0,
+                "lr": state.get("lr", run.config.lr), "samples_seen": 0}
+        self.store.add_event(run.id, json.dumps(body, separators=(",", ":")))
 
     def engine_for(self, run: Run) -> Engine:
         """The run's engine; a run that waited across a restart gets one now (built, not started)."""
@@ -256,7 +286,7 @@ class RunManager:
             return run.engine
 
     def control(self, run: Run, action: Callable[[Engine], None], *, waiting_ok: bool = False) -> None:
-        """Apply a control to the run's engine; a waiting run takes only stop (cancel) and a learning rate."""
+        """Apply a control to the run's engine; a waiting run takes only stop (cancel)."""
         with self._lock:
             if run.waiting and not waiting_ok:
                 raise Waiting(f"This run waits in the queue ({self._ordinal(run)} in line) and has not trained "

@@ -113,8 +113,8 @@ def stop(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
 
 @router.patch("/{run_id}", responses=OWNER)
 def set_lr(run: OwnedRunDep, runs: ManagerDep, patch: LrPatch) -> RunOut:
-    """Change the learning rate of a live run from its next batch on (of a queued run: from its first)."""
-    return _control(run, lambda e: e.set_lr(patch.lr), runs, waiting_ok=True)
+    """Change the learning rate of a live run from its next batch on."""
+    return _control(run, lambda e: e.set_lr(patch.lr), runs)
 
 
 @router.put("/{run_id}/probe", responses={**OWNER, 422: {"description": "Index out of range"}})

@@ -1,6 +1,6 @@
 /** The only wiring point: builds the store, the session and the views, and connects store events to views. */
 
-import { tokens } from './api.js';
+import { api, tokens } from './api.js';
 import { perf, throttle } from './frame.js';
 import { Session } from './session.js';
 import { Store } from './store.js';
@@ -97,6 +97,17 @@ store.on('connection', (s) => {
   controls.update(s); // no control while the server cannot be reached
 });
 store.on('notice', (n) => notice.update(n));
+
+// A run waiting in the queue moves up as others end; nothing on its quiet socket says so: ask now and then.
+setInterval(async () => {
+  if (store.status !== 'queued' || !store.runId) return;
+  try {
+    const run = await api.getRun(store.runId);
+    if (run.status === 'queued') store.patchRun({ queue_position: run.queue_position });
+  } catch {
+    // the socket says what became of the run
+  }
+}, 2000);
 
 // The last snapshot's draw time, for people curious about it and for the e2e tests.
 const perfLabel = $('perf');

@@ -19,13 +19,12 @@ def test_runs_past_the_cap_wait_in_order_and_start_as_slots_free() -> None:
         # Waiting, a run has not trained: nothing to pause; the answer says where it stands and how to cancel
         res = client.post(f"/api/runs/{third['id']}/pause")
         assert res.status_code == 409 and "waits in the queue (2nd in line)" in res.json()["detail"]
-        assert client.patch(f"/api/runs/{third['id']}", json={"lr": 0.002}).status_code == 200  # from its first step
+        assert client.patch(f"/api/runs/{third['id']}", json={"lr": 0.002}).status_code == 409
         client.post(f"/api/runs/{first['id']}/stop")
         wait_status(client, second["id"], "running", "finished")  # the next in line took the freed slot
         assert client.get(f"/api/runs/{third['id']}").json()["queue_position"] == 1
         done = wait_status(client, third["id"], "finished", timeout=120)  # and then the one after it
         assert done["step"] == done["total_steps"] and done["snapshots"] > 10
-        assert done["lr_changes"] == [{"step": 0, "lr": 0.002}]
         second_done = client.get(f"/api/runs/{second['id']}").json()
         assert second_done["status"] == "finished" and second_done["created_at"] < done["created_at"]
 
@@ -55,3 +54,18 @@ def test_queued_runs_still_wait_after_a_restart_and_then_train() -> None:
         assert again.get(f"/api/runs/{first['id']}").json()["status"] == "interrupted"
         done = wait_status(again, waiting["id"], "finished", timeout=120)
         assert done["step"] == done["total_steps"]
+
+
+def test_a_run_that_says_queued_but_has_trained_comes_back_interrupted_not_from_scratch() -> None:
+    # A resumed run says `queued` for the moment before its thread starts: a crash then must not make it a
+    # fresh run that trains from step 0 over its own history.
+    with owner_client() as client:
+        run = start_run(client, **QUICK)
+        done = wait_status(client, run["id"], "finished")
+        manager = client.app.state.runs  # type: ignore[attr-defined]
+        record = manager.get(run["id"]).record
+        manager.store.set_state(run["id"], {**record.state, "status": "queued"})
+        manager.store.flush()
+    with owner_client() as again:
+        back = again.get(f"/api/runs/{run['id']}").json()
+        assert back["status"] == "interrupted" and back["snapshots"] == done["snapshots"]

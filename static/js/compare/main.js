@@ -75,9 +75,13 @@ async function refresh() {
     const before = known.get(run.id);
     if (before && before.status === run.status && ['finished', 'stopped', 'diverged', 'failed', 'interrupted'].includes(run.status)
         && store.steps[run.id]) continue; // an ended run read once is read
-    const [steps, index] = await Promise.all([api.steps(run.id), api.snapshots(run.id)]);
-    store.setIndex(run.id, index);
-    store.setSteps(run.id, steps);
+    try {
+      const [steps, index] = await Promise.all([api.steps(run.id), api.snapshots(run.id)]);
+      store.setIndex(run.id, index);
+      store.setSteps(run.id, steps);
+    } catch (err) {
+      store.notice(`${run.id}: ${err.message}`); // and try again at the next poll
+    }
   }
   state.textContent = store.live ? 'following the runs as they train…' : '';
   state.dataset.state = store.live ? 'live' : 'idle';

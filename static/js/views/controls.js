@@ -131,7 +131,8 @@ export class ControlsView {
     for (const action of ['pause', 'step', 'stop']) this.buttons[action].hidden = viewer;
     for (const field of this.form.elements) {
       if (!field.name) continue;
-      const liveField = LIVE_FIELDS.has(field.name) && !viewer && !offline;
+      const liveField = LIVE_FIELDS.has(field.name) && !viewer && !offline
+        && !(status === 'queued' && run?.queue_position);
       field.disabled = this.busy || (live && !liveField) || (attached && !run && !liveField);
     }
     for (const button of this.presets) button.disabled = this.busy || live || (attached && !run);
@@ -145,8 +146,11 @@ export class ControlsView {
       ? 'The server stopped while this run trained: go on from its last checkpoint'
       : 'Pause or resume (space)';
     b.pause.dataset.action = 'pause';
-    if (offline) b.pause.disabled = true;
-    b.step.disabled = this.busy || !live || offline;
+    // A run waiting in the queue has not trained: nothing to pause or step; Stop cancels it.
+    const waiting = status === 'queued' && Boolean(run?.queue_position);
+    if (offline || waiting) b.pause.disabled = true;
+    b.step.disabled = this.busy || !live || offline || waiting;
+    b.stop.textContent = waiting ? 'Cancel' : 'Stop';
     b.stop.disabled = this.busy || !live || offline;
     b.new.disabled = this.busy || !attached;
   }
