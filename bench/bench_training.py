@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from websockets.sync.client import connect
 
 from app.streaming.codec import decode_frame, encode_event, encode_snapshot
+from app.training.analysis import AnalysisEvent
 from app.training.config import TrainConfig
 from app.training.data import to_tensors
 from app.training.datasets import get_dataset
@@ -101,7 +102,7 @@ def engine_here(cfg: TrainConfig) -> dict[str, Any]:
     def listen(event: Event) -> None:
         if isinstance(event, Snapshot):
             encode_snapshot(event)
-        elif not isinstance(event, CheckpointEvent):
+        elif not isinstance(event, CheckpointEvent | AnalysisEvent):  # analyses are stored, not streamed whole
             encode_event(event)
 
     engine = Engine(cfg, emit=listen)

@@ -205,7 +205,9 @@ def to_message(event: Textual) -> TextMessage:
         return StatusChange(event.status.value, event.message, event.epoch, event.step, event.lr, event.samples_seen)
     if isinstance(event, WarningEvent):
         return WarningMessage(event.kind, event.step, event.message)
-    return Error(event.message)
+    if isinstance(event, ErrorEvent):
+        return Error(event.message)
+    raise TypeError(f"no text message for {type(event).__name__}")
 
 
 def _ratio(x: float) -> float | None:

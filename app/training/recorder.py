@@ -8,6 +8,7 @@ training time spent on filterscope's own work rather than on learning.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class Recorder:
         self._unsent_losses: list[float] = []
         self._unsent_ratios: dict[str, list[float]] = {layer.name: [] for layer in self._layers}
         self._last = {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}  # W a batch ago
+        self._views = self._numpy_views()
         self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer)
 
     def batch(self, loss: float, elapsed: float) -> bool:
@@ -83,7 +85,21 @@ class Recorder:
         return True
 
     def _update_ratios(self) -> dict[str, float]:
-        """||W - W a batch ago|| / ||W a batch ago|| per conv layer: how big this step was (about 1e-3 learns)."""
+        """||W - W a batch ago|| / ||W a batch ago|| per conv layer: how big this step was (about 1e-3 learns).
+
+        On the CPU through NumPy views of the weights (the optimizer updates them in place): ~15 us a batch for
+        `tiny`, against ~40 us for the same through torch, whose every op costs a dispatch.
+        """
+        if self._views is not None and all(w.data_ptr() == ptr for w, ptr, *_ in self._views):
+            ratios = {}
+            for (_, _, name, now, last, buf) in self._views:
+                np.subtract(now, last, out=buf)
+                step_sq, size_sq = float(buf @ buf), float(last @ last)
+                np.copyto(last, now)
+                ratio = math.sqrt(step_sq / size_sq) if size_sq > 0 else float("nan")
+                ratios[name] = ratio
+                self._unsent_ratios[name].append(ratio)
+            return ratios
         names = list(self._last)
         lasts = list(self._last.values())
         weights = [layer.conv.weight.detach() for layer in self._layers]
@@ -99,6 +115,17 @@ class Recorder:
             ratios[name] = ratio
             self._unsent_ratios[name].append(ratio)
         return ratios
+
+    def _numpy_views(self) -> list[tuple[torch.Tensor, int, str, np.ndarray, np.ndarray, np.ndarray]] | None:
+        """(weight, its data pointer, name, flat view of W, W a batch ago, scratch) per layer; None off the CPU."""
+        weights = [layer.conv.weight.detach() for layer in self._layers]
+        if not all(w.device.type == "cpu" and w.is_contiguous() for w in weights):
+            return None
+        views = []
+        for layer, w in zip(self._layers, weights, strict=True):
+            now = w.numpy().reshape(-1)  # shares the parameter's memory
+            views.append((w, w.data_ptr(), layer.name, now, now.copy(), np.empty_like(now)))
+        return views
 
     def flush_steps(self) -> None:
         """Send the losses (and update ratios) not yet sent."""
@@ -162,5 +189,6 @@ class Recorder:
         self.reference.start = {k: v.numpy().copy() for k, v in state["start"].items()}
         self.reference.peaks = {k: dict(v) for k, v in state["peaks"].items()}
         self._last = {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}
+        self._views = self._numpy_views()
         p = state["probe"]
         self.probe = make_probe(p["pixels"].numpy().copy(), p["index"], p["label"], p["source"])

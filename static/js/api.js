@@ -35,22 +35,28 @@ function toError(status, body) {
 const KEY = 'filterscope.tokens';
 const SERVER_KEY = 'filterscope.serverToken';
 
+let cached = null; // parsed once, not at every check the page makes several times a second
+addEventListener('storage', (e) => { if (e.key === KEY) cached = null; }); // another tab started a run
+
 function readTokens() {
+  if (cached) return cached;
   try {
-    return JSON.parse(localStorage.getItem(KEY) ?? '{}') ?? {};
+    cached = JSON.parse(localStorage.getItem(KEY) ?? '{}') ?? {};
   } catch {
-    return {};
+    cached = {};
   }
+  return cached;
 }
 
 export const tokens = {
   get: (id) => readTokens()[id] ?? null,
   set(id, token) {
-    const all = readTokens();
+    const all = { ...readTokens() };
     all[id] = token;
     const ids = Object.keys(all);
     for (const old of ids.slice(0, Math.max(0, ids.length - 500))) delete all[old]; // the newest 500 runs
     localStorage.setItem(KEY, JSON.stringify(all));
+    cached = all;
   },
   server: () => localStorage.getItem(SERVER_KEY),
   setServer: (token) => localStorage.setItem(SERVER_KEY, token),

@@ -174,11 +174,14 @@ export class FeatureMapLayers {
       const { grid, bar } = entry;
       const arr = stageArray(layer, entry.stage);
       const [c, h, w] = arr.shape;
-      for (const b of entry.buttons) b.setAttribute('aria-pressed', String(b.dataset.stage === entry.stage));
+      if (entry.shown !== entry.stage) { // DOM writes only when the stage changes: not at every snapshot
+        entry.shown = entry.stage;
+        for (const b of entry.buttons) b.setAttribute('aria-pressed', String(b.dataset.stage === entry.stage));
+        grid.canvas.dataset.stage = entry.stage;
+      }
       const stage = entry.buttons.length ? ` · ${STAGES[entry.stage].label}` : '';
       const text = `${c} maps · ${h}×${w}${stage}`;
       if (entry.dims.textContent !== text) entry.dims.textContent = text;
-      grid.canvas.dataset.stage = entry.stage;
       if (grid.configure(c, w, h, room)) grid.clear();
       const { signed, max } = paintMaps(grid, arr, perMap);
       grid.commit();

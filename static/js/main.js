@@ -59,13 +59,19 @@ const tick = throttle(() => {
     lastStatus = store.status;
     runs.update(store);
   }
-  if (changed.has('steps') || changed.has('epoch')) curves.update(store);
-  if (changed.has('steps')) ratios.update(store);
+  if (changed.has('steps') || changed.has('epoch')) chartTick();
   if (changed.has('epoch')) inspect.update(store);
   if (changed.has('snapshot')) showMoment();
   if (changed.has('timeline')) timeline.update(store);
   changed.clear();
 }, STREAM_MS);
+// The two charts are the page's largest canvases: redrawn at most every CHART_MS while the stream flows (a
+// curve moving twice a second reads as live), which spares the cores the training shares with the page.
+const CHART_MS = 500;
+const chartTick = throttle(() => {
+  curves.update(store);
+  ratios.update(store);
+}, CHART_MS);
 function showMoment() {
   snapshotViews.forEach((v) => v.update(store));
   inspect.update(store);

@@ -36,7 +36,7 @@ def test_one_click_lr_sweep_opens_a_compare_view_that_moves_every_row(page: Any,
 
     # Three loss curves, three pairs of accuracy lines, three update-ratio curves, with data
     loss = page.evaluate("window.filterscope.views.charts.charts.loss.data")
-    assert len(loss) == 4 and all(sum(v is not None for v in ys) > 100 for ys in loss[1:])
+    assert len(loss) == 7 and all(sum(v is not None for v in ys) > 100 for ys in loss[1:])  # per batch, smoothed
     acc = page.evaluate("window.filterscope.views.charts.charts.acc.data")
     assert len(acc) == 7 and all(v is not None for ys in acc[1:] for v in ys)
     ratio = page.evaluate("window.filterscope.views.charts.charts.ratio.data")

@@ -119,6 +119,13 @@ export class CompareCharts {
       ctx.restore();
     };
     const log = name === 'ratio' || this.log.checked;
+    if (name === 'loss') { // every batch, faint, under each run's smoothed line
+      const raw = runs.map((r, i) => ({
+        label: `${label(r)} per batch`, stroke: `${this.store.color(i)}40`, width: 1, points: { show: false },
+        value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)),
+      }));
+      series.unshift(...raw);
+    }
     return new uPlot({
       ...this.size(name), hooks: { draw: [chance] },
       scales: { x: { time: false }, y: log ? { distr: 3 } : { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] } },
@@ -134,7 +141,8 @@ export class CompareCharts {
     for (const name of ['loss', 'acc', 'ratio']) this.charts[name] ??= this.make(name);
     const log = this.log.checked;
     const [x, losses] = alignSteps(runs, steps, (s) => s.losses);
-    this.charts.loss.setData([x, ...losses.map((ys) => smooth(ys, EMA).map((v) => (log && !(v > 0) ? null : v)))]);
+    const positive = (ys) => ys.map((v) => (log && !(v > 0) ? null : v));
+    this.charts.loss.setData([x, ...losses.map(positive), ...losses.map((ys) => positive(smooth(ys, EMA)))]);
     const layer = this.store.view.ratioLayer;
     const [xr, ratios] = alignSteps(runs, steps, (s) => s.ratios?.[layer] ?? []);
     this.charts.ratio.setData([xr, ...ratios.map((ys) => smooth(ys, 0.9, true))]);

@@ -54,7 +54,10 @@ export class ControlsView {
     this.reset();
   }
 
-  reset() { this.busy = false; }
+  reset() {
+    this.busy = false;
+    this.shownKey = null;
+  }
 
   /** The form as a run config: numbers as numbers (an empty box becomes null and the server says why). */
   config() {
@@ -112,6 +115,11 @@ export class ControlsView {
 
   update(state) {
     const run = state.run;
+    // Called at every tick of the stream: nothing to do unless what the form shows has changed.
+    const key = [run?.id, run?.status, run?.lr, run?.queue_position, this.busy, state.connection, state.runId,
+      state.canControl, document.activeElement === this.form.elements.lr].join('|');
+    if (key === this.shownKey) return;
+    this.shownKey = key;
     if (run && run.id !== this.filledFor) {
       this.filledFor = run.id;
       this.fill(run.config);

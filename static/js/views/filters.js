@@ -69,14 +69,17 @@ export class FiltersView {
     this.state = state;
     const ds = state.run && state.dataset(state.run.config?.dataset);
     this.channels = ds?.channels ?? 1;
-    for (const b of this.modeButtons) b.setAttribute('aria-pressed', String(b.dataset.mode === this.view.mode));
-    for (const b of this.showButtons) b.setAttribute('aria-pressed', String(b.dataset.show === this.view.show));
-    this.scaling.value = this.view.scale;
+    // Called at every snapshot: write to the DOM only what changed (each write costs the page a style pass).
+    const press = (b, on) => { if (b.getAttribute('aria-pressed') !== String(on)) b.setAttribute('aria-pressed', String(on)); };
+    for (const b of this.modeButtons) press(b, b.dataset.mode === this.view.mode);
+    for (const b of this.showButtons) press(b, b.dataset.show === this.view.show);
+    if (this.scaling.value !== this.view.scale) this.scaling.value = this.view.scale;
     // A colour first layer is drawn in RGB, not blue-white-red: say so where the colours are explained.
-    this.help.textContent = MODES[this.view.mode].help + (this.view.mode === 'detects' ? this.costText(state.run) : '')
+    const help = MODES[this.view.mode].help + (this.view.mode === 'detects' ? this.costText(state.run) : '')
       + (this.channels === 3 && this.view.mode === 'weight'
         ? ' The first layer sees colour images: its tiles are drawn in RGB, each channel\'s weight from dark (−max) through grey (0) to bright (+max); a red tile wants red.'
         : '');
+    if (this.help.textContent !== help) this.help.textContent = help;
     if (showChanged) this.relayout(false);
     requestDraw(this);
   }
