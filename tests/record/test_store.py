@@ -101,3 +101,15 @@ def test_a_store_killed_mid_write_opens_cleanly(tmp_path: Path) -> None:
     found = store.frame("r1", seqs[-1])
     assert found is not None and found[0] == bytes([seqs[-1] % 256]) * 200_000
     store.close()
+
+
+def test_ratios_read_back_at_four_significant_digits_as_they_were_sent() -> None:
+    import numpy as np
+
+    from app.record.store import significant4
+    rng = np.random.default_rng(0)
+    values = (10.0 ** rng.uniform(-9, 17, 20_000) * rng.choice([1, -1], 20_000)).astype(np.float32)
+    values[:3] = [0.0, np.nan, np.inf]
+    got = significant4(values)
+    assert got[0] == 0.0 and np.isnan(got[1]) and np.isnan(got[2])
+    assert got[3:].tolist() == [float(f"{v:.4g}") for v in values[3:]]
