@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 SHARED = 0.8  # cosine similarity above which a pair counts as one detector both runs learnt
 
@@ -46,6 +45,9 @@ def match_filters(a: np.ndarray, b: np.ndarray) -> Match:
     if a.shape != b.shape:
         raise ValueError(f"the layers differ in shape: {list(a.shape)} and {list(b.shape)}")
     sim = cosine_matrix(a, b)
+    # Imported here: scipy.optimize takes ~0.6 s to import, which the server's start-up need not pay.
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(sim, maximize=True)
     order = np.empty(a.shape[0], np.int64)
     order[rows] = cols

@@ -9,19 +9,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import FAST_RUN
-
 pytestmark = pytest.mark.e2e
 
 
 def test_one_click_lr_sweep_opens_a_compare_view_that_moves_every_row(page: Any, ui: Any) -> None:
     page.goto("/")
-    for name, value in {**FAST_RUN, "lr": "0.005"}.items():
-        field = page.get_by_test_id(f"field-{name}")
-        if field.evaluate("e => e.tagName") == "SELECT":
-            field.select_option(value)
-        else:
-            field.fill(value)
+    ui.fill(page, lr="0.005")
     page.get_by_test_id("sweep-lr").click()
     page.wait_for_url(re.compile(r"/compare\?sweep=s\w+"))
     page.wait_for_function("() => window.filterscope.store.runs.length === 3", timeout=20_000)

@@ -5,6 +5,7 @@
  */
 
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
+import { level } from '../chartmarks.js';
 import { fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
 
@@ -88,7 +89,6 @@ export class CompareCharts {
       label: label(r), stroke: this.store.color(i), width: 1.5, points: { show: false },
       value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)),
     }));
-    const dpr = devicePixelRatio;
     if (name === 'acc') {
       const both = runs.flatMap((r, i) => [
         { label: `${label(r)} test`, stroke: this.store.color(i), width: 2, points: { show: true, size: 6 },
@@ -104,19 +104,7 @@ export class CompareCharts {
     }
     const chance = (u) => { // the loss of a uniform guess
       const classes = runs[0]?.classes?.length;
-      if (name !== 'loss' || !(classes > 1)) return;
-      const y = Math.round(u.valToPos(Math.log(classes), 'y', true));
-      if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
-      const { ctx } = u;
-      ctx.save();
-      ctx.strokeStyle = '#64748b';
-      ctx.lineWidth = dpr;
-      ctx.setLineDash([6 * dpr, 4 * dpr]);
-      ctx.beginPath();
-      ctx.moveTo(u.bbox.left, y);
-      ctx.lineTo(u.bbox.left + u.bbox.width, y);
-      ctx.stroke();
-      ctx.restore();
+      if (name === 'loss' && classes > 1) level(u, Math.log(classes), 'y');
     };
     const log = name === 'ratio' || this.log.checked;
     if (name === 'loss') { // every batch, faint, under each run's smoothed line

@@ -6,6 +6,7 @@
 
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { fmt } from '../colormap.js';
+import { level, vertical } from '../chartmarks.js';
 import { requestDraw } from '../frame.js';
 
 const EMA = 0.95; // smoothing of the training-loss line: ~20 batches of memory
@@ -94,40 +95,17 @@ export class CurvesView {
     const pct = (u, v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)}%`);
     const num = (u, v) => (v === null || v === undefined ? '–' : v.toPrecision(3));
     const dpr = devicePixelRatio;
-    const vline = (ctx, u, step, color, width, dash = []) => {
-      const x = Math.round(u.valToPos(step, 'x', true));
-      ctx.strokeStyle = color;
-      ctx.lineWidth = width * dpr;
-      ctx.setLineDash(dash.map((d) => d * dpr));
-      ctx.beginPath();
-      ctx.moveTo(x, u.bbox.top);
-      ctx.lineTo(x, u.bbox.top + u.bbox.height);
-      ctx.stroke();
-      return x;
-    };
     const mark = (u) => {
+      if (this.chance !== null) { // the loss of a uniform guess over the classes
+        level(u, this.chance, 'loss', { color: '#64748b', textColor: '#475569',
+          text: `chance: ln ${Math.round(Math.exp(this.chance))} = ${this.chance.toFixed(2)}` });
+      }
       const { ctx } = u;
       ctx.save();
       ctx.font = `${11 * dpr}px system-ui, sans-serif`;
-      if (this.chance !== null) { // the loss of a uniform guess over the classes
-        const y = Math.round(u.valToPos(this.chance, 'loss', true));
-        if (y >= u.bbox.top && y <= u.bbox.top + u.bbox.height) {
-          ctx.strokeStyle = '#64748b';
-          ctx.lineWidth = dpr;
-          ctx.setLineDash([6 * dpr, 4 * dpr]);
-          ctx.beginPath();
-          ctx.moveTo(u.bbox.left, y);
-          ctx.lineTo(u.bbox.left + u.bbox.width, y);
-          ctx.stroke();
-          ctx.fillStyle = '#475569';
-          ctx.textAlign = 'right';
-          ctx.fillText(`chance: ln ${Math.round(Math.exp(this.chance))} = ${this.chance.toFixed(2)}`,
-            u.bbox.left + u.bbox.width - 4 * dpr, y - 4 * dpr);
-        }
-      }
       ctx.textAlign = 'left';
       for (const { step, lr } of this.lrChanges) { // a learning rate set by hand
-        const x = vline(ctx, u, step, '#d97706', 1.5, [3, 3]);
+        const x = vertical(u, step, { color: '#d97706', width: 1.5, dash: [3, 3] });
         ctx.fillStyle = '#b45309';
         ctx.fillText(`lr ${fmt(lr)}`, x + 3 * dpr, u.bbox.top + 12 * dpr);
       }
@@ -140,8 +118,8 @@ export class CurvesView {
         ctx.lineTo(x, u.bbox.top + 10 * dpr);
         ctx.fill();
       }
-      if (this.cursorStep !== null) vline(ctx, u, this.cursorStep, '#7c3aed', 2); // the moment the timeline shows
       ctx.restore();
+      if (this.cursorStep !== null) vertical(u, this.cursorStep); // the moment the timeline shows
     };
     return new uPlot({
       ...this.size(),

@@ -5,6 +5,7 @@
  */
 
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
+import { level, vertical } from '../chartmarks.js';
 import { requestDraw } from '../frame.js';
 
 const COLORS = ['#2563eb', '#ea580c', '#059669', '#7c3aed', '#db2777', '#0891b2'];
@@ -61,7 +62,6 @@ export class RatiosView {
   size() { return { width: Math.max(240, this.box.clientWidth), height: 150 }; }
 
   make() {
-    const dpr = devicePixelRatio;
     const band = (u) => {
       const { ctx } = u;
       const y = (v) => Math.round(u.valToPos(v, 'y', true));
@@ -72,31 +72,9 @@ export class RatiosView {
         ctx.fillStyle = 'rgba(16, 185, 129, 0.10)';
         ctx.fillRect(u.bbox.left, top, u.bbox.width, bottom - top);
       }
-      const mid = y(HEALTHY.mid);
-      if (mid >= u.bbox.top && mid <= u.bbox.top + u.bbox.height) {
-        ctx.strokeStyle = '#10b981';
-        ctx.lineWidth = dpr;
-        ctx.setLineDash([6 * dpr, 4 * dpr]);
-        ctx.beginPath();
-        ctx.moveTo(u.bbox.left, mid);
-        ctx.lineTo(u.bbox.left + u.bbox.width, mid);
-        ctx.stroke();
-        ctx.fillStyle = '#047857';
-        ctx.font = `${11 * dpr}px system-ui, sans-serif`;
-        ctx.textAlign = 'right';
-        ctx.fillText('≈ 1e-3: the usual healthy step', u.bbox.left + u.bbox.width - 4 * dpr, mid - 4 * dpr);
-      }
-      if (this.cursorStep !== null) {
-        const x = Math.round(u.valToPos(this.cursorStep, 'x', true));
-        ctx.setLineDash([]);
-        ctx.strokeStyle = '#7c3aed';
-        ctx.lineWidth = 2 * dpr;
-        ctx.beginPath();
-        ctx.moveTo(x, u.bbox.top);
-        ctx.lineTo(x, u.bbox.top + u.bbox.height);
-        ctx.stroke();
-      }
       ctx.restore();
+      level(u, HEALTHY.mid, 'y', { color: '#10b981', textColor: '#047857', text: '≈ 1e-3: the usual healthy step' });
+      if (this.cursorStep !== null) vertical(u, this.cursorStep);
     };
     const exp = (u, v) => (v === null || v === undefined ? '–' : v.toExponential(1));
     return new uPlot({
