@@ -1,7 +1,8 @@
 /** Marks drawn over a uPlot chart in its draw hook: a dashed level with a label, a vertical line at an x. */
 
-/** A dashed horizontal line at `value` of `scale`, labelled at the right end; nothing if it is off the chart. */
-export function level(u, value, scale, { color = '#64748b', text = '', textColor = color } = {}) {
+/** A dashed horizontal line at `value` of `scale`, labelled at the right end (above it, or `below`); nothing if
+ * it is off the chart. */
+export function level(u, value, scale, { color = '#64748b', text = '', textColor = color, below = false } = {}) {
   const dpr = devicePixelRatio;
   const y = Math.round(u.valToPos(value, scale, true));
   if (!(y >= u.bbox.top && y <= u.bbox.top + u.bbox.height)) return;
@@ -18,7 +19,7 @@ export function level(u, value, scale, { color = '#64748b', text = '', textColor
     ctx.fillStyle = textColor;
     ctx.font = `${11 * dpr}px system-ui, sans-serif`;
     ctx.textAlign = 'right';
-    ctx.fillText(text, u.bbox.left + u.bbox.width - 4 * dpr, y - 4 * dpr);
+    ctx.fillText(text, u.bbox.left + u.bbox.width - 4 * dpr, below ? y + 13 * dpr : y - 4 * dpr);
   }
   ctx.restore();
 }

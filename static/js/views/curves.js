@@ -97,7 +97,7 @@ export class CurvesView {
     const dpr = devicePixelRatio;
     const mark = (u) => {
       if (this.chance !== null) { // the loss of a uniform guess over the classes
-        level(u, this.chance, 'loss', { color: '#64748b', textColor: '#475569',
+        level(u, this.chance, 'loss', { color: '#64748b', textColor: '#475569', below: true, // accuracy sits above
           text: `chance: ln ${Math.round(Math.exp(this.chance))} = ${this.chance.toFixed(2)}` });
       }
       const { ctx } = u;
