@@ -1,6 +1,7 @@
 /** The probe: the test image whose feature maps are shown, the model's guess for it, and a chooser. */
 
 import { api } from '../api.js';
+import { fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
 import { ProbBars } from '../probbars.js';
 
@@ -81,7 +82,7 @@ export class ProbeView {
     this.loss.hidden = p === null || p === undefined;
     if (!this.loss.hidden) {
       const loss = -Math.log(Math.max(p, 1e-12));
-      this.loss.textContent = `loss on this image: −log p(${this.classes[label] ?? label}) = −log ${p.toPrecision(3)} = ${loss.toPrecision(3)}`;
+      this.loss.textContent = `loss on this image: −log p(${this.classes[label] ?? label}) = −log ${fmt(p)} = ${fmt(loss)}`;
     }
     this.markCurrent(probe.source === 'upload' ? -1 : probe.index);
   }
