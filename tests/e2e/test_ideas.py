@@ -37,11 +37,13 @@ def test_chance_train_accuracy_step_sizes_stages_and_the_probes_loss(page: Any, 
     expect(page.get_by_test_id("facts")).to_contain_text(f"{run['samples_seen']:,} images seen")
     chance = page.evaluate("window.filterscope.views.curves.chance")
     assert chance == pytest.approx(math.log(8))
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(600)  # the charts redraw at most twice a second
     row = page.evaluate("() => { const c = window.filterscope.views.curves; "
                         "return c.chart.valToPos(c.chance, 'loss', true); }")
     assert page.evaluate(ROW_SHARE, ["curves", row, [100, 116, 139]]) > 0.3  # the dashed chance line
-    # Per epoch, the accuracy on training images beside the test accuracy
+    # Per epoch, the accuracy on training images beside the test accuracy (the chart follows within 0.5 s)
+    page.wait_for_function("() => window.filterscope.views.curves.chart.data[4].filter((v) => v !== null)"
+                           ".length === 2")
     train = page.evaluate("window.filterscope.views.curves.chart.data[4].filter((v) => v !== null)")
     assert len(train) == 2 and all(90 <= v <= 100 for v in train)
     expect(page.get_by_test_id("curves-summary")).to_contain_text("train accuracy")
