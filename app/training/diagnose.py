@@ -66,7 +66,7 @@ class Diagnosis:
         self._sum = 0.0  # of the losses in the window, and of its last EXPLODE_WINDOW: kept as they come
         self._recent = 0.0
         self._ratios: deque[float] = deque(maxlen=STALL_WINDOW)  # the largest layer's ratio of each batch
-        self._start: list[float] = []  # the first batch's loss: the network as it began (before any step told)
+        self._first: float | None = None  # the first batch's loss: the network as it began (before any step told)
         self._dead_since: dict[str, int] = {}  # per layer, the step since which most of its filters are silent
 
     def _name(self) -> str:
@@ -89,13 +89,13 @@ class Diagnosis:
             self._losses.append(loss)
             self._sum += loss
             self._recent += loss
-            if not self._start:
-                self._start.append(loss)
+            if self._first is None:
+                self._first = loss
         finite = [r for r in ratios.values() if math.isfinite(r)]
         if finite:
             self._ratios.append(max(finite))
-        if "exploding" not in self.raised and len(self._losses) >= EXPLODE_WINDOW:
-            now, start = self._recent / EXPLODE_WINDOW, self._start[0]
+        if "exploding" not in self.raised and len(self._losses) >= EXPLODE_WINDOW and self._first is not None:
+            now, start = self._recent / EXPLODE_WINDOW, self._first
             if now > EXPLODE_FACTOR * max(self.chance, start):
                 cause = (f"the learning rate {lr:g} is too high for {self._name()}: each step overshoots; "
                          f"{_lr_advice(self.optimizer)}") if self._too_high(lr) else \

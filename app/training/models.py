@@ -170,12 +170,12 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
 def conv_layers(model: nn.Module) -> list[ConvLayer]:
     """Every Conv2d in definition order, paired with the activation that directly follows it (if any) and
     the pooling that follows that (if any)."""
-    named = [m for _, m in model.named_modules()]
+    named = list(model.named_modules())
     found: list[ConvLayer] = []
-    for i, (name, module) in enumerate(model.named_modules()):
+    for i, (name, module) in enumerate(named):
         if not isinstance(module, nn.Conv2d):
             continue
-        rest = named[i + 1:i + 3]
+        rest = [m for _, m in named[i + 1:i + 3]]
         act = rest.pop(0) if rest and isinstance(rest[0], ACTIVATIONS) else None
         pool = rest[0] if rest and isinstance(rest[0], (nn.MaxPool2d, nn.AvgPool2d)) else None
         found.append(ConvLayer(name, module, act if act is not None else module, pool))

@@ -33,6 +33,10 @@ def is_snapshot_step(step: int, every: int) -> bool:
     return step <= DENSE_EVERY_BATCH or (step <= DENSE_EVERY_5 and step % 5 == 0) or step % every == 0
 
 
+# Per conv layer: (the weight, its data pointer, name, flat view of W, W a batch ago, scratch), all on the CPU.
+WeightViews = list[tuple[torch.Tensor, int, str, np.ndarray, np.ndarray, np.ndarray]]
+
+
 @dataclass(frozen=True)
 class StepsEvent:
     """Training losses of consecutive batches, and each conv layer's update ratio ||ΔW|| / ||W|| in each."""
@@ -62,8 +66,9 @@ class Recorder:
         self._unsent_steps: list[int] = []
         self._unsent_losses: list[float] = []
         self._unsent_ratios: dict[str, list[float]] = {layer.name: [] for layer in self._layers}
-        self._last = {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}  # W a batch ago
-        self._views = self._numpy_views()
+        self._views: WeightViews | None = None  # on the CPU: NumPy views of W and W a batch ago (see _numpy_views)
+        self._last: dict[str, torch.Tensor] = {}  # elsewhere: copies of W a batch ago
+        self._watch_weights()
         self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer)
 
     def batch(self, loss: float, elapsed: float) -> bool:
@@ -90,41 +95,50 @@ class Recorder:
         On the CPU through NumPy views of the weights (the optimizer updates them in place): ~15 us a batch for
         `tiny`, against ~40 us for the same through torch, whose every op costs a dispatch.
         """
-        if self._views is not None and all(w.data_ptr() == ptr for w, ptr, *_ in self._views):
-            ratios = {}
+        if self._views is not None and any(w.data_ptr() != ptr for w, ptr, *_ in self._views):
+            self._views = self._numpy_views([last for *_, last, _ in self._views])  # the storage was replaced
+            if self._views is None:  # the weights left the CPU: measure from here on with copies
+                self._watch_weights()
+        squares: list[tuple[str, float, float]] = []  # (layer, ||ΔW||², ||W a batch ago||²)
+        if self._views is not None:
             for (_, _, name, now, last, buf) in self._views:
                 np.subtract(now, last, out=buf)
-                step_sq, size_sq = float(buf @ buf), float(last @ last)
+                squares.append((name, float(buf @ buf), float(last @ last)))
                 np.copyto(last, now)
-                ratio = math.sqrt(step_sq / size_sq) if size_sq > 0 else float("nan")
-                ratios[name] = ratio
-                self._unsent_ratios[name].append(ratio)
-            return ratios
-        names = list(self._last)
-        lasts = list(self._last.values())
-        weights = [layer.conv.weight.detach() for layer in self._layers]
-        with torch.no_grad():  # one op for all layers at a time: ~40 us a batch, not ~100
-            moved = torch._foreach_norm(torch._foreach_sub(weights, lasts))
-            sizes = torch._foreach_norm(lasts)
-            values = torch.stack([*moved, *sizes]).tolist()
-            torch._foreach_copy_(lasts, weights)
-        n = len(names)
+        else:
+            lasts = list(self._last.values())
+            weights = [layer.conv.weight.detach() for layer in self._layers]
+            with torch.no_grad():  # one op for all layers at a time: ~40 us a batch, not ~100
+                moved = torch._foreach_norm(torch._foreach_sub(weights, lasts))
+                sizes = torch._foreach_norm(lasts)
+                values = torch.stack([*moved, *sizes]).tolist()
+                torch._foreach_copy_(lasts, weights)
+            n = len(lasts)
+            squares = [(name, values[i] ** 2, values[n + i] ** 2) for i, name in enumerate(self._last)]
         ratios = {}
-        for i, name in enumerate(names):
-            ratio = values[i] / values[n + i] if values[n + i] > 0 else float("nan")
-            ratios[name] = ratio
+        for name, step_sq, size_sq in squares:
+            ratios[name] = ratio = math.sqrt(step_sq / size_sq) if size_sq > 0 else float("nan")
             self._unsent_ratios[name].append(ratio)
         return ratios
 
-    def _numpy_views(self) -> list[tuple[torch.Tensor, int, str, np.ndarray, np.ndarray, np.ndarray]] | None:
-        """(weight, its data pointer, name, flat view of W, W a batch ago, scratch) per layer; None off the CPU."""
+    def _watch_weights(self) -> None:
+        """Keep W as it is now, to measure the next batch's step against: NumPy views on the CPU, else copies."""
+        self._views = self._numpy_views()
+        self._last = {} if self._views is not None else \
+            {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}  # W a batch ago
+
+    def _numpy_views(self, lasts: list[np.ndarray] | None = None) -> WeightViews | None:
+        """(weight, its data pointer, name, flat view of W, W a batch ago, scratch) per layer; None off the CPU.
+
+        `lasts`: W a batch ago to keep (when only the parameters' storage changed); else W now."""
         weights = [layer.conv.weight.detach() for layer in self._layers]
         if not all(w.device.type == "cpu" and w.is_contiguous() for w in weights):
             return None
         views = []
-        for layer, w in zip(self._layers, weights, strict=True):
+        for i, (layer, w) in enumerate(zip(self._layers, weights, strict=True)):
             now = w.numpy().reshape(-1)  # shares the parameter's memory
-            views.append((w, w.data_ptr(), layer.name, now, now.copy(), np.empty_like(now)))
+            views.append((w, w.data_ptr(), layer.name, now, now.copy() if lasts is None else lasts[i],
+                          np.empty_like(now)))
         return views
 
     def flush_steps(self) -> None:
@@ -188,7 +202,6 @@ class Recorder:
         self._pending = list(state["pending"])
         self.reference.start = {k: v.numpy().copy() for k, v in state["start"].items()}
         self.reference.peaks = {k: dict(v) for k, v in state["peaks"].items()}
-        self._last = {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}
-        self._views = self._numpy_views()
+        self._watch_weights()
         p = state["probe"]
         self.probe = make_probe(p["pixels"].numpy().copy(), p["index"], p["label"], p["source"])
