@@ -22,6 +22,7 @@ import torch
 from app.record.record import Message, RunRecord, new_stored_run
 from app.record.store import Store, token_hash
 from app.streaming.hub import Hub
+from app.streaming.protocol import StatusChange
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
 from app.training.engine import Engine, StateError, Status, check
@@ -184,7 +185,7 @@ class RunManager:
         """Build a run and start it, or queue it behind the runs that hold every training slot; returns it and
         its control token (blocking: call it off the event loop)."""
         with self._lock:
-            queued = sum(1 for r in self._runs.values() if r.waiting)
+            queued = len(self._queue())
             if queued >= MAX_QUEUED:
                 raise TooManyRuns(f"{queued} runs are already waiting for a training slot, the most this server "
                                   "queues; stop one, or wait for runs to finish.")
@@ -203,7 +204,7 @@ class RunManager:
             engine.listen(record.on_event)
             run = self._wrap(record, engine)
             self._runs[run_id] = run
-            start = self._free_slots() > 0 and not any(r.waiting for r in self._runs.values() if r is not run)
+            start = self._free_slots() > 0 and self._queue() == [run]
             if start:
                 engine.start()
         log.info("run %s %s: %s", run_id, "started" if start else f"queued ({self.position(run_id)})",
@@ -216,7 +217,7 @@ class RunManager:
         for config in configs:  # every run or none: a bad value is refused before the first run starts
             check(config)
         with self._lock:
-            queued = sum(1 for r in self._runs.values() if r.waiting)
+            queued = len(self._queue())
             if queued + len(configs) > MAX_QUEUED + self._free_slots():
                 raise TooManyRuns(f"{queued} runs already wait for a training slot; this sweep's {len(configs)} "
                                   f"would pass the {MAX_QUEUED} the server queues. Stop some, or wait.")
@@ -239,21 +240,23 @@ class RunManager:
     def _free_slots(self) -> int:
         return self._max_active - sum(1 for r in self._runs.values() if r.computing)
 
-    def position(self, run_id: str) -> int | None:
-        """Where a waiting run stands in the queue (1: next to start), or None if it does not wait."""
+    def _queue(self) -> list[Run]:
+        """The runs waiting for a training slot, oldest (next to start) first."""
         with self._lock:
             runs = list(self._runs.values())
-        waiting = sorted((r for r in runs if r.waiting), key=lambda r: r.record.created_at)
-        return next((i for i, r in enumerate(waiting, start=1) if r.id == run_id), None)
+        return sorted((r for r in runs if r.waiting), key=lambda r: r.record.created_at)
+
+    def position(self, run_id: str) -> int | None:
+        """Where a waiting run stands in the queue (1: next to start), or None if it does not wait."""
+        return next((i for i, r in enumerate(self._queue(), start=1) if r.id == run_id), None)
 
     def schedule(self) -> None:
         """Start the oldest waiting runs while training slots are free (not once the server is shutting down)."""
         with self._lock:
             if self._closing:
                 return
-            waiting = sorted((r for r in self._runs.values() if r.waiting), key=lambda r: r.record.created_at)
             free = self._free_slots()
-            for run in waiting:
+            for run in self._queue():
                 if free <= 0:
                     break
                 try:
@@ -272,9 +275,8 @@ class RunManager:
         state = {**run.record.state, "status": Status.FAILED.value, "message": message}
         run.record.state = state
         self.store.set_state(run.id, state)
-        body = {"type": "status", "status": Status.FAILED.value, "message": message, "epoch": 0, "step": 0,
-                "lr": state.get("lr", run.config.lr), "samples_seen": 0}
-        self.store.add_event(run.id, json.dumps(body, separators=(",", ":")))
+        status = StatusChange(Status.FAILED.value, message, 0, 0, state.get("lr", run.config.lr))
+        self.store.add_event(run.id, status.text())
 
     def engine_for(self, run: Run) -> Engine:
         """The run's engine; a run that waited across a restart gets one now (built, not started)."""

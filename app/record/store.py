@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import queue
 import sqlite3
@@ -31,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from app.streaming.protocol import nulls, significant4
 
 log = logging.getLogger(__name__)
 
@@ -129,24 +130,6 @@ class Checkpoint:
 def token_hash(token: str) -> str:
     """What the store keeps of a control token: enough to check one, useless to steal."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def significant4(a: np.ndarray) -> np.ndarray:
-    """Each value rounded to 4 significant digits, the same doubles as float(f"{v:.4g}") (tested) at a tenth of
-    the time: start-up reads every stored step of every run."""
-    x = np.asarray(a, np.float64)
-    out = np.where(x == 0, 0.0, np.nan)
-    ok = np.isfinite(x) & (x != 0)
-    v = x[ok]
-    keep = 3 - np.floor(np.log10(np.abs(v))).astype(np.int64)  # decimals to keep
-    p10 = 10.0 ** np.abs(keep)
-    out[ok] = np.where(keep >= 0, np.round(v * p10) / p10, np.round(v / p10) * p10)
-    return out
-
-
-def _nulls(a: np.ndarray) -> list[float | None]:
-    """float64 values as a list, None where not finite (JSON's null)."""
-    return [v if math.isfinite(v) else None for v in a.tolist()]
 
 
 def _dumps(value: Any) -> str:
@@ -423,12 +406,12 @@ class Store:
             for run_id, parts in chunks.items():  # each run's steps in one go: start-up reads them all
                 run = runs[run_id]
                 run.steps = [step for first, values, _ in parts for step in range(first, first + len(values))]
-                run.losses = _nulls(np.concatenate([values for _, values, _ in parts]).astype(np.float64))
+                run.losses = nulls(np.concatenate([values for _, values, _ in parts]).astype(np.float64))
                 for i, name in enumerate(layer["name"] for layer in run.meta.get("layers", [])):
                     row = np.concatenate([rows[i] if rows is not None and i < rows.shape[0]
                                           else np.full(len(values), np.nan) for _, values, rows in parts])
                     # They travel at 4 significant digits (codec._ratio): read back as they were sent.
-                    run.ratios[name] = _nulls(significant4(row))
+                    run.ratios[name] = nulls(significant4(row))
             for run_id, seq, step, epoch, epoch_end, size in c.execute(
                     "SELECT run_id, seq, step, epoch, epoch_end, size FROM snapshots ORDER BY run_id, seq"):
                 if run_id in runs:

@@ -24,6 +24,8 @@ from app.streaming.protocol import (
     TextMessage,
     WarningMessage,
     finite,
+    nulls,
+    significant4,
 )
 from app.training.engine import EpochSummary, ErrorEvent, StatusEvent, StepsEvent, WarningEvent
 from app.training.snapshots import Snapshot
@@ -71,8 +73,8 @@ class Frame:
         detail of its positive part)."""
         flat = np.nan_to_num(a.reshape(a.shape[0], -1).astype(np.float32), posinf=0.0, neginf=0.0)  # (C, H*W)
         # Scales to 4 significant digits (the values keep 1/127 anyway): a smaller header.
-        pos = [float(f"{v:.4g}") for v in flat.max(axis=1, initial=0.0)]
-        neg = [float(f"{v:.4g}") for v in -flat.min(axis=1, initial=0.0)]
+        pos = significant4(flat.max(axis=1, initial=0.0)).tolist()
+        neg = significant4(-flat.min(axis=1, initial=0.0)).tolist()
         p, n = np.array(pos, np.float32), np.array(neg, np.float32)
         up = np.divide(127.0, p, out=np.zeros_like(p), where=p > 0)[:, None]
         down = np.divide(127.0, n, out=np.zeros_like(n), where=n > 0)[:, None]
@@ -194,13 +196,14 @@ Textual = StepsEvent | EpochSummary | StatusEvent | ErrorEvent | WarningEvent
 def to_message(event: Textual) -> TextMessage:
     """The protocol message for a non-snapshot engine event."""
     if isinstance(event, StepsEvent):
-        ratios = {k: [_ratio(x) for x in v] for k, v in event.ratios.items()}
+        # Update ratios to 4 significant digits (a chart's worth): a third of the text.
+        ratios = {k: nulls(significant4(np.asarray(v, np.float64))) for k, v in event.ratios.items()}
         return Steps(list(event.steps), [finite(x) for x in event.losses], ratios)
     if isinstance(event, EpochSummary):
         return Epoch(epoch=event.epoch, step=event.step, train_loss=finite(event.train_loss),
                      test_loss=finite(event.test_loss), test_accuracy=finite(event.test_accuracy), lr=event.lr,
                      wall_time=event.wall_time,
-                     train_accuracy=None if event.train_accuracy is None else finite(event.train_accuracy))
+                     train_accuracy=finite(event.train_accuracy))
     if isinstance(event, StatusEvent):
         return StatusChange(event.status.value, event.message, event.epoch, event.step, event.lr, event.samples_seen)
     if isinstance(event, WarningEvent):
@@ -208,11 +211,6 @@ def to_message(event: Textual) -> TextMessage:
     if isinstance(event, ErrorEvent):
         return Error(event.message)
     raise TypeError(f"no text message for {type(event).__name__}")
-
-
-def _ratio(x: float) -> float | None:
-    """An update ratio to 4 significant digits (a chart's worth): a third of the text."""
-    return float(f"{x:.4g}") if math.isfinite(x) else None
 
 
 def encode_event(event: Textual) -> str:

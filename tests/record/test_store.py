@@ -106,7 +106,7 @@ def test_a_store_killed_mid_write_opens_cleanly(tmp_path: Path) -> None:
 def test_ratios_read_back_at_four_significant_digits_as_they_were_sent() -> None:
     import numpy as np
 
-    from app.record.store import significant4
+    from app.streaming.protocol import significant4
     rng = np.random.default_rng(0)
     values = (10.0 ** rng.uniform(-9, 17, 20_000) * rng.choice([1, -1], 20_000)).astype(np.float32)
     values[:3] = [0.0, np.nan, np.inf]
