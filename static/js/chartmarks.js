@@ -1,4 +1,5 @@
-/** Marks drawn over a uPlot chart in its draw hook: a dashed level with a label, a vertical line at an x. */
+/** Marks drawn over a uPlot chart in its draw hook: a dashed level with a label, a vertical line at an x, and
+ * which step the timeline's moment is. */
 
 /** A dashed horizontal line at `value` of `scale`, labelled at the right end (above it, or `below`); nothing if
  * it is off the chart. */
@@ -39,4 +40,9 @@ export function vertical(u, at, { color = '#7c3aed', width = 2, dash = [] } = {}
   ctx.stroke();
   ctx.restore();
   return x;
+}
+
+/** The step a chart marks as the timeline's moment: the snapshot looked back at, or null while following live. */
+export function momentStep(state) {
+  return state.cursor !== null ? state.snapshot?.step ?? null : null;
 }

@@ -73,7 +73,7 @@ export class Session {
       if (this.wantStep !== null) {
         const step = this.wantStep;
         this.wantStep = null;
-        const at = this.store.index.findLast((r) => r.step <= step) ?? this.store.index[0];
+        const at = this.store.refAtStep(step);
         if (at) this.seek(at.seq);
       }
     } catch {

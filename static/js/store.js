@@ -17,6 +17,11 @@ export class Emitter {
   }
 }
 
+/** In `refs` (oldest first), the last one at or before `step`, else the first; null for none. */
+export function atOrBefore(refs, step) {
+  return refs.findLast((r) => r.step <= step) ?? refs[0] ?? null;
+}
+
 export const FINAL = new Set(['stopped', 'finished', 'diverged', 'failed']);
 export const LIVE = new Set(['queued', 'running', 'paused']);
 // Nothing trains it until its owner resumes it (the server stopped while it trained); its socket stays quiet.
@@ -229,6 +234,9 @@ export class Store extends Emitter {
     this.playing = playing;
     this.emit('timeline', this);
   }
+
+  /** The snapshot at or before `step` (the first if none is), or null with no snapshots. */
+  refAtStep(step) { return atOrBefore(this.index, step); }
 
   /** Position of the moment shown (or wanted) in the index; -1 before there is any. */
   get position() {

@@ -8,24 +8,9 @@ import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { level } from '../chartmarks.js';
 import { fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
+import { smooth } from '../smooth.js';
 
 const EMA = 0.95; // loss smoothing: ~20 batches of memory, as on the run's own page
-
-/** An exponential moving average of `values` (nulls carry the last value); `log`: in log space. */
-export function smooth(values, alpha, log = false) {
-  const out = new Array(values.length);
-  let prev = null;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    const ok = v !== null && v !== undefined && Number.isFinite(v) && (!log || v > 0);
-    if (ok) {
-      const t = log ? Math.log(v) : v;
-      prev = prev === null ? t : alpha * prev + (1 - alpha) * t;
-    }
-    out[i] = prev === null ? null : log ? Math.exp(prev) : prev;
-  }
-  return out;
-}
 
 /** Steps 1..n of every run on one x axis (each run's step i sits at index i - 1). */
 function alignSteps(runs, steps, pick) {

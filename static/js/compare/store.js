@@ -1,6 +1,6 @@
 /** The compare page's one state object: the runs, their curves, their snapshots, and the moment shown. */
 
-import { Emitter, FINAL } from '../store.js';
+import { atOrBefore, Emitter, FINAL } from '../store.js';
 
 export const COLORS = ['#2563eb', '#ea580c', '#059669', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#b91c1c'];
 
@@ -55,7 +55,7 @@ export class CompareStore extends Emitter {
       if (at === 0) return list[0] ?? null;
       return list.find((r) => r.epoch_end && r.epoch === at) ?? list.findLast((r) => r.epoch < at) ?? null;
     }
-    return list.findLast((r) => r.step <= at) ?? list[0] ?? null;
+    return atOrBefore(list, at);
   }
 
   frame(id, seq) { return this.frames.get(`${id}:${seq}`) ?? null; }

@@ -6,8 +6,9 @@
 
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { fmt } from '../colormap.js';
-import { level, vertical } from '../chartmarks.js';
+import { level, momentStep, vertical } from '../chartmarks.js';
 import { requestDraw } from '../frame.js';
+import { ema } from '../smooth.js';
 
 const EMA = 0.95; // smoothing of the training-loss line: ~20 batches of memory
 /** Room for the loss axis' labels: a diverged run's losses can be 1e+12. */
@@ -64,7 +65,7 @@ export class CurvesView {
       const prev = this.ema.length ? this.ema[this.ema.length - 1] : null;
       this.x.push(x[i]);
       this.raw.push(v);
-      this.ema.push(v === null ? prev : prev === null ? v : EMA * prev + (1 - EMA) * v);
+      this.ema.push(ema(prev, v, EMA));
       this.test.push(null);
     }
     this.stepsSeen = x.length;
@@ -78,7 +79,7 @@ export class CurvesView {
 
   /** The timeline's moment, marked on the chart when it is not the newest. */
   moment(state) {
-    const step = state.cursor !== null ? state.snapshot?.step ?? null : null;
+    const step = momentStep(state);
     if (step === this.cursorStep) return;
     this.cursorStep = step;
     this.chart?.redraw(false);

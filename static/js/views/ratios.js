@@ -5,8 +5,9 @@
  */
 
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
-import { level, vertical } from '../chartmarks.js';
+import { level, momentStep, vertical } from '../chartmarks.js';
 import { requestDraw } from '../frame.js';
+import { ema } from '../smooth.js';
 
 const COLORS = ['#2563eb', '#ea580c', '#059669', '#7c3aed', '#db2777', '#0891b2'];
 const SMOOTH = 0.9; // geometric moving average: ~10 batches of memory
@@ -42,10 +43,7 @@ export class RatiosView {
       this.x.push(x[i]);
       for (const name of names) {
         const out = this.series[name];
-        const v = ratios[name][i];
-        const prev = out.length ? out[out.length - 1] : null;
-        const log = v > 0 ? Math.log(v) : null;
-        out.push(log === null ? prev : prev === null ? Math.exp(log) : Math.exp(SMOOTH * Math.log(prev) + (1 - SMOOTH) * log));
+        out.push(ema(out.length ? out[out.length - 1] : null, ratios[name][i], SMOOTH, true));
       }
     }
     this.seen = x.length;
@@ -53,7 +51,7 @@ export class RatiosView {
   }
 
   moment(state) {
-    const step = state.cursor !== null ? state.snapshot?.step ?? null : null;
+    const step = momentStep(state);
     if (step === this.cursorStep) return;
     this.cursorStep = step;
     this.chart?.redraw(false);

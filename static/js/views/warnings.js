@@ -38,7 +38,7 @@ export class WarningsView {
     at.textContent = `at step ${w.step}`;
     at.title = 'Show the network at this moment';
     at.addEventListener('click', () => {
-      const ref = this.store.index.findLast((r) => r.step <= w.step) ?? this.store.index[0];
+      const ref = this.store.refAtStep(w.step);
       if (ref) this.session.seek(ref.seq);
     });
     p.append(title, ' ', at, `: ${w.message}`);
