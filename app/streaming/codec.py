@@ -1,4 +1,6 @@
-"""Binary frames for snapshots and JSON texts for everything else (docs/protocol.md, version 1).
+"""Binary frames for snapshots and JSON texts for everything else (docs/protocol.md, version 2).
+
+Torch-free: a client decodes frames with this module, `protocol.py` and NumPy alone.
 
 A snapshot of `tiny` is about 6,600 kernel entries x 3 tensors plus 6,600 feature-map values: as JSON lists
 of floats that would be ~350 KB; as int16 (weights, dW, updates) and uint8 (feature maps) it is ~49 KB.
@@ -11,7 +13,7 @@ import json
 import math
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +29,10 @@ from app.streaming.protocol import (
     nulls,
     significant4,
 )
-from app.training.engine import EpochSummary, ErrorEvent, StatusEvent, StepsEvent, WarningEvent
-from app.training.snapshots import Snapshot
+from app.training.events import EpochSummary, ErrorEvent, StatusEvent, StepsEvent, WarningEvent
+
+if TYPE_CHECKING:  # encoding takes a training snapshot; decoding needs neither torch nor the training code
+    from app.training.snapshots import Snapshot
 
 Q16 = 32767
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
+
+from app.training.events import WarningEvent
 
 # Learning rates that train `tiny` on mnist from the small initial weights within an epoch, per optimizer
 # (what a message suggests). Measured: SGD sits at chance for the whole first epoch at 0.01 and 0.05, learns
@@ -40,14 +41,6 @@ EXPLODE_FACTOR = 2.0  # the loss is exploding above this multiple of chance (con
 SMALL_RATIO = 1e-4  # update ratios below this: steps too small to learn in a reasonable time
 LARGE_RATIO = 1e-2  # above this: every step rewrites a good part of the weights
 
-
-@dataclass(frozen=True)
-class WarningEvent:
-    """Something about the run a person should know, with its likely cause and fix."""
-
-    kind: str  # "dead", "stalled", "exploding"
-    step: int
-    message: str
 
 
 def _lr_advice(optimizer: str) -> str:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -26,10 +25,18 @@ from app.training.analysis import Analyst
 from app.training.config import TrainConfig
 from app.training.data import normalise
 from app.training.datasets import DatasetInfo, get_dataset
-from app.training.diagnose import WarningEvent
+from app.training.events import (
+    EpochSummary,
+    ErrorEvent,
+    StateError,
+    Status,
+    StatusEvent,
+    StepsEvent,
+    WarningEvent,
+)
 from app.training.loop import Diverged, TrainLoop, train_count
 from app.training.models import conv_layers, feature_shapes
-from app.training.recorder import Recorder, StepsEvent
+from app.training.recorder import Recorder
 from app.training.snapshots import Probe, Snapshot
 from app.training.threads import TRAINING_THREADS, ThreadTuner, return_freed_memory
 
@@ -37,64 +44,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CheckpointEvent", "Engine", "EpochSummary", "ErrorEvent", "Event", "LayerInfo", "StateError", "Status",
            "StatusEvent", "StepsEvent", "WarningEvent"]
-
-
-class Status(StrEnum):
-    """The states of a run."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    INTERRUPTED = "interrupted"  # the server stopped (or died) while it trained: resumable from a checkpoint
-    STOPPED = "stopped"
-    FINISHED = "finished"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-
-    @property
-    def final(self) -> bool:
-        """True when the run will never train again."""
-        return self in (Status.STOPPED, Status.FINISHED, Status.DIVERGED, Status.FAILED)
-
-    @property
-    def ended(self) -> bool:
-        """True when no thread trains it: final, or interrupted until someone resumes it."""
-        return self.final or self is Status.INTERRUPTED
-
-
-@dataclass(frozen=True)
-class EpochSummary:
-    """What one epoch achieved."""
-
-    epoch: int  # 1-based
-    step: int
-    train_loss: float
-    test_loss: float
-    test_accuracy: float
-    lr: float
-    wall_time: float  # seconds of training since the start (pauses excluded)
-    train_accuracy: float | None = None  # on a fixed sample of the training images, in eval mode like the test
-
-
-@dataclass(frozen=True)
-class StatusEvent:
-    """The run changed state (or learning rate)."""
-
-    status: Status
-    message: str | None
-    epoch: int
-    step: int
-    lr: float
-    elapsed: float = 0.0  # seconds of training so far
-    instrument_seconds: float = 0.0  # of which on filterscope's own work
-    samples_seen: int = 0
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    """Training diverged or failed; a StatusEvent follows."""
-
-    message: str
 
 
 @dataclass(frozen=True)
@@ -114,10 +63,6 @@ class CheckpointEvent:
 
 
 Event = StepsEvent | Snapshot | EpochSummary | StatusEvent | ErrorEvent | CheckpointEvent | WarningEvent
-
-
-class StateError(Exception):
-    """A control that does not apply in the run's current state."""
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from app.training.diagnose import Diagnosis
+from app.training.events import StepsEvent
 from app.training.loop import TrainLoop
 from app.training.models import conv_layers
 from app.training.snapshots import Probe, Reference, Snapshot, capture, conv_weights
@@ -35,15 +35,6 @@ def is_snapshot_step(step: int, every: int) -> bool:
 
 # Per conv layer: (the weight, its data pointer, name, flat view of W, W a batch ago, scratch), all on the CPU.
 WeightViews = list[tuple[torch.Tensor, int, str, np.ndarray, np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class StepsEvent:
-    """Training losses of consecutive batches, and each conv layer's update ratio ||ΔW|| / ||W|| in each."""
-
-    steps: list[int]
-    losses: list[float]
-    ratios: dict[str, list[float]]
 
 
 class Recorder:
