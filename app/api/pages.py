@@ -10,19 +10,25 @@ from app import __version__
 from app.api.meta import datasets, models
 from app.paths import TEMPLATES
 from app.schemas import RunConfig
+from app.training.events import status_table
+from app.training.loop import OPTIMIZERS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES)
 
 
 def page_context() -> dict[str, object]:
-    """What every page's boot data holds: data sets, models, the default config, the version."""
-    return {
+    """What every page's template and boot data hold: data sets, models, optimizers, the default config,
+    the statuses, the version. `boot` is all of it, as the page's script reads it (one JSON object)."""
+    boot: dict[str, object] = {
         "datasets": [d.model_dump() for d in datasets()],
         "models": [m.model_dump() for m in models()],
         "defaults": RunConfig().model_dump(),
+        "optimizers": OPTIMIZERS,
+        "statuses": status_table(),
         "version": __version__,
     }
+    return {**boot, "boot": boot}
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -22,6 +22,15 @@ from app.training.data import Tensors, augment_shift, balanced_subset, to_tensor
 from app.training.datasets import DatasetInfo, get_dataset
 from app.training.models import INIT_SCALES, build_model, init_weights
 
+# Each optimizer's settings besides lr and weight decay: one place, which the page reads (boot data
+# `optimizers`) to work an update out with the same numbers. PyTorch's defaults for Adam; 0.9, the usual
+# momentum, averages about the last ten gradients.
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0},
+    "momentum": {"momentum": 0.9},
+    "adam": {"betas": (0.9, 0.999), "eps": 1e-8},
+}
+
 
 class Diverged(Exception):
     """The loss became NaN or infinite."""
@@ -156,10 +165,11 @@ class TrainLoop:
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
         params = self.model.parameters()
+        settings = OPTIMIZERS[cfg.optimizer]
         if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        momentum = 0.9 if cfg.optimizer == "momentum" else 0.0
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=settings["betas"],
+                                    eps=settings["eps"])
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=settings["momentum"], weight_decay=cfg.weight_decay)
 
     def _schedule(self) -> None:
         """Set this batch's learning rate: `lr` scaled by the schedule at this point of the run."""
