@@ -1,6 +1,7 @@
 /** The page's one state object and its emitter: the only channel between views. */
 
-import { tokens } from './api.js';
+import { api, tokens } from './api.js';
+import { decodeFrame } from './codec.js';
 
 /** A tiny event emitter: on(type, fn) returns the function that unsubscribes. */
 export class Emitter {
@@ -26,6 +27,7 @@ export const FINAL = new Set(['stopped', 'finished', 'diverged', 'failed']);
 export const LIVE = new Set(['queued', 'running', 'paused']);
 // Nothing trains it until its owner resumes it (the server stopped while it trained); its socket stays quiet.
 export const INTERRUPTED = 'interrupted';
+const HISTORY_MS = 2000; // a live run's filter history is fetched again at most this often
 
 /**
  * Decoded frames by seq, newest use kept: the timeline revisits them. Bounded by their bytes (a decoded
@@ -73,7 +75,7 @@ export class FrameCache {
  * 'steps' (losses, update ratios, learning-rate changes), 'epoch', 'warning', 'snapshot' (the moment shown
  * changed), 'timeline' (snapshots known, the cursor, playing), 'view' (W/dW/ΔW/detects, scaling, selection),
  * 'connection', 'notice', 'analyses' (a snapshot has a filter analysis), 'analysis' (one was fetched, or the
- * test images it is cut from).
+ * test images it is cut from), 'filterhistory' (a filter's history over the run arrived).
  */
 export class Store extends Emitter {
   constructor(boot) {
@@ -111,6 +113,7 @@ export class Store extends Emitter {
     this.view.selected = null;
     this.analyses = []; // seqs of the snapshots with a filter analysis (step 0 and every epoch end), ascending
     this.tops = new Map(); // seq -> Map(layer name -> what each filter detects, as GET .../top/{layer} answers)
+    this.filterHistories = new Map(); // `${layer}:${index}` -> {frame, at, loading, promise}
   }
 
   dataset(name) { return this.boot.datasets.find((d) => d.name === name) ?? null; }
@@ -268,6 +271,37 @@ export class Store extends Emitter {
     this.tops.get(seq).set(layer, answer);
     this.emit('analysis', this);
   }
+
+  /**
+   * One filter's W, dW and ΔW at every snapshot (a decoded frame: arrays (snapshots, in, kh, kw), `snapshots`
+   * the refs): fetched once per run, and again, at most every HISTORY_MS, while the run has snapshots past it.
+   * Resolves to the latest one known (null while none could be read); 'filterhistory' is emitted on arrival.
+   */
+  filterHistory(layer, index) {
+    if (!this.runId) return Promise.resolve(null);
+    const key = `${layer}:${index}`;
+    const known = this.filterHistories.get(key);
+    const behind = known && !known.loading && this.index.length > (known.frame?.snapshots.length ?? 0)
+      && performance.now() - known.at > HISTORY_MS;
+    if (known && !behind) return known.promise;
+    const id = this.runId;
+    const entry = { frame: known?.frame ?? null, at: performance.now(), loading: true };
+    const mine = () => this.runId === id && this.filterHistories.get(key) === entry;
+    entry.promise = api.trajectory(id, layer, index).then((buffer) => {
+      if (!mine()) return null;
+      entry.frame = decodeFrame(buffer);
+      this.emit('filterhistory', this);
+      return entry.frame;
+    }).catch(() => entry.frame).finally(() => {
+      entry.loading = false;
+      entry.at = performance.now();
+    });
+    this.filterHistories.set(key, entry);
+    return entry.promise;
+  }
+
+  /** What filterHistory last brought for this filter of this run, or null. */
+  knownFilterHistory(layer, index) { return this.filterHistories.get(`${layer}:${index}`)?.frame ?? null; }
 
   setTestPixels(pixels) {
     this.testPixels = pixels;
