@@ -10,13 +10,14 @@ from fastapi import APIRouter, HTTPException, Request
 
 from app.api.deps import ManagerDep, OwnedRunDep, RunDep, SettingsDep
 from app.api.meta import png_bytes
-from app.api.runs import CONFLICT, OWNER, no_engine, run_out
+from app.api.runs import CONFLICT, OWNER, run_out
 from app.api.uploads import UPLOAD_BODY, prepare_upload, read_upload
 from app.background import in_background
+from app.runs import Waiting
 from app.schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
 from app.streaming.codec import encode_u8_json
 from app.training.datasets import get_dataset
-from app.training.engine import StateError
+from app.training.events import StateError
 
 router = APIRouter(prefix="/api/runs", tags=["inspect"])
 
@@ -59,14 +60,12 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, request:
 
 
 @router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**OWNER, **UPLOAD_ERRORS})
-async def upload_probe(run: OwnedRunDep, settings: SettingsDep, request: Request) -> RunOut:
+async def upload_probe(run: OwnedRunDep, runs: ManagerDep, settings: SettingsDep, request: Request) -> RunOut:
     """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
     prepared = await prepare_upload(await read_upload(request, settings), get_dataset(run.config.dataset).info,
                                     settings)
     try:
-        if run.engine is None:
-            raise StateError(no_engine(run))
-        run.engine.set_probe_pixels(prepared.pixels)
-    except StateError as exc:
+        runs.control(run, lambda h: h.set_probe_pixels(prepared.pixels))
+    except (StateError, Waiting) as exc:
         raise HTTPException(409, str(exc)) from None
     return run_out(run)

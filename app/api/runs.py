@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -10,8 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
 from app.runs import NotResumable, Run, RunManager, TooManyRuns, Waiting
+from app.runs.handle import RunHandle
 from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut
-from app.training.engine import Engine, StateError
+from app.training.events import StateError, Status
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -60,29 +63,38 @@ def get_run(run: RunDep) -> RunOut:
     return run_out(run)
 
 
-def _control(run: Run, action: Callable[[Engine], None], runs: RunManager, waiting_ok: bool = False) -> RunOut:
+async def _control(run: Run, action: Callable[[RunHandle], None], runs: RunManager, *, waiting_ok: bool = False,
+                   until: frozenset[Status] = frozenset()) -> RunOut:
+    """Apply a control (it never blocks), then answer once the run reached a status in `until` (if given,
+    for at most SETTLE_SECONDS: a batch plus an epoch's test pass takes well under that) and the change is
+    stored, so the answer says what the control led to."""
     try:
-        if run.engine is None and not run.waiting:
-            raise StateError(no_engine(run))
         runs.control(run, action, waiting_ok=waiting_ok)
     except (StateError, Waiting) as exc:
         raise HTTPException(409, str(exc)) from None
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
-    runs.store.flush()  # the answer shows the state the change led to, as stored (a few ms)
+    await settle(run, until)
+    await run_in_threadpool(runs.store.flush)  # a few ms
     return run_out(run)
 
 
+# How long a control's answer waits for the training thread to get where it was sent (pause, stop).
+SETTLE_SECONDS = 10.0
+ENDED = frozenset(s for s in Status if s.ended)
+
+
+async def settle(run: Run, until: frozenset[Status]) -> None:
+    """Wait, without holding a thread, until the run's committed status is in `until` (or the time is up)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while until and run.status not in until and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
 @router.post("/{run_id}/pause", responses=OWNER)
-def pause(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
+async def pause(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
     """Pause after the current batch; answers once training has stopped (nothing follows `paused`)."""
-    return _control(run, Engine.pause, runs)
-
-
-def no_engine(run: Run) -> str:
-    if run.status.value == "interrupted":
-        return f"This run was interrupted; resume it first (POST /api/runs/{run.id}/resume)."
-    return f"This run has ended ({run.status.value}); start a new run to train again."
+    return await _control(run, lambda h: h.pause(), runs, until=ENDED | {Status.PAUSED})
 
 
 @router.post("/{run_id}/resume", responses={**OWNER, **BUSY})
@@ -100,28 +112,29 @@ def resume(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
 
 
 @router.post("/{run_id}/step", responses={**OWNER, **BUSY})
-def step(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
+async def step(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
     """Train up to the next snapshot, then pause."""
-    return _control(run, lambda e: runs.wake(run, e.step), runs)
+    return await _control(run, lambda h: runs.wake(run, h.step), runs)
 
 
 @router.post("/{run_id}/stop", responses=OWNER)
-def stop(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
-    """Stop for good; the history stays. A run waiting in the queue is cancelled (it never trains)."""
-    return _control(run, Engine.stop, runs, waiting_ok=True)
+async def stop(run: OwnedRunDep, runs: ManagerDep) -> RunOut:
+    """Stop for good; the history stays. A run waiting in the queue is cancelled (it never trains). Answers
+    once the run has stopped."""
+    return await _control(run, lambda h: h.stop(), runs, waiting_ok=True, until=ENDED)
 
 
 @router.patch("/{run_id}", responses=OWNER)
-def set_lr(run: OwnedRunDep, runs: ManagerDep, patch: LrPatch) -> RunOut:
+async def set_lr(run: OwnedRunDep, runs: ManagerDep, patch: LrPatch) -> RunOut:
     """Change the learning rate of a live run from its next batch on."""
-    return _control(run, lambda e: e.set_lr(patch.lr), runs)
+    return await _control(run, lambda h: h.set_lr(patch.lr), runs)
 
 
 @router.put("/{run_id}/probe", responses={**OWNER, 422: {"description": "Index out of range"}})
-def set_probe(run: OwnedRunDep, runs: ManagerDep, probe: ProbeIndex) -> RunOut:
+async def set_probe(run: OwnedRunDep, runs: ManagerDep, probe: ProbeIndex) -> RunOut:
     """Show test image `index` as the probe; a fresh snapshot follows on the socket, also when paused."""
     try:
-        return _control(run, lambda e: e.set_probe_index(probe.index), runs)
+        return await _control(run, lambda h: h.set_probe_index(probe.index), runs)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 

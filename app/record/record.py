@@ -1,13 +1,18 @@
 """The run record: one run's history, the one truth that the API, the socket's backlog and the store share.
 
-The engine's events arrive here on the training thread. Each is encoded once (the bytes that go on the
-socket), numbered, and queued to the store; once its transaction commits, the record's view is updated and
-the message is published. So what a client is sent, live or as backlog, is always already on disk, and a
+A producer's torch-free events (training/events.py) arrive here on its thread: the server's own training
+threads, or, in another process, `filterscope train` or a person's script writing through a record of its
+own. Each is encoded once (the bytes that go on the socket), numbered, and queued to the store; once its
+transaction commits, the record's view is updated and the message is published. A run another process
+appends reaches this process's record through `follow` (the rows it committed, read back by follow.py).
+
+So what a client is sent, live or as backlog, is always already on disk, and a
 late joiner's backlog plus the live stream after its number have no gap and no repeat.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -16,14 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 
-from app.record.store import Checkpoint, Store, StoredRun
-from app.streaming.codec import encode_snapshot, to_message
-from app.streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps
-from app.training.analysis import AnalysisEvent
-from app.training.engine import CheckpointEvent, Event, Status, StatusEvent, WarningEvent
-from app.training.snapshots import Snapshot
+from app.record.store import Store, StoredRun, Tail
+from app.streaming.codec import to_message
+from app.streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps, nulls, significant4
+from app.training.events import (
+    AnalysisReady,
+    CheckpointBlob,
+    FrameEvent,
+    RunEvent,
+    Status,
+    StatusEvent,
+    WarningEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +72,16 @@ class RunRecord:
         self.size = stored.size
         self.analyses = {seq: (step, seconds) for seq, step, seconds in stored.analyses}  # committed, by seq
         self._store = store
+        self._event_n = stored.event_n  # the store's number of the latest event seen (follow)
+        self._checkpoint_bytes = 0  # of a followed run: its checkpoints' bytes as last read
         self._lock = threading.Lock()
         self._n = 0  # number of the latest message queued
         self._published = 0  # number of the latest message committed (and handed to `publish`)
         self._first: bytes | None = None  # frames for a late joiner's backlog, read from the store when needed
         self._latest: bytes | None = None
-        self._states: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
+        self._states: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.publish: Publish | None = None
+        self.on_status: Callable[[Status], None] | None = None  # after a status change is committed
         # What the store will hold once the queued writes commit (the training thread's view, ahead of ours).
         self._pending_state = dict(self.state)
         self._pending_epochs = list(self.epochs)
@@ -78,11 +92,10 @@ class RunRecord:
 
     # ---- appending (training thread) -----------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> None:
-        """Encode, persist and (once committed) publish one engine event."""
-        if isinstance(event, CheckpointEvent):
-            point = Checkpoint(event.step, event.seq, event.epoch, event.anchor, event.resumable, event.state)
-            self._store.add_checkpoint(self.id, point, self._grow)
+    def on_event(self, event: RunEvent) -> None:
+        """Encode, persist and (once committed) publish one event of the run's producer."""
+        if isinstance(event, CheckpointBlob):
+            self._store.add_checkpoint(self.id, event, self._grow)
             return
         if isinstance(event, WarningEvent):
             with self._lock:  # once per kind, a resumed run included (it diagnoses afresh)
@@ -92,22 +105,22 @@ class RunRecord:
         with self._lock:
             self._n += 1
             n = self._n
-        if isinstance(event, AnalysisEvent):
+        if isinstance(event, AnalysisReady):
             self._analysed(n, event)
             return
-        if isinstance(event, Snapshot):
+        if isinstance(event, FrameEvent):
             ref = SnapshotRef(event.seq, event.step, event.epoch, event.epoch_end)
-            with self._lock:
-                self._states[event.seq] = event.state
-                while len(self._states) > self.RECENT_STATES:
-                    self._states.popitem(last=False)
+            if event.model is not None:
+                with self._lock:
+                    self._states[event.seq] = event.model
+                    while len(self._states) > self.RECENT_STATES:
+                        self._states.popitem(last=False)
             state = self._state_after(step=event.step, epoch=event.epoch, samples_seen=event.samples_seen,
                                       elapsed=round(event.elapsed, 3),
                                       instrument_seconds=round(event.instrument_seconds, 3))
             self._store.set_state(self.id, state)
-            # Encoded on the writer thread: the snapshot's arrays are copies the training thread no longer uses.
-            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end),
-                                     lambda: encode_snapshot(event),
+            # A deferred frame is encoded on the writer thread, from copies the producer no longer uses.
+            self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end), event.frame,
                                      lambda frame: self._committed(n, frame, snapshot=ref, state=state), self._grow)
             return
         message = to_message(event)
@@ -132,7 +145,7 @@ class RunRecord:
             body = message.body()
             self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=status_state))
 
-    def _analysed(self, n: int, event: AnalysisEvent) -> None:
+    def _analysed(self, n: int, event: AnalysisReady) -> None:
         """Store an analysis (its JSON made on the writer thread); once committed, say so to the clients."""
         def committed() -> None:
             with self._lock:
@@ -188,6 +201,71 @@ class RunRecord:
         publish = self.publish
         if publish is not None:
             publish(message, droppable, n)
+        on_status = self.on_status
+        if on_status is not None and event is not None and event["type"] == "status":
+            on_status(Status(event["status"]))
+
+    def set_status(self, status: Status, message: str) -> None:
+        """Write a status that no producer reports (a queued run that cannot start, a producer gone): stored,
+        then published like any other."""
+        state = self._state_after(status=status.value, message=message)
+        self._store.set_state(self.id, state)
+        text = StatusChange(status.value, message, state["epoch"], state["step"], state["lr"],
+                            state.get("samples_seen", 0)).text()
+        with self._lock:
+            self._n += 1
+            n = self._n
+        body = json.loads(text)
+        self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=state))
+
+    # ---- following another process's appends (follower thread) -------------------------------------------
+
+    def marks(self) -> tuple[int, int, int, int]:
+        """What this record has seen of the store: (latest seq, latest step, latest event n, latest analysis)."""
+        with self._lock:
+            return (self.snapshots[-1].seq if self.snapshots else -1, self.steps[-1] if self.steps else -1,
+                    self._event_n, max(self.analyses, default=-1))
+
+    def follow(self, tail: Tail) -> None:
+        """Take in what another process committed (Store.tail), publishing it as if appended here."""
+        names = list(self.ratios)
+        for first, losses, per_layer in tail.steps:
+            steps = list(range(first, first + len(losses)))
+            rows_np = per_layer.reshape(-1, len(losses)) if per_layer is not None else None
+            rows: list[list[float | None]] = [
+                nulls(significant4(rows_np[i])) if rows_np is not None and i < rows_np.shape[0]
+                else [None] * len(losses) for i in range(len(names))]
+            lost = nulls(losses.astype(np.float64))
+            text = Steps(steps, lost, dict(zip(names, rows, strict=True))).text()
+            self._grow(losses.nbytes + (per_layer.nbytes if per_layer is not None else 0))
+            self._committed(self._next(), text, steps=(steps, lost, rows))
+        for (seq, step, epoch, epoch_end), size, frame in tail.frames:
+            self._grow(size)
+            self._committed(self._next(), frame, snapshot=SnapshotRef(seq, step, epoch, epoch_end))
+        for body in tail.epochs[len(self.epochs):]:
+            self._committed(self._next(), Epoch(**body).text(), epoch=body)
+        for seq, step, seconds, size in tail.analyses:
+            self._grow(size)
+            with self._lock:
+                self.analyses[seq] = (step, seconds)
+                total = sum(s for _, s in self.analyses.values())
+            epoch = next((r.epoch for r in reversed(self.snapshots) if r.seq == seq), 0)
+            self._committed(self._next(), Analysed(seq, step, epoch, round(total, 3)).text())
+        for n, text in tail.events:
+            with self._lock:
+                self._event_n = n
+            self._committed(self._next(), text, event=json.loads(text), state=tail.state)
+        with self._lock:
+            self.state = dict(tail.state)
+            self._pending_state = dict(tail.state)
+            self._pending_epochs = list(self.epochs)
+            self.size += tail.checkpoint_bytes - self._checkpoint_bytes
+            self._checkpoint_bytes = tail.checkpoint_bytes
+
+    def _next(self) -> int:
+        with self._lock:
+            self._n += 1
+            return self._n
 
     # ---- reading (any thread) ------------------------------------------------------------------------------
 
@@ -253,7 +331,7 @@ class RunRecord:
                     return ref
             return None
 
-    def recent_state(self, seq: int) -> dict[str, torch.Tensor] | None:
+    def recent_state(self, seq: int) -> dict[str, np.ndarray] | None:
         """The model's state at snapshot `seq` if it is still in memory."""
         with self._lock:
             return self._states.get(seq)

@@ -1,23 +1,21 @@
-"""The run store: every run, its history and every snapshot frame, in one SQLite database in WAL mode.
+"""The run store: every run, its history and every snapshot frame, in one SQLite database in WAL mode
+(tables and connections: schema.py; the writer thread: writer.py).
 
 Why SQLite: it ships with Python, one file holds everything, a transaction is all-or-nothing (a server killed
 mid-write reopens to the last commit, never half a snapshot), and WAL lets readers (the API, in the thread
 pool) read while the one writer appends. Frames are stored zlib-compressed (level 1: about 0.6 ms a frame,
 two thirds of the size) and handed back byte for byte as they went out on the socket.
 
-All writes go through one writer thread, fed by a queue: the training thread only enqueues, and the event
-loop never touches the disk. A write's `then` callback runs after its transaction commits, which is how a
-frame reaches the socket only once it is safe on disk.
+All of a process's writes go through its one writer thread; a run is appended to only by the process that
+holds its lease (lease.py), so several processes share the file without ever writing the same run. What
+is stored is torch-free: checkpoints arrive as bytes their producer made (training.checkpoints reads them).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -29,74 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from app.record.schema import connect, migrate
+from app.record.writer import Writer
 from app.streaming.protocol import nulls, significant4
+from app.training.events import CheckpointBlob, Deferred, made
 
 log = logging.getLogger(__name__)
-
-WRITER_NICENESS = 5
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    token_hash TEXT NOT NULL,
-    meta TEXT NOT NULL,            -- config, layers, classes, steps_per_epoch, total_steps (JSON)
-    state TEXT NOT NULL,           -- status, message, epoch, step, samples_seen, elapsed, ... (JSON)
-    epochs TEXT NOT NULL DEFAULT '[]'
-);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL,
-    first INTEGER NOT NULL,        -- the step of losses[0]
-    losses BLOB NOT NULL,          -- float32, NaN for a non-finite loss
-    ratios BLOB,                   -- float32 (layers, len(losses)): update ratios, conv layers in meta order
-    PRIMARY KEY (run_id, first)
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    epoch_end INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    size INTEGER NOT NULL,         -- length(frame), kept so that start-up need not read every blob
-    frame BLOB NOT NULL,           -- zlib of the frame as sent
-    PRIMARY KEY (run_id, seq)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    seq INTEGER NOT NULL,          -- the latest snapshot before it
-    epoch INTEGER NOT NULL,
-    anchor INTEGER NOT NULL,       -- kept for good; otherwise replaced by the run's next checkpoint
-    resumable INTEGER NOT NULL,    -- holds the optimizer's state: training can go on from it
-    size INTEGER NOT NULL,
-    data BLOB NOT NULL,            -- torch.save of the state
-    PRIMARY KEY (run_id, step, seq)
-);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL             -- a status or error message as sent (JSON)
-);
-CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
-CREATE TABLE IF NOT EXISTS sweeps (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    body TEXT NOT NULL             -- {"field", "values", "base", "runs"}: one run per value, in order (JSON)
-);
-CREATE TABLE IF NOT EXISTS analyses (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,          -- the snapshot whose weights it analysed (step 0 and every epoch end)
-    step INTEGER NOT NULL,
-    seconds REAL NOT NULL,         -- training-thread time it cost
-    size INTEGER NOT NULL,
-    data BLOB NOT NULL,            -- zlib of its JSON: every conv layer's top patches and health
-    PRIMARY KEY (run_id, seq)
-);
-"""
-
 
 @dataclass
 class StoredRun:
@@ -115,16 +52,42 @@ class StoredRun:
     events: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0  # bytes of its rows' blobs and texts
     analyses: list[tuple[int, int, float]] = field(default_factory=list)  # (seq, step, seconds)
+    event_n: int = 0  # the store's number of its latest event: a follower reads on from there
 
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A stored checkpoint; `data` is torch.save's bytes (training.checkpoints.load reads them)."""
+
     step: int
     seq: int
     epoch: int
     anchor: bool
     resumable: bool
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What a run gained since a follower last looked (Store.tail), in the order it was committed."""
+
     state: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    steps: list[tuple[int, np.ndarray, np.ndarray | None]]  # (first, losses, ratios (layers * n) or None)
+    frames: list[tuple[tuple[int, int, int, bool], int, bytes]]  # ((seq, step, epoch, epoch_end), size, frame)
+    events: list[tuple[int, str]]  # (n, body as sent)
+    analyses: list[tuple[int, int, float, int]]  # (seq, step, seconds, size)
+    checkpoint_bytes: int
+
+
+@contextmanager
+def _reading(c: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: what the block reads from several tables agrees (another process may commit)."""
+    c.execute("BEGIN")
+    try:
+        yield
+    finally:
+        c.execute("COMMIT")
 
 
 def token_hash(token: str) -> str:
@@ -142,87 +105,20 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._writer_conn = self._connect()
-        self._writer_conn.executescript(SCHEMA)
-        columns = {row[1] for row in self._writer_conn.execute("PRAGMA table_info(steps)")}
-        if "ratios" not in columns:  # a store written before update ratios were kept
-            self._writer_conn.execute("ALTER TABLE steps ADD COLUMN ratios BLOB")
+        self._writer_conn = connect(path)
+        migrate(self._writer_conn)
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._queue: queue.Queue[tuple[Callable[[sqlite3.Connection], object], Callable[[], None] | None] | None] = \
-            queue.Queue()
-        self._closed = False
-        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
-        self._writer.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: a commit survives the process being killed (it is in the OS's cache); only a power cut may
-        # lose the last few, and the database stays consistent either way.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=OFF")
-        return conn
-
-    # ---- writing (any thread: queued) ----------------------------------------------------------------------
-
-    def submit(self, write: Callable[[sqlite3.Connection], object], then: Callable[[], None] | None = None) -> None:
-        """Run `write` in the writer's next transaction; call `then` (on the writer thread) once committed."""
-        if self._closed:
-            log.warning("store closed: a write was dropped")
-            return
-        self._queue.put((write, then))
-
-    def _write_loop(self) -> None:
-        # Encoding, compressing and writing yield to training on a shared core (as uploads do: background.py).
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
-        conn = self._writer_conn
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 256:  # one transaction for whatever has piled up
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for write, _ in batch:
-                    write(conn)
-                conn.execute("COMMIT")
-            except Exception:
-                log.exception("store write failed; %d writes rolled back", len(batch))
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                continue
-            for _, then in batch:
-                if then is not None:
-                    try:
-                        then()
-                    except Exception:
-                        log.exception("after-commit callback failed")
-
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every write queued so far is committed; True if it was in time."""
-        done = threading.Event()
-        self.submit(lambda _c: None, done.set)
-        return done.wait(timeout)
+        self._writer = Writer(self._writer_conn)
+        self.submit = self._writer.submit
+        self.flush = self._writer.flush
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close every connection."""
-        if self._closed:
+        if self._writer.closed:
             return
-        self._closed = True
-        self._queue.put(None)
-        self._writer.join(60)
+        self._writer.close()
         self._writer_conn.close()
         with self._readers_lock:
             for conn in self._all_readers:
@@ -256,16 +152,16 @@ class Store:
     def add_event(self, run_id: str, body: str, then: Callable[[], None] | None = None) -> None:
         self.submit(lambda c: c.execute("INSERT INTO events (run_id, body) VALUES (?, ?)", (run_id, body)), then)
 
-    def add_snapshot(self, run_id: str, ref: tuple[int, int, int, bool], frame: bytes | Callable[[], bytes],
+    def add_snapshot(self, run_id: str, ref: tuple[int, int, int, bool], frame: Deferred[bytes],
                      then: Callable[[bytes], None] | None = None, sized: Callable[[int], None] | None = None) -> None:
         """Store a snapshot's frame; `frame` may be a function that makes it, called on the writer thread (so
         that encoding costs the training thread nothing). `then` gets the frame once it is committed."""
         seq, step, epoch, epoch_end = ref
-        made: list[bytes] = []
+        kept: list[bytes] = []
 
         def write(c: sqlite3.Connection) -> None:  # encoded and compressed here, on the writer thread
-            data = frame() if callable(frame) else frame
-            made.append(data)
+            data = made(frame)
+            kept.append(data)
             packed = zlib.compress(data, 1)
             etag = hashlib.blake2b(data, digest_size=12).hexdigest()
             c.execute("INSERT OR REPLACE INTO snapshots (run_id, seq, step, epoch, epoch_end, etag, size, frame) "
@@ -274,9 +170,9 @@ class Store:
             if sized is not None:
                 sized(len(packed))
 
-        self.submit(write, None if then is None else lambda: then(made[0]))
+        self.submit(write, None if then is None else lambda: then(kept[0]))
 
-    def add_analysis(self, run_id: str, ref: tuple[int, int, float], body: Callable[[], dict[str, Any]],
+    def add_analysis(self, run_id: str, ref: tuple[int, int, float], body: Deferred[dict[str, Any]],
                      then: Callable[[], None] | None = None, sized: Callable[[int], None] | None = None) -> None:
         """Store snapshot `seq`'s filter analysis, `ref` (seq, step, seconds); `body` makes its JSON on the
         writer thread, off the training thread. `then` runs once it is committed (not if it could not be encoded)."""
@@ -285,7 +181,7 @@ class Store:
 
         def write(c: sqlite3.Connection) -> None:
             try:
-                text = json.dumps(body(), separators=(",", ":"), allow_nan=False)
+                text = json.dumps(made(body), separators=(",", ":"), allow_nan=False)
             except ValueError:  # never roll back the writes it shares a transaction with
                 log.exception("the analysis of snapshot %d could not be encoded; it is not stored", seq)
                 return
@@ -298,12 +194,10 @@ class Store:
 
         self.submit(write, None if then is None else lambda: then() if stored else None)
 
-    def add_checkpoint(self, run_id: str, point: Checkpoint, sized: Callable[[int], None] | None = None) -> None:
+    def add_checkpoint(self, run_id: str, point: CheckpointBlob, sized: Callable[[int], None] | None = None) -> None:
         """Store a checkpoint; it replaces the run's previous non-anchor one. `sized` gets the change in bytes."""
-        def write(c: sqlite3.Connection) -> None:  # serialised here, on the writer thread
-            buf = io.BytesIO()
-            torch.save(point.state, buf)
-            data = buf.getvalue()
+        def write(c: sqlite3.Connection) -> None:  # a deferred one is serialised here, on the writer thread
+            data = made(point.data)
             freed = self._drop_rolling(c, run_id)
             c.execute("INSERT OR REPLACE INTO checkpoints (run_id, step, seq, epoch, anchor, resumable, size, data) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (run_id, point.step, point.seq, point.epoch,
@@ -377,7 +271,7 @@ class Store:
         try:
             conn = self._readers.get_nowait()
         except queue.Empty:
-            conn = self._connect()
+            conn = connect(self.path)
             with self._readers_lock:
                 self._all_readers.append(conn)
         try:
@@ -385,14 +279,23 @@ class Store:
         finally:
             self._readers.put(conn)
 
-    def load_runs(self) -> list[StoredRun]:
-        """Every stored run with its history (not its frames), oldest first."""
+    def data_version(self, conn: sqlite3.Connection) -> int:
+        """SQLite's data_version on `conn`: it changes whenever another connection has committed."""
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def run_ids(self) -> set[str]:
+        """The id of every stored run (whoever appends it)."""
         with self.reader() as c:
+            return {row[0] for row in c.execute("SELECT id FROM runs")}
+
+    def load_runs(self, only: set[str] | None = None) -> list[StoredRun]:
+        """Every stored run (or those in `only`) with its history (not its frames), oldest first."""
+        with self.reader() as c, _reading(c):
             runs = {row[0]: StoredRun(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]),
                                       json.loads(row[5]), size=row[6])
                     for row in c.execute("SELECT id, created_at, token_hash, meta, state, epochs, "
                                          "length(meta) + length(state) + length(epochs) FROM runs "
-                                         "ORDER BY created_at")}
+                                         "ORDER BY created_at") if only is None or row[0] in only}
             chunks: dict[str, list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
             for run_id, first, blob, per_layer in c.execute(
                     "SELECT run_id, first, losses, ratios FROM steps ORDER BY run_id, first"):
@@ -420,15 +323,41 @@ class Store:
             for run_id, size in c.execute("SELECT run_id, sum(size) FROM checkpoints GROUP BY run_id"):
                 if run_id in runs:
                     runs[run_id].size += size
-            for run_id, body in c.execute("SELECT run_id, body FROM events ORDER BY n"):
+            for run_id, n, body in c.execute("SELECT run_id, n, body FROM events ORDER BY n"):
                 if run_id in runs:
                     runs[run_id].events.append(json.loads(body))
+                    runs[run_id].event_n = n
             for run_id, seq, step, seconds, size in c.execute(
                     "SELECT run_id, seq, step, seconds, size FROM analyses ORDER BY run_id, seq"):
                 if run_id in runs:
                     runs[run_id].analyses.append((seq, step, seconds))
                     runs[run_id].size += size
         return list(runs.values())
+
+    def tail(self, run_id: str, seq: int, step: int, event_n: int, analysis_seq: int) -> Tail | None:
+        """What another process appended to a run after these marks (its latest snapshot, step, event and
+        analysis as already seen); None if the run is gone."""
+        with self.reader() as c, _reading(c):
+            row = c.execute("SELECT state, epochs FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            steps = c.execute("SELECT first, losses, ratios FROM steps WHERE run_id = ? AND first > ? "
+                              "ORDER BY first", (run_id, step)).fetchall()
+            frames = c.execute("SELECT seq, step, epoch, epoch_end, size, frame FROM snapshots WHERE run_id = ? "
+                               "AND seq > ? ORDER BY seq", (run_id, seq)).fetchall()
+            events = c.execute("SELECT n, body FROM events WHERE run_id = ? AND n > ? ORDER BY n",
+                               (run_id, event_n)).fetchall()
+            analyses = c.execute("SELECT seq, step, seconds, size FROM analyses WHERE run_id = ? AND seq > ? "
+                                 "ORDER BY seq", (run_id, analysis_seq)).fetchall()
+            (checkpoints,) = c.execute("SELECT coalesce(sum(size), 0) FROM checkpoints WHERE run_id = ?",
+                                       (run_id,)).fetchone()
+        return Tail(state=json.loads(row[0]), epochs=json.loads(row[1]),
+                    steps=[(first, np.frombuffer(blob, "<f4"), None if r is None else np.frombuffer(r, "<f4"))
+                           for first, blob, r in steps],
+                    frames=[((sq, st, ep, bool(end)), size, zlib.decompress(f)) for sq, st, ep, end, size, f in frames],
+                    events=[(n, body) for n, body in events],
+                    analyses=[(sq, st, sec, size) for sq, st, sec, size in analyses],
+                    checkpoint_bytes=int(checkpoints))
 
     def frame(self, run_id: str, seq: int) -> tuple[bytes, str] | None:
         """Snapshot `seq`'s frame exactly as sent, and its ETag; None if there is none."""
@@ -464,5 +393,4 @@ class Store:
             row = c.execute(query, args).fetchone()
         if row is None:
             return None
-        state = torch.load(io.BytesIO(row[5]), weights_only=True)
-        return Checkpoint(row[0], row[1], row[2], bool(row[3]), bool(row[4]), state)
+        return Checkpoint(row[0], row[1], row[2], bool(row[3]), bool(row[4]), bytes(row[5]))

@@ -43,6 +43,12 @@ LARGE_RATIO = 1e-2  # above this: every step rewrites a good part of the weights
 
 
 
+def diverged(value: float, step: int, epoch: int, lr: float, optimizer: str) -> str:
+    """Why a run whose loss became `value` at `step` (1-based, in `epoch`) ended, and what to try."""
+    return (f"The loss became {value} at step {step} (epoch {epoch}): the learning rate {lr:g} is too high for "
+            f"{optimizer}. Start again with a smaller one (try 0.001-0.01 for adam, 0.01-0.1 for sgd).")
+
+
 def _lr_advice(optimizer: str) -> str:
     lo, hi = GOOD_LR.get(optimizer, GOOD_LR["sgd"])
     return f"try {lo:g}-{hi:g}"

@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,10 @@ import torch
 from torch import nn
 
 from app.training.analysis import Analyst
+from app.training.checkpoints import Cadence, CheckpointEvent
+from app.training.clock import Clock
 from app.training.config import TrainConfig
-from app.training.data import normalise
-from app.training.datasets import DatasetInfo, get_dataset
+from app.training.diagnose import diverged
 from app.training.events import (
     EpochSummary,
     ErrorEvent,
@@ -34,63 +34,21 @@ from app.training.events import (
     StepsEvent,
     WarningEvent,
 )
-from app.training.loop import Diverged, TrainLoop, train_count
-from app.training.models import conv_layers, feature_shapes
+from app.training.loop import Diverged, TrainLoop
+from app.training.plan import LayerInfo, check, layer_infos
+from app.training.probes import make_probe, test_probe
 from app.training.recorder import Recorder
 from app.training.snapshots import Probe, Snapshot
 from app.training.threads import TRAINING_THREADS, ThreadTuner, return_freed_memory
 
 log = logging.getLogger(__name__)
 
+# Re-exported: the events a caller of the engine handles (defined torch-free in events.py).
 __all__ = ["CheckpointEvent", "Engine", "EpochSummary", "ErrorEvent", "Event", "LayerInfo", "StateError", "Status",
-           "StatusEvent", "StepsEvent", "WarningEvent"]
-
-
-@dataclass(frozen=True)
-class CheckpointEvent:
-    """Everything needed to go on from this moment (or, `resumable=False`, to look at the model here).
-
-    `anchor`: kept for good (a replay for inspection may start from it); otherwise it only replaces the
-    run's previous non-anchor checkpoint (pause, interrupt). `seq` is the latest snapshot before it.
-    """
-
-    seq: int
-    step: int
-    epoch: int
-    anchor: bool
-    resumable: bool
-    state: dict[str, Any]
+           "StatusEvent", "StepsEvent", "WarningEvent", "check"]
 
 
 Event = StepsEvent | Snapshot | EpochSummary | StatusEvent | ErrorEvent | CheckpointEvent | WarningEvent
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A conv layer's geometry, known before training starts."""
-
-    name: str
-    in_channels: int
-    out_channels: int
-    kernel: tuple[int, int]
-    fmap: tuple[int, int, int]  # (C, H, W) for one input image
-    pool: dict[str, object] | None = None  # the pooling after its activation (ConvLayer.pool_info), if any
-
-
-# Kept checkpoints a run replays from to show an old snapshot's model, besides the finished model: one, half
-# way, bounds a replay to half the run (a second or two for `tiny`); each is ~0.55 MB for `tiny` with Adam,
-# against ~3 MB for all its frames, and a default run stays under 4 MB.
-ANCHORS = 1
-
-
-def check(config: TrainConfig) -> DatasetInfo:
-    """What a config asks of its data set, checked before anything is built (ValueError with a sentence)."""
-    info = get_dataset(config.dataset).info
-    if config.probe_index >= info.test_count:
-        raise ValueError(f"probe_index {config.probe_index} is out of range: the {config.dataset} test set "
-                         f"has {info.test_count} images (0-{info.test_count - 1}).")
-    train_count(config, info)
-    return info
 
 
 class _Stopped(Exception):
@@ -117,19 +75,14 @@ class Engine:
             self.loop = TrainLoop(config, self.info, self.device)
         else:
             self.loop = TrainLoop.restore(config, self.info, self.device, checkpoint["loop"])
-        shapes = feature_shapes(self.loop.model, self.info.channels, self.info.size)
-        self.layers = [LayerInfo(c.name, c.conv.in_channels, c.conv.out_channels,
-                                 (int(c.conv.kernel_size[0]), int(c.conv.kernel_size[1])), shapes[c.name],
-                                 c.pool_info())
-                       for c in conv_layers(self.loop.model)]
+        self.layers = layer_infos(self.loop.model, self.info)
         self.recorder = Recorder(self.loop, self._emit, self._test_probe(config.probe_index))
         self.analyst = Analyst(self.loop.model, self.info.size, self._emit)  # what each filter detects
         self._continued = checkpoint is not None or first_seq > 0  # an interrupted run going on
-        self._elapsed = 0.0
+        self.clock = Clock(float(checkpoint["elapsed"]) if checkpoint is not None else 0.0)
         if checkpoint is not None:
             self.recorder.restore(checkpoint["recorder"], self._make_probe)
             self.recorder.seq = max(self.recorder.seq, first_seq)
-            self._elapsed = float(checkpoint["elapsed"])
         self.status = Status.QUEUED
         self.message: str | None = None
         self._cond = threading.Condition()
@@ -140,13 +93,10 @@ class Engine:
         self._pending_lr: float | None = None  # set by set_lr, applied by the training thread before a batch
         self._commands: list[Callable[[], bool | None]] = []  # run in the training thread; True = new probe
         self._thread: threading.Thread | None = None
-        self._running_since: float | None = None
-        self._checkpoint_seconds = checkpoint_seconds
-        self._last_checkpoint = (self._elapsed, self.loop.step_count)  # (training seconds, step) of the latest
-        self._next_anchor = self._anchor_after(self.loop.step_count)
+        self._cadence = Cadence(self.loop.total_steps, checkpoint_seconds, self.loop.step_count, self.elapsed)
         self._tuner = ThreadTuner([threads] if threads else [TRAINING_THREADS, 1])
 
-    # ---- what the loop knows, for readers -----------------------------------------------------------------
+    # ---- what the loop knows, for readers (the tests' and the handle's view of a live run) -------------------
 
     @property
     def model(self) -> nn.Module:
@@ -186,9 +136,7 @@ class Engine:
     @property
     def elapsed(self) -> float:
         """Seconds spent training so far, pauses excluded."""
-        with self._cond:
-            extra = time.perf_counter() - self._running_since if self._running_since is not None else 0.0
-            return self._elapsed + extra
+        return self.clock.elapsed
 
     @property
     def started(self) -> bool:
@@ -216,9 +164,8 @@ class Engine:
         """Pause after the current batch; wait up to `wait` seconds for the training thread to get there.
 
         The run says `paused` only once the thread has stopped, after whatever the batch in flight emits
-        (its snapshot included): a paused run's step and latest snapshot no longer change. A batch plus an
-        epoch's test evaluation takes well under the wait for every preset; if the wait runs out, the run
-        still pauses, and says so when it does.
+        (its snapshot included): a paused run's step and latest snapshot no longer change. If the wait runs
+        out (0: do not wait, as the server's handle does), the run still pauses, and says so when it does.
         """
         with self._cond:
             if self.status not in (Status.RUNNING, Status.QUEUED):
@@ -321,16 +268,13 @@ class Engine:
         except _Stopped:
             self._halted()
         except Diverged as exc:
-            self._fail(Status.DIVERGED, f"The loss became {exc.value} at step {self.step_count + 1} (epoch "
-                       f"{self.epoch + 1}): the learning rate {self.lr:g} is too high for "
-                       f"{self.config.optimizer}. Start again with a smaller one (try 0.001-0.01 for adam, "
-                       f"0.01-0.1 for sgd).")
+            self._fail(Status.DIVERGED, diverged(exc.value, self.step_count + 1, self.epoch + 1, self.lr,
+                                                 self.config.optimizer))
         except Exception as exc:
             log.exception("training run failed")
             self._fail(Status.FAILED, f"Training failed: {type(exc).__name__}: {exc}")
         finally:
-            with self._cond:
-                self._clock(False)
+            self.clock.run(False)
             return_freed_memory()
 
     def _train(self) -> None:
@@ -371,25 +315,16 @@ class Engine:
             self._set_status(Status.FINISHED)
 
     def _after_snapshot(self) -> None:
-        """A checkpoint when due (an anchor half way through the run, else one every `checkpoint_seconds`
-        of training, replacing the previous); `step` pauses here."""
-        elapsed, _ = self._last_checkpoint
-        if self.step_count >= self._next_anchor:
-            self._checkpoint(anchor=True)
-            self._next_anchor = self._anchor_after(self.step_count)
-        elif self.elapsed - elapsed >= self._checkpoint_seconds:
-            self._checkpoint(anchor=False)
+        """A checkpoint when the cadence says one is due; `step` pauses here."""
+        due = self._cadence.due(self.step_count, self.elapsed)
+        if due is not None:
+            self._checkpoint(anchor=due == "anchor")
         if self._pause_after_snapshot:  # `step` means: until the network has changed
             with self._cond:
                 self._pause_after_snapshot = False
                 if not self._stop:
                     self._want_pause = True
                     self._set_status(Status.PAUSED)
-
-    def _anchor_after(self, step: int) -> int:
-        """The step from which the next anchor is due: ANCHORS evenly through the run (the end has its own)."""
-        spacing = max(1, -(-self.total_steps // (ANCHORS + 1)))
-        return (step // spacing + 1) * spacing
 
     def _checkpoint(self, anchor: bool, resumable: bool = True) -> None:
         """Emit a checkpoint of this moment; the copies it makes count as our own work."""
@@ -401,8 +336,8 @@ class Engine:
             state = {"loop": {"model": loop.model_state()}}
         self._emit(CheckpointEvent(seq=self.recorder.last_seq, step=loop.step_count, epoch=loop.epoch,
                                    anchor=anchor, resumable=resumable, state=state))
-        self._last_checkpoint = (self.elapsed, loop.step_count)
-        if self._running_since is not None:
+        self._cadence.taken(loop.step_count, self.elapsed, anchor)
+        if self.clock.running:
             self.recorder.instrument_seconds += time.perf_counter() - started
 
     def _between_batches(self) -> None:
@@ -414,11 +349,11 @@ class Engine:
                     if self._stop:
                         raise _Stopped
                     if not self._want_pause:
-                        self._clock(True)
+                        self.clock.run(True)
                         return
-                    self._clock(False)
+                    self.clock.run(False)
             if not commands:
-                if self._last_checkpoint[1] != self.step_count:
+                if self._cadence.step != self.step_count:
                     self._checkpoint(anchor=False)  # a paused run survives a restart where it stands
                 with self._cond:
                     if self._stop or not self._want_pause or self._commands:
@@ -432,13 +367,13 @@ class Engine:
                 refresh = command() is True or refresh
             if refresh:  # a new probe: show it now, even while paused
                 self.recorder.snapshot(self.elapsed, epoch_end=False, refresh=True,
-                                       clocked=self._running_since is not None)
+                                       clocked=self.clock.running)
 
     def _halted(self) -> None:
         """The loop left on a stop request: `stopped`, or `interrupted` with a checkpoint to resume from."""
         if self._interrupt:
             self.recorder.flush_steps()
-            if self._last_checkpoint[1] != self.step_count:  # at step 0 a resume starts afresh
+            if self._cadence.step != self.step_count:  # at step 0 a resume starts afresh
                 self._checkpoint(anchor=False)
             with self._cond:
                 self._set_status(Status.INTERRUPTED)
@@ -459,12 +394,10 @@ class Engine:
             self._cond.notify_all()
 
     def _test_probe(self, index: int) -> Probe:
-        dataset = get_dataset(self.config.dataset)
-        return self._make_probe(dataset.x_test[index], index, int(dataset.y_test[index]), "test")
+        return test_probe(self.config.dataset, index, self.device)
 
     def _make_probe(self, pixels: np.ndarray, index: int | None, label: int | None, source: str) -> Probe:
-        x = normalise(pixels, self.info)  # (C, H, W)
-        return Probe(pixels=pixels, tensor=x.unsqueeze(0).to(self.device), index=index, label=label, source=source)
+        return make_probe(pixels, self.info, self.device, index, label, source)
 
     # ---- state and events ------------------------------------------------------------------------------
 
@@ -474,17 +407,9 @@ class Engine:
             return
         self.status, self.message = status, message
         if status is not Status.RUNNING:
-            self._clock(False)
+            self.clock.run(False)
         self._emit(StatusEvent(status, message, self.epoch, self.step_count, self.lr, self.elapsed,
                                self.instrument_seconds, self.samples_seen))
-
-    def _clock(self, running: bool) -> None:
-        now = time.perf_counter()
-        if running and self._running_since is None:
-            self._running_since = now
-        elif not running and self._running_since is not None:
-            self._elapsed += now - self._running_since
-            self._running_since = None
 
     def _fail(self, status: Status, message: str) -> None:
         self._emit(ErrorEvent(message))

@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar, Union
 
 import numpy as np
 
 T = TypeVar("T")
-Deferred = T | Callable[[], T]
+Deferred: TypeAlias = Union[T, Callable[[], T]]  # noqa: UP007 (a generic alias needs Union here)
 
 
 def made(value: Deferred[T]) -> T:
     """The value of a Deferred: called if it is a function."""
-    return value() if callable(value) else value  # type: ignore[no-any-return]
+    return value() if callable(value) else value
 
 
 class Status(StrEnum):

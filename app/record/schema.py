@@ -1,0 +1,91 @@
+"""The run log's tables, and how every process opens the one database file.
+
+One SQLite file in WAL mode holds every run: the server and any producer process (`filterscope train`, a
+person's script) open it the same way, each appending only the runs whose lease it holds (lease.py).
+WAL lets readers read while one writer at a time commits; `timeout` makes a writer wait its turn instead
+of failing while another process commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    token_hash TEXT NOT NULL,
+    meta TEXT NOT NULL,            -- config, layers, classes, steps_per_epoch, total_steps (JSON)
+    state TEXT NOT NULL,           -- status, message, epoch, step, samples_seen, elapsed, ... (JSON)
+    epochs TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL,
+    first INTEGER NOT NULL,        -- the step of losses[0]
+    losses BLOB NOT NULL,          -- float32, NaN for a non-finite loss
+    ratios BLOB,                   -- float32 (layers, len(losses)): update ratios, conv layers in meta order
+    PRIMARY KEY (run_id, first)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    epoch_end INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,         -- length(frame), kept so that start-up need not read every blob
+    frame BLOB NOT NULL,           -- zlib of the frame as sent
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    seq INTEGER NOT NULL,          -- the latest snapshot before it
+    epoch INTEGER NOT NULL,
+    anchor INTEGER NOT NULL,       -- kept for good; otherwise replaced by the run's next checkpoint
+    resumable INTEGER NOT NULL,    -- holds the optimizer's state: training can go on from it
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,            -- torch.save of the state
+    PRIMARY KEY (run_id, step, seq)
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL             -- a status or error message as sent (JSON)
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    body TEXT NOT NULL             -- {"field", "values", "base", "runs"}: one run per value, in order (JSON)
+);
+CREATE TABLE IF NOT EXISTS analyses (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,          -- the snapshot whose weights it analysed (step 0 and every epoch end)
+    step INTEGER NOT NULL,
+    seconds REAL NOT NULL,         -- training-thread time it cost
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,            -- zlib of its JSON: every conv layer's top patches and health
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection as every part of filterscope uses one: autocommit (transactions explicit), WAL."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL: a commit survives the process being killed (it is in the OS's cache); only a power cut may
+    # lose the last few, and the database stays consistent either way.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create what is missing and bring an older store's tables up to date (safe to run from any process)."""
+    conn.executescript(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(steps)")}
+    if "ratios" not in columns:  # a store written before update ratios were kept
+        conn.execute("ALTER TABLE steps ADD COLUMN ratios BLOB")

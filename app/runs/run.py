@@ -1,0 +1,99 @@
+"""One run as the server holds it: its record (the one truth of its state and history) and its handle."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.record.record import RunRecord
+from app.record.store import token_hash
+from app.runs.handle import Capabilities, RunHandle
+from app.training.config import TrainConfig
+from app.training.events import Status
+from app.training.inference import Inspector
+
+
+@dataclass
+class Run:
+    """A run: its record, and its handle while this server trains it (or may again: paused).
+
+    `producer`: while another process trains it (followed through the run log), who that is ({pid, what}).
+    """
+
+    record: RunRecord
+    handle: RunHandle | None
+    inspector: Inspector
+    watchers: Callable[[], int] = field(default=lambda: 0)
+    queue_position: Callable[[], int | None] = field(default=lambda: None)
+    producer: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.model_validate(self.record.meta["config"])
+
+    @property
+    def kind(self) -> str:
+        """"local" (a thread of a server) or "process" (`filterscope train`): who made it."""
+        return str(self.record.meta.get("kind", "local"))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities.of(self.record.meta)
+
+    @property
+    def status(self) -> Status:
+        """As committed to the run log: what the API, the socket and the store all say."""
+        return Status(self.record.status)
+
+    @property
+    def computing(self) -> bool:
+        """True while the run holds a training slot: running, or about to (a paused run holds none)."""
+        handle = self.handle
+        return handle is not None and handle.started and self.status in (Status.RUNNING, Status.QUEUED)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the run waits in this server's queue for a training slot (it has not trained yet)."""
+        handle = self.handle
+        return self.producer is None and self.status is Status.QUEUED and not (handle is not None and handle.started)
+
+    def owned_by(self, token: str) -> bool:
+        return secrets.compare_digest(token_hash(token), self.record.token_hash)
+
+    def describe(self) -> dict[str, Any]:
+        """The run as the API answers it (see schemas.RunOut): what the store holds, with a live handle's
+        progress counters. Status and history are both as committed, so they always agree."""
+        rec = self.record
+        state = dict(rec.state)
+        handle = self.handle
+        if handle is not None and handle.started and not self.status.ended:
+            p = handle.progress()
+            state.update(epoch=max(state["epoch"], p.epoch), step=p.step, samples_seen=p.samples_seen,
+                         elapsed=round(p.elapsed, 3), instrument_seconds=round(p.instrument_seconds, 3), lr=p.lr)
+        return {
+            "id": rec.id, "created_at": rec.created_at, **rec.meta, **state, "watchers": self.watchers(),
+            "queue_position": self.queue_position(), "kind": self.kind,
+            "capabilities": self.capabilities.as_dict(), "producer": self.producer,
+            "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
+            "warnings": rec.warnings(),
+            "lr_changes": [{"step": step, "lr": lr} for step, lr in rec.lr_changes().items()],
+            **rec.analysis_fields(),
+        }
+
+    def refuse_controls(self) -> str | None:
+        """Why this server cannot control the run now (None if it can)."""
+        if self.producer is not None:
+            who = self.producer.get("what") or "another process"
+            return (f"This run is trained by process {self.producer.get('pid', '?')} ({who}), not by this server: "
+                    "pause, step, stop and the learning rate apply only in that process.")
+        if self.handle is None and not self.waiting:
+            if self.status is Status.INTERRUPTED:
+                return f"This run was interrupted; resume it first (POST /api/runs/{self.id}/resume)."
+            return f"This run has ended ({self.status.value}); start a new run to train again."
+        return None
