@@ -1,4 +1,9 @@
-"""The `filterscope` command: `filterscope serve [--host 127.0.0.1] [--port 8000] [--allow-host NAME ...]`."""
+"""The `filterscope` command.
+
+`filterscope serve [--host 127.0.0.1] [--port 8000] [--allow-host NAME ...]`: the server and its page.
+`filterscope train [--config JSON] [--data-dir DIR]`: one run trained in this process, into the data
+directory a server reads (it shows the run live); no server needed.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,17 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from app.api.guard import host_name, is_loopback
+from app.config import Settings
+from app.record.lease import FileLock
+from app.training.events import Status
 
 # SIGTERM: runs stop at once, open requests get this long to finish (a half-sent body does not hold the server),
 # and the training threads are joined after: the server is gone within about 5 s whatever clients do.
@@ -32,6 +42,28 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _train(config_json: str, data_dir: Path) -> int:
+    """`filterscope train`: 0 when the run finished, 1 if it could not (the reason said in one line)."""
+    from pydantic import ValidationError
+
+    from app.runs.process import train
+    from app.training.config import TrainConfig
+
+    try:
+        config = TrainConfig.model_validate_json(config_json)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"filterscope: --config: {'.'.join(map(str, first['loc'])) or 'the JSON'}: {first['msg']}",  # noqa: T201
+              file=sys.stderr)
+        return 2
+    try:
+        _, _, status = train(config, data_dir, threads=Settings().training_threads)
+    except ValueError as exc:
+        print(f"filterscope: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    return 0 if status is Status.FINISHED else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run it."""
     parser = argparse.ArgumentParser(prog="filterscope", description="Watch a CNN learn its filters, live.")
@@ -44,8 +76,24 @@ def main(argv: list[str] | None = None) -> None:
                        help="a host name the page may be opened under, besides localhost and the bound address "
                             "(repeatable; '*' for any)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    train = sub.add_parser("train", help="train one run in this process, into the data directory a server reads")
+    train.add_argument("--config", default="{}", help='the run config as JSON, e.g. \'{"epochs": 1}\' (default: '
+                                                      "the defaults; GET /openapi.json lists every field)")
+    train.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    for command in (serve, train):
+        command.add_argument("--data-dir", type=Path, default=None,
+                             help="where runs are kept (default: FILTERSCOPE_DATA_DIR, else the per-user data dir)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.data_dir is not None:
+        os.environ["FILTERSCOPE_DATA_DIR"] = str(args.data_dir)
+    data_dir = Settings().data_dir  # not get_settings(): the environment is still being set below
+    if args.command == "train":
+        sys.exit(_train(args.config, data_dir))
+    holder = FileLock(data_dir / "server.lock")
+    if not holder.is_free():  # the app would refuse too, but with a traceback
+        sys.exit(f"filterscope: the data directory {data_dir} is in use by process {holder.holder().get('pid', '?')} "
+                 "(filterscope serve); stop it, or serve another directory (--data-dir).")
     hosts = [*args.allow_host]
     name = host_name(args.host)
     if name in ("0.0.0.0", "::"):  # every interface: people will use the machine's name or address

@@ -21,6 +21,7 @@ from typing import Any
 
 from app.record.record import RunRecord, new_stored_run
 from app.record.store import Store
+from app.runs.local import log_event
 from app.training.analysis import AnalysisEvent
 from app.training.config import TrainConfig
 from app.training.engine import Engine, Event
@@ -36,7 +37,7 @@ def one_run(cfg: TrainConfig, store: Store) -> dict[str, Any]:
     def listen(event: Event) -> None:
         if isinstance(event, AnalysisEvent):
             analyses.append(event)
-        record.on_event(event)
+        record.on_event(log_event(event))
 
     engine = Engine(cfg, emit=listen)
     engine.start()

@@ -29,6 +29,7 @@ import httpx2 as httpx
 
 from app.record.record import RunRecord, new_stored_run
 from app.record.store import Store
+from app.runs.local import log_event
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
 from app.training.engine import Engine
@@ -44,7 +45,7 @@ def engine_recorded(cfg: TrainConfig, store: Store) -> dict[str, Any]:
     engine = Engine(cfg)
     record = RunRecord(new_stored_run(f"b{time.monotonic_ns()}", "-", {"config": cfg.model_dump()}, cfg.lr), store)
     store.add_run(new_stored_run(record.id, "-", record.meta, cfg.lr))
-    engine.listen(record.on_event)
+    engine.listen(lambda event: record.on_event(log_event(event)))  # as LocalRun hands them on
     engine.start()
     engine.join()
     store.flush()

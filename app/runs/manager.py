@@ -85,12 +85,13 @@ class RunManager(Queue):
     def adopt(self, stored: StoredRun) -> Run:
         """Hold a stored run: followed if another live process trains it, interrupted if its producer is gone."""
         lease = run_lease(self.data_dir, stored.id)
-        # A run that waited in the queue still waits: it had not trained, so there is nothing to resume. One
-        # that says queued but has trained was being resumed when the server stopped: it is interrupted.
-        waited = stored.state["status"] == Status.QUEUED.value and not stored.snapshots and not stored.steps
-        live = not Status(stored.state["status"]).ended and not waited
-        producer = lease.holder() if live and not lease.is_free() else None
-        if live and producer is None:
+        ended = Status(stored.state["status"]).ended
+        producer = lease.holder() if not ended and not lease.is_free() else None  # another process writes it
+        # A run of this server that waited in the queue still waits: it had not trained, so there is nothing to
+        # resume. One that says queued but has trained was being resumed when the server stopped: interrupted.
+        waited = stored.state["status"] == Status.QUEUED.value and not stored.snapshots and not stored.steps \
+            and stored.meta.get("kind", "local") == "local"
+        if not ended and producer is None and not waited:
             stored.state.update(status=Status.INTERRUPTED.value, message=INTERRUPTED)
             self.store.set_state(stored.id, stored.state)
         run = self._wrap(RunRecord(stored, self.store), None)

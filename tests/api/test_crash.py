@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from app.record.store import Store
+from app.training import checkpoints
 from app.training.config import TrainConfig
 from app.training.engine import CheckpointEvent, Engine
 from tests.api.conftest import free_port
@@ -91,5 +92,5 @@ def test_a_killed_server_comes_back_and_the_run_resumes_to_the_same_weights(tmp_
     engine = Engine(TrainConfig(**CONFIG), emit=keep, threads=2)  # the same run, never interrupted
     engine.start()
     assert engine.join(120)
-    resumed = point.state["loop"]["model"]
+    resumed = checkpoints.load(point.data)["loop"]["model"]
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)

@@ -14,6 +14,7 @@ import torch
 
 from app.record.store import Store
 from app.streaming.codec import decode_frame
+from app.training import checkpoints
 from app.training.recorder import is_snapshot_step
 from tests.api.conftest import QUICK, OwnerClient, owner_client, start_run, wait_status
 from tests.conftest import wait_for
@@ -119,7 +120,7 @@ def final_model(data_dir: Path, run_id: str) -> dict[str, torch.Tensor]:
     try:
         point = store.checkpoint(run_id)
         assert point is not None and not point.resumable  # the finished model
-        return dict(point.state["loop"]["model"])
+        return dict(checkpoints.load(point.data)["loop"]["model"])
     finally:
         store.close()
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 
-from app.record.store import Checkpoint, Store, StoredRun, token_hash
+from app.record.store import Store, StoredRun, token_hash
+from app.training import checkpoints
+from app.training.events import CheckpointBlob
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +35,8 @@ def test_everything_written_comes_back_as_it_was(tmp_path: Path) -> None:
     store.set_epochs("r1", [{"epoch": 1, "test_accuracy": 0.9}])
     store.add_event("r1", '{"type":"status","status":"finished"}')
     weights = torch.randn(4, 3)
-    store.add_checkpoint("r1", Checkpoint(40, 4, 1, True, False, {"loop": {"model": {"w": weights}}}))
+    state = {"loop": {"model": {"w": weights}}}
+    store.add_checkpoint("r1", CheckpointBlob(4, 40, 1, True, False, checkpoints.save(state)))
     assert store.flush()
     store.close()
 
@@ -49,7 +52,8 @@ def test_everything_written_comes_back_as_it_was(tmp_path: Path) -> None:
         assert found is not None and found[0] == frame
     assert again.frame("r1", 99) is None
     point = again.checkpoint("r1")
-    assert point is not None and point.step == 40 and torch.equal(point.state["loop"]["model"]["w"], weights)
+    assert point is not None and point.step == 40
+    assert torch.equal(checkpoints.load(point.data)["loop"]["model"]["w"], weights)
     assert run.size > sum(len(f) for f in frames.values()) // 2
     again.close()
 
