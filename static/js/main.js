@@ -94,6 +94,7 @@ store.on('view', (s) => [filters, detail, patches, fmaps].forEach((v) => v.updat
 // What each filter detects: fetched for the moment shown when a view needs it, drawn once it is here.
 for (const type of ['snapshot', 'view', 'analyses']) store.on(type, () => session.loadAnalysis());
 store.on('analysis', (s) => [filters, patches].forEach((v) => v.update(s)));
+store.on('filterhistory', (s) => detail.update(s)); // the inspector's filter over the run, fetched by the store
 store.on('warning', (s) => {
   warnings.update(s);
   curves.update(s); // marked on the loss chart

@@ -1,13 +1,18 @@
-"""The upload panel against the real server: drop, pick, draw and paste-free paths to the inspect endpoint."""
+"""The upload panel against the real server: drop, pick, draw and paste-free paths to the inspect endpoint; and
+the kernel inspector's numbers, rewritten in place as the timeline moves, its update worked with the boot data's
+optimizer settings."""
 
 from __future__ import annotations
 
 import base64
+import time
 import urllib.request
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+
+from tests.e2e.conftest import http_json
 
 pytestmark = pytest.mark.e2e
 
@@ -99,3 +104,60 @@ def test_bad_file_shows_the_server_sentence(page: Any, ui: Any, console: Any) ->
     expect(error).to_be_visible()
     expect(error).not_to_have_text("")
     assert "415" not in error.inner_text()  # a sentence, not a status code
+
+
+MOMENTUM_RUN = {"dataset": "shapes", "model": "tiny", "epochs": 1, "snapshot_every": 5, "optimizer": "momentum"}
+# The boot data's momentum changed before the page's script reads it (parsing is over, deferred scripts not yet
+# run): the worked update must follow the boot data, not a number of its own.
+BOOT_MOMENTUM = """document.addEventListener('readystatechange', () => {
+    if (document.readyState !== 'interactive') return;
+    const element = document.getElementById('boot');
+    const boot = JSON.parse(element.textContent);
+    boot.optimizers.momentum.momentum = 0.5;
+    element.textContent = JSON.stringify(boot);
+});"""
+
+
+def listeners(page: Any, selector: str) -> list[str]:
+    """The event types listened to on the element itself (Chrome DevTools), not on its ancestors."""
+    cdp = page.context.new_cdp_session(page)
+    found = cdp.send("Runtime.evaluate", {"expression": f"document.querySelector({selector!r})"})
+    answer = cdp.send("DOMDebugger.getEventListeners", {"objectId": found["result"]["objectId"]})
+    return [entry["type"] for entry in answer["listeners"]]
+
+
+def test_the_kernel_numbers_are_rewritten_in_place_and_the_update_follows_the_boot_data(page: Any,
+                                                                                          server: str) -> None:
+    run = http_json("POST", f"{server}/api/runs", MOMENTUM_RUN)
+    deadline = time.monotonic() + 120
+    while (run := http_json("GET", f"{server}/api/runs/{run['id']}"))["status"] != "finished":
+        assert time.monotonic() < deadline and run["status"] in ("queued", "running"), run
+        time.sleep(0.2)
+    refs = http_json("GET", f"{server}/api/runs/{run['id']}/snapshots")
+    ref, after = refs[len(refs) // 2], refs[len(refs) // 2 + 1]
+
+    page.add_init_script(BOOT_MOMENTUM)
+    page.goto(f"/?run={run['id']}&step={ref['step']}&filter=conv1.3")
+    worked = page.get_by_test_id("kernel-update")
+    expect(worked).to_contain_text("SGD with momentum 0.5")
+    expect(worked).to_contain_text("v = 0.5 × v + dW")
+    cells = page.get_by_test_id("kernel-numbers-weight").locator("td")
+    expect(cells).to_have_count(25)
+
+    # One listener on the box answers every cell; none on the cells themselves.
+    first = "[data-testid=kernel-numbers-weight] td"
+    assert listeners(page, first) == []
+    assert listeners(page, "[data-testid=kernel-numbers]").count("click") == 1
+
+    # The next moment: the same cell, its number rewritten, not a new table.
+    value = page.evaluate(f"() => {{ window.kernelCell = document.querySelector('{first}'); "
+                          "return window.kernelCell.dataset.value; }")
+    page.locator("body").press("ArrowRight")
+    expect(page.get_by_test_id("kernel-title")).to_contain_text(f"at step {after['step']}")
+    assert page.evaluate(f"() => document.querySelector('{first}') === window.kernelCell")
+    assert page.evaluate("() => window.kernelCell.dataset.value") != value
+
+    # Picking still works through the one listener, and the update names the entry picked.
+    cells.nth(7).click()
+    expect(page.get_by_test_id("kernel-numbers-weight").locator("td.picked")).to_have_count(1)
+    expect(worked).to_contain_text("For entry (1, 2)")
