@@ -65,6 +65,20 @@ def client() -> Iterator[OwnerClient]:
         yield c
 
 
+# A run with a history and little else: 512 images, 2 epochs of 16 steps, a snapshot every 5 after the dense start
+# (17 snapshots), analyses at step 0 and both epoch ends. About a second of training.
+SMALL: dict[str, Any] = {**QUICK, "train_subset": 512, "batch_size": 32, "epochs": 2}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OwnerClient, dict[str, Any]]]:
+    """One SMALL run trained to the end once per session, in an app of its own (own data directory, default
+    limits), with that app's owner client: for tests that only read a finished run. Never change it or add to it."""
+    with owner_client(data_dir=tmp_path_factory.mktemp("finished-run")) as client:
+        run = start_run(client, **SMALL)
+        yield client, wait_status(client, run["id"], "finished")
+
+
 @pytest.fixture
 def make_client() -> Callable[..., OwnerClient]:
     """owner_client, for tests that need other settings."""

@@ -53,8 +53,8 @@ def test_every_snapshot_is_listed_and_served_as_it_was_sent(client: OwnerClient)
     assert again.status_code == 304 and not again.content
 
 
-def test_one_filter_across_the_whole_run_in_one_answer(client: OwnerClient) -> None:
-    run = wait_status(client, start_run(client)["id"], "finished")
+def test_one_filter_across_the_whole_run_in_one_answer(finished_run: tuple[OwnerClient, dict[str, Any]]) -> None:
+    client, run = finished_run
     res = client.get(f"/api/runs/{run['id']}/filters/conv2/5")
     assert res.status_code == 200 and res.headers["content-type"] == "application/octet-stream"
     header, arrays = decode_frame(res.content)
@@ -72,11 +72,12 @@ def test_one_filter_across_the_whole_run_in_one_answer(client: OwnerClient) -> N
     assert client.get(f"/api/runs/{run['id']}/filters/conv1/-1").status_code == 422
 
 
-def test_new_routes_answer_unknowns_and_wrong_states_with_a_sentence(client: OwnerClient) -> None:
+def test_new_routes_answer_unknowns_and_wrong_states_with_a_sentence(
+        finished_run: tuple[OwnerClient, dict[str, Any]]) -> None:
+    client, run = finished_run
     for path in ("/snapshots/0", "/filters/conv1/0", "/export/weights.npz", "/export/filters.gif"):
         res = client.get(f"/api/runs/nope{path}")
         assert res.status_code == 404 and "GET /api/runs" in res.json()["detail"]
-    run = wait_status(client, start_run(client)["id"], "finished")
     res = client.get(f"/api/runs/{run['id']}/snapshots/999")
     assert res.status_code == 404 and "no snapshot 999" in res.json()["detail"]
     assert client.get(f"/api/runs/{run['id']}/snapshots/-1").status_code == 422

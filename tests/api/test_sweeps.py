@@ -8,12 +8,13 @@ import pytest
 
 from app.streaming.codec import decode_frame
 from app.training.matching import match_filters
-from tests.api.conftest import QUICK, OwnerClient, owner_client, wait_status
+from tests.api.conftest import QUICK, SMALL, OwnerClient, owner_client, wait_status
 
 
 def test_a_learning_rate_sweep_makes_one_run_per_value_queued_in_order() -> None:
     with owner_client(max_active_runs=1) as client:
-        res = client.post("/api/sweeps", json={"base": QUICK, "vary": {"lr": [0.0005, 0.005, 0.05]}})
+        base = {**QUICK, "train_subset": 512}  # 4 steps each: the queue is what is tested, not learning
+        res = client.post("/api/sweeps", json={"base": base, "vary": {"lr": [0.0005, 0.005, 0.05]}})
         assert res.status_code == 201
         sweep = res.json()
         assert sweep["field"] == "lr" and sweep["values"] == [0.0005, 0.005, 0.05]
@@ -54,6 +55,7 @@ def test_an_unknown_sweep_is_404(client: OwnerClient) -> None:
 
 
 def test_a_runs_steps_and_two_runs_filters_matched(client: OwnerClient) -> None:
+    # a whole epoch each (63 steps): trained filters of two seeds match better than their random starts
     a = client.post("/api/runs", json={**QUICK, "seed": 1}).json()
     b = client.post("/api/runs", json={**QUICK, "seed": 2}).json()
     client.tokens.update({a["id"]: a["token"], b["id"]: b["token"]})
@@ -82,7 +84,7 @@ def test_a_runs_steps_and_two_runs_filters_matched(client: OwnerClient) -> None:
                          ({"a": a["id"], "b": b["id"], "seq_a": 9999}, "no snapshot 9999")]:
         res = client.get("/api/compare/match", params=params)
         assert res.status_code == 404 and says in res.json()["detail"]
-    other = client.post("/api/runs", json={**QUICK, "model": "lenet5"}).json()
+    other = client.post("/api/runs", json={**SMALL, "model": "lenet5"}).json()  # any run of another model
     client.tokens[other["id"]] = other["token"]
     wait_status(client, other["id"], "finished")
     res = client.get("/api/compare/match", params={"a": a["id"], "b": other["id"]})

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tests.api.conftest import OwnerClient, owner_client, start_run, wait_status
+from tests.api.conftest import SMALL, OwnerClient, owner_client, start_run, wait_status
 
 
-def test_every_analysed_snapshot_answers_each_layers_top_patches(client: OwnerClient) -> None:
-    run = wait_status(client, start_run(client)["id"], "finished")
+def test_every_analysed_snapshot_answers_each_layers_top_patches(
+        finished_run: tuple[OwnerClient, dict[str, Any]]) -> None:
+    client, run = finished_run
     refs = client.get(f"/api/runs/{run['id']}/snapshots").json()
     ends = [r["seq"] for r in refs if r["epoch_end"]]
-    assert run["analyses"] == [0, *ends] and run["analysis_seconds"] > 0
+    assert run["analyses"] == [0, *ends] and len(ends) == run["config"]["epochs"]
     assert run["analysis_seconds"] < run["elapsed"]
     for layer in run["layers"]:
         res = client.get(f"/api/runs/{run['id']}/snapshots/{ends[-1]}/top/{layer['name']}")
@@ -37,8 +39,8 @@ def test_every_analysed_snapshot_answers_each_layers_top_patches(client: OwnerCl
     assert first["step"] == 0 and first["epoch"] == 0
 
 
-def test_refusals_say_what_exists(client: OwnerClient) -> None:
-    run = wait_status(client, start_run(client)["id"], "finished")
+def test_refusals_say_what_exists(finished_run: tuple[OwnerClient, dict[str, Any]]) -> None:
+    client, run = finished_run
     res = client.get(f"/api/runs/{run['id']}/snapshots/1/top/conv1")  # a snapshot after batch 1: none
     assert res.status_code == 404 and "no filter analysis" in res.json()["detail"]
     assert str(run["analyses"][-1]) in res.json()["detail"]
@@ -49,7 +51,7 @@ def test_refusals_say_what_exists(client: OwnerClient) -> None:
 
 
 def test_the_socket_says_when_an_analysis_is_stored(client: OwnerClient) -> None:
-    run_id = start_run(client, epochs=2)["id"]
+    run_id = start_run(client, **SMALL)["id"]
     said = []
     with client.websocket_connect(f"/ws/runs/{run_id}") as ws:
         while True:  # every message up to `finished`, which follows the last analysis
@@ -78,7 +80,7 @@ def test_the_test_set_pixels_come_in_one_answer(client: OwnerClient) -> None:
 
 def test_analyses_survive_a_reopened_store(data_dir: Path) -> None:
     with owner_client() as first:
-        run = wait_status(first, start_run(first)["id"], "finished")
+        run = wait_status(first, start_run(first, **SMALL)["id"], "finished")
         before = {seq: first.get(f"/api/runs/{run['id']}/snapshots/{seq}/top/conv2").json()
                   for seq in run["analyses"]}
     with owner_client() as second:

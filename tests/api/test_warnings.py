@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.conftest import OwnerClient, owner_client, start_run, wait_status
 from tests.api.test_ws import read_until
+from tests.conftest import wait_for
 
 
 def test_a_dying_run_warns_on_the_socket_and_in_its_answer_and_keeps_it_across_a_restart() -> None:
@@ -38,12 +39,19 @@ def test_steps_carry_each_layers_update_ratio_and_the_backlog_has_them_all(clien
     assert all(r is not None and 0 < r < 10 for v in steps["ratios"].values() for r in v)
 
 
-def test_a_learning_rate_set_by_hand_is_listed_with_its_step(client: OwnerClient) -> None:
-    run = start_run(client, epochs=3, batch_size=16)
-    assert client.patch(f"/api/runs/{run['id']}", json={"lr": 0.0123}).status_code == 200
-    done = wait_status(client, run["id"], "finished", timeout=120)
-    (change,) = done["lr_changes"]
-    assert change["lr"] == 0.0123 and 0 <= change["step"] <= done["total_steps"]
+def test_a_learning_rate_set_by_hand_is_listed_with_the_step_it_applies_after(client: OwnerClient) -> None:
+    run = start_run(client, epochs=5)
+    rid = run["id"]
+    assert client.post(f"/api/runs/{rid}/pause").status_code == 200
+    paused = wait_status(client, rid, "paused")
+    assert paused["lr_changes"] == []
+    assert client.patch(f"/api/runs/{rid}", json={"lr": 0.0123}).status_code == 200
+    wait_for(lambda: client.get(f"/api/runs/{rid}").json()["lr_changes"] != [])
+    held = client.get(f"/api/runs/{rid}").json()
+    assert held["lr_changes"] == [{"step": paused["step"], "lr": 0.0123}] and held["lr"] == 0.0123
+    client.post(f"/api/runs/{rid}/stop")
+    stopped = wait_status(client, rid, "stopped")
+    assert stopped["lr_changes"] == [{"step": paused["step"], "lr": 0.0123}]  # kept once the run has ended
 
 
 def test_a_train_subset_larger_than_the_data_set_gets_a_sentence(client: TestClient) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from typing import Any
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from websockets.sync.client import connect
 
 from app.streaming.codec import decode_frame
-from tests.api.conftest import start_run, wait_status
+from tests.api.conftest import start_run
 
 
 def read_until(ws: Any, predicate: Any, limit: int = 5000) -> list[Any]:
@@ -50,21 +50,24 @@ def test_frames_decode_and_match_the_model(client: TestClient) -> None:
             for key in ("weight", "grad", "update"):
                 assert arrays[f"layers.{i}.{key}"].shape == kernel
             assert arrays[f"layers.{i}.fmap"].shape == tuple(g["fmap"])
-            assert (arrays[f"layers.{i}.fmap"] >= -1e-6).all()
+            # conv3 has no pooling after it and every conv a ReLU: the map shown is the pre-activation's positive part
+            np.testing.assert_array_equal(arrays[f"layers.{i}.fmap"], np.maximum(arrays[f"layers.{i}.preact"], 0))
+            assert arrays[f"layers.{i}.preact"].shape == tuple(g["fmap"])
         assert arrays["probe.pixels"].shape == (1, 28, 28)
         assert abs(sum(header["probe"]["probs"]) - 1) < 1e-3
     steps = [s for m in messages if isinstance(m, dict) and m["type"] == "steps" for s in m["steps"]]
     assert steps == list(range(1, 33))  # 8000 / 256 = 32 batches, each reported once
     epochs = [m for m in messages if isinstance(m, dict) and m["type"] == "epoch"]
-    assert [e["epoch"] for e in epochs] == [1] and 0 <= epochs[0]["test_accuracy"] <= 1
+    history = client.get(f"/api/runs/{run['id']}").json()["history"]
+    assert [e["epoch"] for e in epochs] == [1] and epochs[0]["test_accuracy"] == history[0]["test_accuracy"] > 0.5
     seqs = [h["seq"] for h, _ in snaps]
     assert seqs == sorted(seqs)
     assert snaps[-1][0]["epoch_end"] and snaps[-1][0]["step"] == 32
 
 
-def test_a_late_client_gets_the_history_first(client: TestClient) -> None:
-    run = start_run(client)
-    done = wait_status(client, run["id"], "finished")
+def test_a_late_client_gets_the_history_first(finished_run: tuple[TestClient, dict[str, Any]]) -> None:
+    client, done = finished_run
+    run = done
     with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
         hello = ws.receive_json()
         steps = ws.receive_json()
@@ -77,8 +80,9 @@ def test_a_late_client_gets_the_history_first(client: TestClient) -> None:
     assert header["layers"][0]["measures"]["cosine_to_start"] < 1.0
     assert header["layers"][0]["peaks"]["weight"] >= first["layers"][0]["peaks"]["weight"]
     assert hello["run"]["history"] == done["history"]
-    assert steps["type"] == "steps" and steps["steps"] == list(range(1, 64)) and len(steps["losses"]) == 63
-    assert header["epoch_end"] and header["step"] == 63
+    total = done["total_steps"]
+    assert steps["type"] == "steps" and steps["steps"] == list(range(1, total + 1)) and len(steps["losses"]) == total
+    assert header["epoch_end"] and header["step"] == total
     assert arrays["layers.0.weight"].shape == (8, 1, 5, 5)
 
 
@@ -116,7 +120,8 @@ def test_an_unknown_run_closes_with_4404(client: TestClient) -> None:
 
 def test_a_client_that_never_reads_does_not_stall_training(live_server: str) -> None:
     base = f"http://{live_server}"
-    run = httpx.post(f"{base}/api/runs", json={"dataset": "mnist", "batch_size": 64, "epochs": 2,
+    # 2 x 16 batches, each with a ~300 KB snapshot: ~10 MB, far more than the stuck socket's buffers hold
+    run = httpx.post(f"{base}/api/runs", json={"dataset": "mnist", "batch_size": 64, "epochs": 2, "train_subset": 1024,
                                                 "snapshot_every": 1, "model": "classic"}).json()
     # A raw socket that completes the handshake and then never reads a byte: the server's sends back up.
     stuck = socket.create_connection(("127.0.0.1", int(live_server.split(":")[1])))
@@ -125,7 +130,6 @@ def test_a_client_that_never_reads_does_not_stall_training(live_server: str) -> 
                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                    "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     try:
-        started = time.monotonic()
         with connect(f"ws://{live_server}/ws/runs/{run['id']}", max_size=None) as reader:
             epochs = []
             while True:
@@ -139,7 +143,8 @@ def test_a_client_that_never_reads_does_not_stall_training(live_server: str) -> 
         assert epochs == [1, 2]
         final = httpx.get(f"{base}/api/runs/{run['id']}").json()
         assert final["status"] == "finished"
-        # Every batch made a ~300 KB snapshot the stuck client could not take, and training went on anyway.
-        assert time.monotonic() - started < 120
+        # Every batch made a snapshot the stuck client could not take, and training went on to the end anyway
+        # (stalled would mean the reader waiting past its 120 s timeout).
+        assert final["step"] == final["total_steps"] == 32
     finally:
         stuck.close()
