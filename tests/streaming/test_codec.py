@@ -64,7 +64,11 @@ def test_a_snapshot_round_trips(model_name: str, channels: int, size: int) -> No
         top = layer.fmap.max(axis=(1, 2))[:, None, None]
         assert header["layers"][i]["fmap"] == {"shape": list(layer.fmap.shape), "dtype": "relu", "of": "preact"}
         assert np.all(np.abs(fmap - layer.fmap) <= top / 254 * 1.001 + 1e-7)
-        assert np.all(fmap >= 0)
+        np.testing.assert_array_equal(fmap, np.maximum(arrays[f"layers.{i}.preact"], 0))
+        # zero exactly where the network's ReLU gave zero, lit wherever its value is more than a quantisation step
+        assert not fmap[layer.fmap == 0].any()
+        assert np.all(fmap[layer.fmap > top / 127] > 0)
+        assert (layer.fmap == 0).any() and (layer.fmap > top / 127).any()  # both kinds of entry are there to check
 
 
 def test_pre_activation_maps_are_signed_and_match_the_conv_output() -> None:
