@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,7 @@ class RunRecord:
         self._states: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.publish: Publish | None = None
         self.on_status: Callable[[Status], None] | None = None  # after a status change is committed
+        self._lr_log: dict[int, float] | None = None  # learning rates set by hand, as the producer has sent them
         # What the store will hold once the queued writes commit (the training thread's view, ahead of ours).
         self._pending_state = dict(self.state)
         self._pending_epochs = list(self.epochs)
@@ -124,6 +125,8 @@ class RunRecord:
                                      lambda frame: self._committed(n, frame, snapshot=ref, state=state), self._grow)
             return
         message = to_message(event)
+        if isinstance(message, StatusChange):  # the learning rates set by hand, said once, by the server
+            message = replace(message, lr_changes=self._lr_set(message.step, message.lr))
         text = message.text()
         if isinstance(message, Steps):
             rows = [message.ratios.get(name, [None] * len(message.steps)) for name in self.ratios]
@@ -344,12 +347,25 @@ class RunRecord:
     def lr_changes(self) -> dict[int, float]:
         """The learning rate a person set, by the step after which it applied (from the status log)."""
         with self._lock:
-            changes: dict[int, float] = {}
-            lr = self.meta["config"]["lr"]
-            for event in self.events:
-                if event.get("type") == "status" and event["lr"] != lr:
-                    lr = changes[event["step"]] = event["lr"]
-            return changes
+            return self._lr_changes()
+
+    def _lr_changes(self) -> dict[int, float]:
+        changes: dict[int, float] = {}
+        lr = self.meta["config"]["lr"]
+        for event in self.events:
+            if event.get("type") == "status" and event["lr"] != lr:
+                lr = changes[event["step"]] = event["lr"]
+        return changes
+
+    def _lr_set(self, step: int, lr: float) -> list[dict[str, Any]]:
+        """Every learning rate set by hand, with `lr` at `step` if it is a change (producer thread)."""
+        with self._lock:
+            if self._lr_log is None:
+                self._lr_log = self._lr_changes()
+            last = list(self._lr_log.values())[-1] if self._lr_log else self.meta["config"]["lr"]
+            if lr != last:
+                self._lr_log[step] = lr
+            return [{"step": k, "lr": v} for k, v in self._lr_log.items()]
 
     def truncate(self, seq: int, step: int, epoch: int) -> None:
         """Forget what came after a checkpoint (before resuming from it), in memory and on disk."""
@@ -363,6 +379,7 @@ class RunRecord:
             self._states = OrderedDict((k, v) for k, v in self._states.items() if k <= seq)
             self.analyses = {k: v for k, v in self.analyses.items() if k <= seq}
             self._first = self._latest = None
+            self._lr_log = None
             self.state.update(step=step, epoch=epoch)
             self._pending_state = dict(self.state)
         self._store.truncate(self.id, seq, step, epoch)

@@ -69,7 +69,8 @@ class LocalRun:
     def meta(self) -> dict[str, Any]:
         """What the run log keeps of the run besides its history: config, geometry, classes."""
         e = self.engine
-        return {"config": e.config.model_dump(), "steps_per_epoch": e.steps_per_epoch, "total_steps": e.total_steps,
+        return {"config": e.config.model_dump(), "steps_per_epoch": e.loop.steps_per_epoch,
+                "total_steps": e.loop.total_steps,
                 "classes": list(e.info.classes),
                 "layers": [{"name": x.name, "in_channels": x.in_channels, "out_channels": x.out_channels,
                             "kernel": list(x.kernel), "fmap": list(x.fmap), "pool": x.pool} for x in e.layers]}

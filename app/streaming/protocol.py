@@ -92,7 +92,8 @@ class Epoch(TextMessage):
 
 @dataclass(frozen=True)
 class StatusChange(TextMessage):
-    """The run changed state or learning rate."""
+    """The run changed state or learning rate; `lr_changes`: every learning rate set by hand so far, as the
+    run's answer lists them ({step, lr}: set after that step), so a client never works them out itself."""
 
     type: ClassVar[str] = "status"
     status: str
@@ -101,6 +102,7 @@ class StatusChange(TextMessage):
     step: int
     lr: float
     samples_seen: int = 0
+    lr_changes: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

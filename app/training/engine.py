@@ -18,22 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from app.training.analysis import Analyst
 from app.training.checkpoints import Cadence, CheckpointEvent
 from app.training.clock import Clock
 from app.training.config import TrainConfig
 from app.training.diagnose import diverged
-from app.training.events import (
-    EpochSummary,
-    ErrorEvent,
-    StateError,
-    Status,
-    StatusEvent,
-    StepsEvent,
-    WarningEvent,
-)
+from app.training.events import EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent, WarningEvent
 from app.training.loop import Diverged, TrainLoop
 from app.training.plan import LayerInfo, check, layer_infos
 from app.training.probes import make_probe, test_probe
@@ -99,10 +90,6 @@ class Engine:
     # ---- what the loop knows, for readers (the tests' and the handle's view of a live run) -------------------
 
     @property
-    def model(self) -> nn.Module:
-        return self.loop.model
-
-    @property
     def step_count(self) -> int:
         return self.loop.step_count
 
@@ -119,14 +106,6 @@ class Engine:
         """The base learning rate a person set (the schedule scales it), from the next batch on."""
         pending = self._pending_lr
         return pending if pending is not None else self.loop.lr
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.loop.steps_per_epoch
-
-    @property
-    def total_steps(self) -> int:
-        return self.loop.total_steps
 
     @property
     def instrument_seconds(self) -> float:
@@ -156,8 +135,7 @@ class Engine:
                 raise StateError("This run has already been started.")
             self._thread = threading.Thread(target=self._run, name=f"train-{id(self):x}", daemon=True)
             if self._continued:  # its record says `interrupted` until told otherwise
-                self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, self.lr,
-                                       self.elapsed, self.instrument_seconds, self.samples_seen))
+                self._emit_status()
         self._thread.start()
 
     def pause(self, wait: float = 10.0) -> None:
@@ -217,19 +195,14 @@ class Engine:
         """Change the learning rate from the next batch on."""
         if not (lr > 0 and np.isfinite(lr)):
             raise ValueError("The learning rate must be a positive number.")
-        with self._cond:
-            self._refuse_if_ended("its learning rate can't change")
+        def command() -> None:
+            self.loop.lr, self._pending_lr = lr, None
+            with self._cond:  # listeners learn the new rate, and the step it applies after
+                self._emit_status()
 
+        with self._cond:  # (reentrant) the command runs only once the training thread takes the lock
+            self._later("its learning rate can't change", command)
             self._pending_lr = lr
-
-            def command() -> None:
-                self.loop.lr, self._pending_lr = lr, None
-                with self._cond:  # listeners learn the new rate, and the step it applies after
-                    self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, lr,
-                                           self.elapsed, self.instrument_seconds, self.samples_seen))
-
-            self._commands.append(command)
-            self._cond.notify_all()
 
     def set_probe_index(self, index: int) -> None:
         """Show test image `index` from the next snapshot on (a fresh snapshot is taken even when paused)."""
@@ -237,14 +210,15 @@ class Engine:
         if not 0 <= index < count:
             raise ValueError(f"Probe index {index} is out of range: the test set has {count} images "
                              f"(0-{count - 1}).")
-        self._set_probe_later(lambda: self._test_probe(index))
+        self._later("inspect an image instead", lambda: self._new_probe(self._test_probe(index)))
 
     def set_probe_pixels(self, pixels: np.ndarray) -> None:
         """Show an uploaded image, (C, H, W) uint8 already prepared for this data set, as the probe."""
         c, h, w = pixels.shape
         if (c, h, w) != (self.info.channels, self.info.size, self.info.size):
             raise ValueError(f"Probe pixels must be {(self.info.channels, self.info.size, self.info.size)}.")
-        self._set_probe_later(lambda: self._make_probe(pixels, None, None, "upload"))
+        self._later("inspect an image instead",
+                    lambda: self._new_probe(self._make_probe(pixels, None, None, "upload")))
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the training thread to end; True if it has."""
@@ -371,27 +345,22 @@ class Engine:
 
     def _halted(self) -> None:
         """The loop left on a stop request: `stopped`, or `interrupted` with a checkpoint to resume from."""
-        if self._interrupt:
-            self.recorder.flush_steps()
-            if self._cadence.step != self.step_count:  # at step 0 a resume starts afresh
-                self._checkpoint(anchor=False)
-            with self._cond:
-                self._set_status(Status.INTERRUPTED)
-        else:
-            self.recorder.flush_steps()
-            with self._cond:
-                self._set_status(Status.STOPPED)
-
-    def _set_probe_later(self, make: Callable[[], Probe]) -> None:
+        self.recorder.flush_steps()
+        if self._interrupt and self._cadence.step != self.step_count:  # at step 0 a resume starts afresh
+            self._checkpoint(anchor=False)
         with self._cond:
-            self._refuse_if_ended("inspect an image instead")
+            self._set_status(Status.INTERRUPTED if self._interrupt else Status.STOPPED)
 
-            def command() -> bool:
-                self.recorder.probe = make()
-                return True
-
+    def _later(self, refusal: str, command: Callable[[], bool | None]) -> None:
+        """Queue `command` for the training thread's next batch boundary (StateError `refusal` if ended)."""
+        with self._cond:
+            self._refuse_if_ended(refusal)
             self._commands.append(command)
             self._cond.notify_all()
+
+    def _new_probe(self, probe: Probe) -> bool:
+        self.recorder.probe = probe
+        return True  # show it now: a fresh snapshot, even while paused
 
     def _test_probe(self, index: int) -> Probe:
         return test_probe(self.config.dataset, index, self.device)
@@ -408,7 +377,11 @@ class Engine:
         self.status, self.message = status, message
         if status is not Status.RUNNING:
             self.clock.run(False)
-        self._emit(StatusEvent(status, message, self.epoch, self.step_count, self.lr, self.elapsed,
+        self._emit_status()
+
+    def _emit_status(self) -> None:
+        """Tell listeners where the run stands (its state, step and learning rate); the caller holds _cond."""
+        self._emit(StatusEvent(self.status, self.message, self.epoch, self.step_count, self.lr, self.elapsed,
                                self.instrument_seconds, self.samples_seen))
 
     def _fail(self, status: Status, message: str) -> None:

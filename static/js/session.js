@@ -55,7 +55,7 @@ export class Session {
       case 'hello': store.hello(msg.run); this.loadIndex(msg.run.id); break;
       case 'steps': store.addSteps(msg.steps, msg.losses, msg.ratios); break;
       case 'epoch': store.addEpoch(msg); break;
-      case 'status': store.noteLr(msg.step, msg.lr); store.patchRun(msg); break;
+      case 'status': store.patchRun(msg); break; // its lr_changes, as the server lists them
       case 'warning': store.addWarning(msg); break;
       case 'error': store.patchRun({ message: msg.message }); store.notice(msg.message); break;
       case 'analysis': store.addAnalysis(msg); break;

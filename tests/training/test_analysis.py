@@ -156,7 +156,7 @@ def test_an_engine_analyses_step_0_and_every_epoch_end_from_the_snapshot_weights
     assert engine.join(120)
     analyses = events.of(AnalysisEvent)
     snaps = {s.seq: s for s in events.of(Snapshot)}
-    assert [a.step for a in analyses] == [0, *(engine.steps_per_epoch * e for e in (1, 2, 3))]
+    assert [a.step for a in analyses] == [0, *(engine.loop.steps_per_epoch * e for e in (1, 2, 3))]
     assert all(snaps[a.seq].step == a.step and (a.step == 0 or snaps[a.seq].epoch_end) for a in analyses)
     info = get_dataset("mnist").info
     for a in (analyses[0], analyses[-1]):  # the same answer from the snapshot's weights alone

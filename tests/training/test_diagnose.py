@@ -110,5 +110,5 @@ def test_the_default_run_raises_no_warning_and_its_steps_carry_update_ratios() -
     assert rec.of(WarningEvent) == []
     assert engine.status.value == "finished"
     ratios = [r for e in rec.of(StepsEvent) for r in e.ratios["conv1"]]
-    assert len(ratios) == engine.total_steps and all(r > 0 for r in ratios)
+    assert len(ratios) == engine.loop.total_steps and all(r > 0 for r in ratios)
     assert 1e-4 < float(np.median(ratios)) < 1e-1

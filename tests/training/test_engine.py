@@ -36,7 +36,7 @@ def test_a_run_goes_from_running_to_finished_and_learns(finished: tuple[Engine, 
     engine, rec = finished
     assert engine.status is Status.FINISHED and engine.message is None
     assert statuses(rec) == [Status.RUNNING, Status.FINISHED]
-    assert engine.step_count == engine.steps_per_epoch == 125
+    assert engine.step_count == engine.loop.steps_per_epoch == 125
     history = rec.of(EpochSummary)
     assert [h.epoch for h in history] == [1]
     assert history[0].test_accuracy > 0.9
@@ -205,7 +205,7 @@ def test_a_nan_loss_ends_the_run_as_diverged_with_a_reason() -> None:
     rec = Recorder()
     engine = Engine(TrainConfig(**FAST, optimizer="sgd", lr=10.0), emit=rec)
     with torch.no_grad():  # what a too-large step does to a weight, without waiting for it
-        engine.model.conv1.weight[0, 0, 0, 0] = float("inf")
+        engine.loop.model.conv1.weight[0, 0, 0, 0] = float("inf")
     engine.start()
     assert engine.join(60)
     assert engine.status is Status.DIVERGED
@@ -221,7 +221,7 @@ def test_an_exception_in_training_fails_the_run_without_killing_the_process() ->
     def broken(*_: object) -> torch.Tensor:
         raise RuntimeError("out of kernels")
 
-    engine.model.forward = broken  # type: ignore[method-assign]
+    engine.loop.model.forward = broken  # type: ignore[method-assign]
     engine.start()
     assert engine.join(30)
     assert engine.status is Status.FAILED
