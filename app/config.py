@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every knob of the server; tests override `get_settings` through `app.dependency_overrides`."""
+    """Every knob of the server; a test builds its app with its own (`create_app(Settings(...))`)."""
 
     model_config = SettingsConfigDict(env_prefix="FILTERSCOPE_")
 
@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("filterscope")))
     # A default `tiny` run takes ~4 MB, `classic` ~20 MB: 2 GB holds hundreds. Past it the oldest ended runs go.
     max_disk: int = Field(2 * 1024**3, ge=1)
-    # Training seconds between checkpoints: the most a crash may lose. Each replaces the previous one; what a
-    # run keeps for good is one anchor (half way through) and its final model (engine.py: ANCHORS).
+    # Training seconds after which the next snapshot is followed by a checkpoint (checkpoints sit between stored
+    # moments): a crash loses at most this plus one snapshot interval. Each replaces the previous one; what a
+    # run keeps for good is one anchor (half way through) and its final model (training/checkpoints.py).
     checkpoint_seconds: float = Field(3.0, gt=0)
     # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
