@@ -1,6 +1,6 @@
 """Following the runs other processes append to the run log, so that the server lists and streams them.
 
-A thread looks at the store a few times a second. SQLite's `data_version` says, for the price of one
+A thread looks at the store ten times a second. SQLite's `data_version` says, for the price of one
 pragma, whether anyone has committed since the last look; only then does it ask which runs are new (a
 `filterscope train` or a person's script just began one) and read what each followed run gained
 (Store.tail), which its record publishes to the run's pages exactly as if this server had appended it. A
