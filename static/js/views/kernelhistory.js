@@ -11,7 +11,7 @@ import { fmt } from '../colormap.js';
 
 const HEIGHT = 150; // CSS px of each chart: a 5×5 kernel's 25 lines stay apart
 const NORMS = [['‖W‖', '#1d4ed8'], ['‖ΔW‖', '#ea580c'], ['cosine to step 0', '#059669']];
-const AXIS = 52; // CSS px of the y axes' labels, the same on both charts so that their steps line up
+const AXIS = 64; // CSS px of the y axes (room for '-1.23e-4'), the same on both charts so that their steps line up
 const FADED = 0.25; // opacity of the other entries' lines while one is picked
 const entryColor = (i) => `hsl(${(i * 137.5) % 360}, 55%, 45%)`; // golden-angle hues: neighbours differ
 const value = (u, v) => (v === null || v === undefined ? '–' : fmt(v));
