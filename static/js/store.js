@@ -2,6 +2,7 @@
 
 import { api, tokens } from './api.js';
 import { decodeFrame } from './codec.js';
+import * as statuses from './statuses.js';
 
 /** A tiny event emitter: on(type, fn) returns the function that unsubscribes. */
 export class Emitter {
@@ -23,10 +24,6 @@ export function atOrBefore(refs, step) {
   return refs.findLast((r) => r.step <= step) ?? refs[0] ?? null;
 }
 
-export const FINAL = new Set(['stopped', 'finished', 'diverged', 'failed']);
-export const LIVE = new Set(['queued', 'running', 'paused']);
-// Nothing trains it until its owner resumes it (the server stopped while it trained); its socket stays quiet.
-export const INTERRUPTED = 'interrupted';
 const HISTORY_MS = 2000; // a live run's filter history is fetched again at most this often
 
 /**
@@ -326,6 +323,7 @@ export class Store extends Emitter {
   get canControl() { return Boolean(this.runId && tokens.get(this.runId)); }
 
   get status() { return this.run?.status ?? null; }
-  get isLive() { return LIVE.has(this.status); }
-  get isFinal() { return FINAL.has(this.status) || this.status === INTERRUPTED; }
+  get isLive() { return statuses.isLive(this.status); }
+  /** True when nothing trains the run (final, or interrupted: its socket stays quiet until it is resumed). */
+  get isFinal() { return statuses.isEnded(this.status); }
 }

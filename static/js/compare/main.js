@@ -6,6 +6,7 @@
 
 import { api } from '../api.js';
 import { decodeFrame } from '../codec.js';
+import { isEnded } from '../statuses.js';
 import { NoticeView } from '../views/notice.js';
 import { CompareCharts } from './charts.js';
 import { CompareFilters } from './filters.js';
@@ -73,8 +74,8 @@ async function refresh() {
   store.setRuns(labels(runs, sweepField));
   for (const run of runs) {
     const before = known.get(run.id);
-    if (before && before.status === run.status && ['finished', 'stopped', 'diverged', 'failed', 'interrupted'].includes(run.status)
-        && store.steps[run.id]) continue; // an ended run read once is read
+    // An ended run read once is read.
+    if (before && before.status === run.status && isEnded(run.status) && store.steps[run.id]) continue;
     try {
       const [steps, index] = await Promise.all([api.steps(run.id), api.snapshots(run.id)]);
       store.setIndex(run.id, index);

@@ -1,6 +1,7 @@
 /** The compare page's one state object: the runs, their curves, their snapshots, and the moment shown. */
 
-import { atOrBefore, Emitter, FINAL } from '../store.js';
+import { isLive } from '../statuses.js';
+import { atOrBefore, Emitter } from '../store.js';
 
 export const COLORS = ['#2563eb', '#ea580c', '#059669', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#b91c1c'];
 
@@ -21,7 +22,7 @@ export class CompareStore extends Emitter {
 
   color(i) { return COLORS[i % COLORS.length]; }
 
-  get live() { return this.runs.some((r) => !FINAL.has(r.status) && r.status !== 'interrupted'); }
+  get live() { return this.runs.some((r) => isLive(r.status)); }
 
   setRuns(runs) {
     this.runs = runs;

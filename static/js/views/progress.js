@@ -1,11 +1,10 @@
 /** Where the run is: its state, epoch and run progress bars, elapsed time, the live connection. */
 
 import { fmt } from '../colormap.js';
+import { isFinal } from '../statuses.js';
 
-const STATUS_TEXT = {
-  queued: 'queued', running: 'training', paused: 'paused', interrupted: 'interrupted', stopped: 'stopped',
-  finished: 'finished', diverged: 'diverged', failed: 'failed',
-};
+// The badge's word where it is not the status's own name (statuses.js lists them all).
+const STATUS_TEXT = { running: 'training' };
 
 function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -53,7 +52,7 @@ export class ProgressView {
     const run = this.run;
     const status = run?.status ?? 'idle';
     // While the server cannot be reached, what the run is doing there is unknown: say so, not its last state.
-    const offline = run && this.offline && !['finished', 'stopped', 'diverged', 'failed'].includes(status);
+    const offline = run && this.offline && !isFinal(status);
     this.badge.dataset.status = offline ? 'offline' : status;
     this.badge.textContent = offline ? 'server unreachable' : run ? STATUS_TEXT[status] ?? status : 'no run';
     this.badge.title = offline ? `The page lost its connection to the server; the run was ${STATUS_TEXT[status] ?? status} when it did.` : '';

@@ -1,9 +1,9 @@
 /** Every stored run: open one, resume an interrupted one, stop or delete one this browser started. */
 
 import { api, tokens } from '../api.js';
+import { isLive } from '../statuses.js';
 
 const REFRESH_MS = 10000; // while a run trains: its progress, not worth a core's attention more often
-const LIVE = new Set(['queued', 'running', 'paused']);
 
 function ago(seconds) {
   const s = Math.max(0, Date.now() / 1000 - seconds);
@@ -50,7 +50,7 @@ export class RunsView {
     } catch {
       // the list comes back at the next refresh
     }
-    if (this.runs.some((r) => LIVE.has(r.status))) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
+    if (this.runs.some((r) => isLive(r.status))) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
   }
 
   render() {
@@ -99,7 +99,7 @@ export class RunsView {
       };
       if (r.id !== current) add('Open', 'run-open', 'open');
       if (mine && r.status === 'interrupted') add('Resume', 'run-resume', 'resume', 'Go on from its last checkpoint');
-      if (mine && LIVE.has(r.status)) {
+      if (mine && isLive(r.status)) {
         if (waiting) add('Cancel', 'run-stop', 'stop', 'Take it out of the queue: it never trains');
         else add('Stop', 'run-stop', 'stop');
       }
