@@ -1,4 +1,4 @@
-"""What the server offers: health, data sets (and their test images), model presets."""
+"""What the server offers: health, the registered data sets (and their test images) and models."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from PIL import Image
 
 from app import __version__
 from app.schemas import DatasetOut, Health, ModelOut
-from app.training.datasets import DATASET_NAMES, get_dataset, list_datasets
-from app.training.models import PRESETS, build_model, conv_layers
+from app.training.datasets import DatasetInfo, get_dataset, list_datasets
+from app.training.datasets.registry import names as dataset_names
+from app.training.models import PresetInfo, build_model, conv_layers
+from app.training.models import get as get_model
+from app.training.models import names as model_names
 
 router = APIRouter(tags=["meta"])
 
@@ -27,13 +30,12 @@ def healthz() -> Health:
 
 @router.get("/api/datasets")
 def datasets() -> list[DatasetOut]:
-    """The data sets a run can train on."""
-    return [dataset_out(name) for name in DATASET_NAMES]
+    """The data sets a run can train on: every registered one, in registration order."""
+    return [dataset_out(info) for info in list_datasets()]
 
 
-def dataset_out(name: str) -> DatasetOut:
+def dataset_out(info: DatasetInfo) -> DatasetOut:
     """One data set's description."""
-    info = next(i for i in list_datasets() if i.name == name)
     return DatasetOut(name=info.name, title=info.title, description=info.description, classes=list(info.classes),
                       channels=info.channels, size=info.size, kind=info.kind, licence=info.licence,
                       train_count=info.train_count, test_count=info.test_count)
@@ -41,23 +43,20 @@ def dataset_out(name: str) -> DatasetOut:
 
 @router.get("/api/models")
 def models() -> list[ModelOut]:
-    """The model presets."""
-    return list(_models())
+    """The models a run can train: every registered one, in registration order."""
+    return [_model_out(get_model(name)) for name in model_names()]
 
 
-@lru_cache(maxsize=1)
-def _models() -> tuple[ModelOut, ...]:
-    out = []
-    for preset in PRESETS.values():
-        # On the meta device: shapes only, no weights to initialise, so no torch work in this request thread
-        # (a thread that computes gets an OpenMP pool of its own, which slows training; see threads.py).
-        with torch.device("meta"):
-            model = build_model(preset.name, 1, 28, 10)
-        layers = [{"name": c.name, "in_channels": c.conv.in_channels, "out_channels": c.conv.out_channels,
-                   "kernel": tuple(c.conv.kernel_size), "pool": c.pool_info()} for c in conv_layers(model)]
-        out.append(ModelOut(name=preset.name, title=preset.title, description=preset.description,
-                            parameters=sum(p.numel() for p in model.parameters()), layers=layers))
-    return tuple(out)
+@lru_cache(maxsize=64)  # keyed by the preset itself: one registered again under its name is described afresh
+def _model_out(preset: PresetInfo) -> ModelOut:
+    # On the meta device: shapes only, no weights to initialise, so no torch work in this request thread
+    # (a thread that computes gets an OpenMP pool of its own, which slows training; see threads.py).
+    with torch.device("meta"):
+        model = build_model(preset.name, 1, 28, 10)
+    layers = [{"name": c.name, "in_channels": c.conv.in_channels, "out_channels": c.conv.out_channels,
+               "kernel": tuple(c.conv.kernel_size), "pool": c.pool_info()} for c in conv_layers(model)]
+    return ModelOut(name=preset.name, title=preset.title, description=preset.description,
+                    parameters=sum(p.numel() for p in model.parameters()), layers=layers)
 
 
 @router.get("/api/datasets/{name}/test/{index}.png", response_class=Response,
@@ -65,8 +64,7 @@ def _models() -> tuple[ModelOut, ...]:
                        404: {"description": "No such data set, or no such test image in it"}})
 async def test_image(name: str, index: int) -> Response:
     """One test image as PNG, for choosing a probe."""
-    if name not in DATASET_NAMES:
-        raise HTTPException(404, f"There is no data set {name!r}; known: {', '.join(DATASET_NAMES)}.")
+    _known_dataset(name)
     data = await run_in_threadpool(get_dataset, name)
     if not 0 <= index < len(data.x_test):
         raise HTTPException(404, f"Test image {index} does not exist: {name} has {len(data.x_test)} "
@@ -80,12 +78,18 @@ async def test_image(name: str, index: int) -> Response:
 async def test_pixels(name: str) -> Response:
     """Every test image at once, uint8 (N, C, H, W) in C order, shape in `X-Shape`: the page crops the top
     patches of every filter from it (one request for the whole run, instead of one per image)."""
-    if name not in DATASET_NAMES:
-        raise HTTPException(404, f"There is no data set {name!r}; known: {', '.join(DATASET_NAMES)}.")
+    _known_dataset(name)
     data = await run_in_threadpool(get_dataset, name)
     pixels = np.ascontiguousarray(data.x_test, dtype=np.uint8)
     return Response(pixels.tobytes(), media_type="application/octet-stream",
                     headers={"Cache-Control": "public, max-age=86400", "X-Shape": ",".join(map(str, pixels.shape))})
+
+
+def _known_dataset(name: str) -> None:
+    """404 naming the registered data sets unless `name` is one."""
+    known = dataset_names()
+    if name not in known:
+        raise HTTPException(404, f"There is no data set {name[:40]!r}; known: {', '.join(known)}.")
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -1,14 +1,68 @@
-"""The run configuration: every knob of a training run, with bounds a person can read."""
+"""The run configuration: every knob of a training run, with bounds a person can read.
+
+The one truth for a run's settings: the API validates against TrainConfig, and the page renders its run
+form from TrainConfig's JSON schema (labels from `title`, help from `description`, bounds, defaults and
+choices), so the form, the API and the docs cannot disagree. Data sets and models are names looked up in
+their registries when a config is validated, so one registered at run time is a choice like the shipped ones.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-DatasetName = Literal["mnist", "fashion-mnist", "shapes", "shapes-color"]
-ModelName = Literal["tiny", "lenet5", "classic"]
+from app.training import datasets, models
+
+# Fixed by the code (loop.OPTIMIZERS, the schedule in loop.py, models.INIT_SCALES), hence Literals; the page's
+# name for each choice is said here, next to them (data sets and models carry their own titles).
 OptimizerName = Literal["sgd", "momentum", "adam"]
+ScheduleName = Literal["constant", "cosine"]
+InitName = Literal["small", "default"]
+CHOICE_TITLES: dict[str, dict[str, str]] = {
+    "optimizer": {"sgd": "SGD", "momentum": "Momentum", "adam": "Adam"},
+    "lr_schedule": {"constant": "Constant", "cosine": "Cosine"},
+    "init": {"small": "Small", "default": "PyTorch default"},
+}
+
+
+def _alternatives(names: tuple[str, ...]) -> str:
+    """'a', 'b' or 'c': how pydantic lists a Literal's choices in its messages."""
+    quoted = [repr(n) for n in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else "".join(quoted) or "none"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A name checked against a registry when a config is validated; the JSON schema lists the names
+    registered when it is generated (as `enum`), so clients see the same choices the validation accepts."""
+
+    kind: str  # what the registry holds, for the message: "data set"
+    names: Callable[[], tuple[str, ...]]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["enum"] = list(self.names())
+        return json_schema
+
+    def check(self, name: str) -> str:
+        """`name` if it is registered; else a 422 whose sentence lists the registered ones."""
+        known = self.names()
+        if name not in known:
+            raise PydanticCustomError("unregistered", "Input should be a registered {kind}: {expected}",
+                                      {"kind": self.kind, "expected": _alternatives(known)})
+        return name
+
+
+DatasetName = Annotated[str, Registered("data set", datasets.names)]
+ModelName = Annotated[str, Registered("model", models.names)]
 
 
 class TrainConfig(BaseModel):
@@ -16,32 +70,45 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    dataset: DatasetName = "mnist"
-    model: ModelName = "tiny"
-    optimizer: OptimizerName = "adam"
+    dataset: DatasetName = Field("mnist", title="Data set", description="The images the network learns to "
+                                 "classify.")
+    model: ModelName = Field("tiny", title="Model", description="The network: its conv layers, their filters "
+                             "and the dense layers after them.")
+    optimizer: OptimizerName = Field("adam", title="Optimizer", description="How each step turns dL/dW into a "
+                                     "change of W: plain SGD, SGD with momentum, or Adam.")
     # Adam at 5e-3 with cosine decay, small init and weight decay 3e-4: `tiny` reaches 97% on mnist in 5 epochs
     # for every seed tried (97.05-97.65%, seeds 0-5) and its conv1 filters end far from their random start
     # (cosine to step 0 at most 0.26) and smooth (lag-1 autocorrelation at least 0.50). See bench/bench_learning.py.
-    lr: float = Field(5e-3, gt=0, le=10, description="Learning rate: how far W moves against dL/dW each step.")
-    # 32 gives 250 steps per epoch on 8,000 images: enough snapshots to watch filters form.
+    lr: float = Field(5e-3, gt=0, le=10, title="Learning rate", description="How far W moves against dL/dW "
+                      "each step, before the schedule scales it; it can be changed while the run trains.")
     # Cosine decay to zero over the run: the last epochs refine instead of bouncing around the minimum.
-    lr_schedule: Literal["constant", "cosine"] = Field("cosine", description="How the learning rate evolves.")
-    batch_size: int = Field(32, ge=1, le=1024)
-    epochs: int = Field(5, ge=1, le=100)
+    lr_schedule: ScheduleName = Field("cosine", title="LR schedule", description="How the learning rate "
+                                      "evolves: constant, or decaying smoothly to zero over the run (cosine).")
+    # 32 gives 250 steps per epoch on 8,000 images: enough snapshots to watch filters form.
+    batch_size: int = Field(32, ge=1, le=1024, title="Batch size", description="Training images averaged "
+                            "into each step's gradient.")
+    epochs: int = Field(5, ge=1, le=100, title="Epochs", description="Passes over the training images.")
     # A little L2 wears away the noise of the random start that no gradient maintains: structure 0.34 -> 0.50.
-    weight_decay: float = Field(3e-4, ge=0, le=1, description="L2 penalty pulling every weight towards zero.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier's last layer.")
-    augment: bool = Field(False, description="Random shifts of up to 2 px (and flips for shapes).")
+    weight_decay: float = Field(3e-4, ge=0, le=1, title="Weight decay", description="L2 penalty pulling "
+                                "every weight towards zero at each step.")
+    dropout: float = Field(0.0, ge=0, lt=1, title="Dropout", description="Fraction of units dropped at random "
+                           "before the classifier's last layer, while training.")
+    init: InitName = Field("small", title="Initial weights", description="How big the random conv kernels are "
+                           "before training: one tenth of PyTorch's default scale, or the default itself.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, title="Seed", description="Same seed and settings, same numbers: "
+                      "initial weights, the order of the images, dropout and augmentation.")
+    # A snapshot costs the training thread about 1-2 ms (probe forward, copies, encoding). Every 20 batches
+    # is ~12 snapshots/s for `tiny` on 2 cores: live to the eye, and ~2.5% of training time (every 10: ~5%).
+    snapshot_every: int = Field(20, ge=1, le=10_000, title="Snapshot every", description="Batches between "
+                                "snapshots of the filters; one is also taken at every epoch's end.")
     # A few hundred images are memorised within a minute: train accuracy reaches 100 % while test accuracy
     # stalls, the gap that dropout, weight decay and augmentation narrow. None: the whole training set.
     train_subset: int | None = Field(
-        None, ge=10, le=1_000_000,
+        None, ge=10, le=1_000_000, title="Train subset",
         description="Train on only this many training images (the same ones, balanced over the classes, for "
-                    "every seed), to watch the network overfit; empty for the whole training set.")
-    init: Literal["default", "small"] = Field(
-        "small", description="Initial conv weights: PyTorch's default random scale, or one tenth of it.")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    # A snapshot costs the training thread about 1-2 ms (probe forward, copies, encoding). Every 20 batches
-    # is ~12 snapshots/s for `tiny` on 2 cores: live to the eye, and ~2.5% of training time (every 10: ~5%).
-    snapshot_every: int = Field(20, ge=1, le=10_000, description="Batches between snapshots.")
-    probe_index: int = Field(0, ge=0, description="Index of the test image whose feature maps are shown.")
+                    "every seed) to watch the network overfit; empty for the whole training set.")
+    augment: bool = Field(False, title="Augment (random shifts)", description="Shift each training image, "
+                          "every time it is drawn, by a random 0 to 2 pixels in each direction (edge pixels "
+                          "repeated to fill in); shifts only, no flips.")
+    probe_index: int = Field(0, ge=0, title="Probe image", description="Index of the test image whose feature maps "
+                             "are shown.")

@@ -1,4 +1,4 @@
-"""The model presets, and generic discovery of their conv layers.
+"""The model registry with its shipped presets, and generic discovery of their conv layers.
 
 A model is an `nn.Sequential`-like `ConvNet` of named blocks; the engine and the page never special-case a
 preset: they find every `nn.Conv2d` and the activation that follows it.
@@ -142,25 +142,46 @@ def _classic(channels: int, size: int, classes: int, dropout: float) -> nn.Seque
     return _classifier(features, [64], channels, size, classes, dropout)
 
 
-PRESETS: dict[str, PresetInfo] = {
-    p.name: p
-    for p in (
-        PresetInfo("tiny", "Tiny", "conv 8@5x5, pool, conv 32@5x5, pool, dense 64: trains in seconds", _tiny),
-        PresetInfo("lenet5", "LeNet-5", "conv 6@5x5, pool, conv 16@5x5, pool, dense 120, 84: LeCun 1998",
-                   _lenet5),
-        PresetInfo("classic", "Classic", "conv 32@3x3, pool, conv 64@3x3, pool, conv 64@3x3, dense 64: "
-                   "the textbook Keras example", _classic),
-    )
-}
+PRESETS: dict[str, PresetInfo] = {}  # the model registry, in registration order (the order the page lists)
+
+
+def register(preset: PresetInfo) -> PresetInfo:
+    """Make `preset` a model a run can name: a person's own model is registered like the shipped ones."""
+    if preset.name in PRESETS:
+        raise ValueError(f"model {preset.name!r} is registered twice")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def unregister(name: str) -> None:
+    """Forget model `name` (a model that is gone, and tests); KeyError if unknown."""
+    get(name)
+    del PRESETS[name]
+
+
+def names() -> tuple[str, ...]:
+    """The registered model names, in registration order."""
+    return tuple(PRESETS)
+
+
+def get(name: str) -> PresetInfo:
+    """The registered model `name`; KeyError, naming the registered ones, if unknown."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+register(PresetInfo("tiny", "Tiny", "conv 8@5x5, pool, conv 32@5x5, pool, dense 64: trains in seconds", _tiny))
+register(PresetInfo("lenet5", "LeNet-5", "conv 6@5x5, pool, conv 16@5x5, pool, dense 120, 84: LeCun 1998",
+                    _lenet5))
+register(PresetInfo("classic", "Classic", "conv 32@3x3, pool, conv 64@3x3, pool, conv 64@3x3, dense 64: the "
+                    "textbook Keras example", _classic))
 
 
 def build_model(name: str, channels: int, size: int, classes: int, dropout: float = 0.0) -> nn.Sequential:
-    """Build preset `name` for (channels, size, size) inputs and `classes` outputs."""
-    try:
-        preset = PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(PRESETS)}") from None
-    return preset.build(channels, size, classes, dropout)
+    """Build registered model `name` for (channels, size, size) inputs and `classes` outputs."""
+    return get(name).build(channels, size, classes, dropout)
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:

@@ -36,6 +36,14 @@ def register(info: DatasetInfo) -> Callable[[Loader], Loader]:
     return decorate
 
 
+def unregister(name: str) -> None:
+    """Forget data set `name` and its loaded copy (a person's folder that is gone, and tests); KeyError if unknown."""
+    get_info(name)
+    with _lock:
+        del _infos[name], _loaders[name]
+        _cache.pop(name, None)
+
+
 def names() -> tuple[str, ...]:
     """The registered names, in registration order."""
     return tuple(_infos)

@@ -3,7 +3,12 @@
 
 import { api } from '../api.js';
 
-const NUMBER_FIELDS = ['lr', 'batch_size', 'epochs', 'weight_decay', 'dropout', 'seed', 'snapshot_every', 'train_subset'];
+/** A config field's kind in the run config's JSON schema: 'number', 'boolean' or 'choice' (a nullable field is
+ * anyOf [its type, null]). */
+function kindOf(prop) {
+  const type = (prop.anyOf ?? [prop]).map((p) => p.type).find((t) => t && t !== 'null');
+  return type === 'integer' || type === 'number' ? 'number' : type === 'boolean' ? 'boolean' : 'choice';
+}
 // Settings a teacher reaches for in one click: the form is filled, Start trains it.
 export const PRESETS = {
   // 500 images memorised in about half a minute: train accuracy reaches 100 % while test accuracy stays
@@ -59,20 +64,18 @@ export class ControlsView {
     this.shownKey = null;
   }
 
-  /** The form as a run config: numbers as numbers (an empty box becomes null and the server says why). */
+  /** The form as a run config, field by field as the config's schema has them: numbers as numbers (an empty
+   * box becomes null and the server says why). A field the form does not show keeps its default. */
   config() {
     const el = this.form.elements;
-    const cfg = {
-      dataset: el.dataset.value,
-      model: el.model.value,
-      optimizer: el.optimizer.value,
-      augment: el.augment.checked,
-    };
-    if (el.lr_schedule) cfg.lr_schedule = el.lr_schedule.value;
-    if (el.init) cfg.init = el.init.value;
-    for (const name of NUMBER_FIELDS) {
-      const text = el[name].value.trim();
-      cfg[name] = text === '' ? null : Number(text);
+    const cfg = {};
+    for (const [name, prop] of Object.entries(this.store.boot.config_schema.properties)) {
+      const field = el.namedItem(name);
+      if (!field) continue;
+      const kind = kindOf(prop);
+      if (kind === 'boolean') cfg[name] = field.checked;
+      else if (kind === 'number') cfg[name] = field.value.trim() === '' ? null : Number(field.value.trim());
+      else cfg[name] = field.value;
     }
     return cfg;
   }
