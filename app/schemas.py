@@ -7,10 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.training.config import TrainConfig
+from app.training.events import Status
 
 RunConfig = TrainConfig  # the run config travels as is: one definition, in the training package
-
-StatusName = Literal["queued", "running", "paused", "interrupted", "stopped", "finished", "diverged", "failed"]
 
 
 class Health(BaseModel):
@@ -88,7 +87,7 @@ class RunOut(BaseModel):
     """A run: its config, where it is, and its history of epoch summaries."""
 
     id: str
-    status: StatusName
+    status: Status
     message: str | None = Field(description="why the run diverged, failed or was interrupted")
     config: RunConfig
     created_at: float
