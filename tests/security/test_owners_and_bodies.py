@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import socket
-import time
 from typing import Any
 
 import pytest
@@ -57,13 +56,16 @@ def test_the_server_token_guards_creating_runs(make_client: Any) -> None:
         c.post(f"/api/runs/{res.json()['id']}/stop")
 
 
-def test_a_5_mb_body_is_refused_at_once_without_echo(client: OwnerClient) -> None:
+def test_a_5_mb_body_is_refused_without_echo_and_a_declared_one_unread(client: OwnerClient) -> None:
     body = json.dumps({"dataset": "x" * 5_000_000}).encode()
-    started = time.perf_counter()
     res = client.post("/api/runs", content=body, headers={"Content-Type": "application/json"})
     assert res.status_code == 413
-    assert time.perf_counter() - started < 1.0
     assert len(res.content) < 1000 and "64 KB" in res.json()["detail"]
+    # Refused on its declared length: 10 bytes sent of 5 MB announced, and the answer comes without the rest
+    # (how fast, bench_refusals measures).
+    res = client.post("/api/runs", content=b'{"epochs":', headers={"Content-Type": "application/json",
+                                                                  "Content-Length": "5000000"})
+    assert res.status_code == 413 and "64 KB" in res.json()["detail"]
 
 
 def test_a_streamed_body_over_the_cap_is_cut_off(client: OwnerClient) -> None:
@@ -98,8 +100,8 @@ def test_nan_and_infinity_are_422_not_500(client: OwnerClient, text: str) -> Non
 
 def test_deeply_nested_json_is_a_sentence_not_a_crash(client: OwnerClient) -> None:
     res = client.post("/api/runs", content=b"[" * 60_000, headers={"Content-Type": "application/json"})
-    assert res.status_code in (400, 422)
-    assert "JSON" in json.dumps(res.json())
+    assert res.status_code == 400
+    assert "send a JSON object such as" in res.json()["detail"]  # what to send instead
 
 
 @pytest.mark.parametrize("length", [10, 110, 500, 5000])
