@@ -135,6 +135,7 @@ export class Store extends Emitter {
     Object.assign(this.run, rest);
     if ('elapsed' in rest) this.run.receivedAt = performance.now();
     this.emit('run', this);
+    if ('lr_changes' in rest) this.emit('steps', this); // marked on the loss chart
   }
 
   addSteps(steps, losses, ratios = {}) {
@@ -167,16 +168,6 @@ export class Store extends Emitter {
     if (this.warnings.some((w) => w.kind === kind)) return;
     this.warnings = [...this.warnings, { kind, step, message }];
     this.emit('warning', this);
-  }
-
-  /** The learning rate set by hand, by the step after which it applied (from status messages as they come). */
-  noteLr(step, lr) {
-    if (!this.run) return;
-    const changes = this.run.lr_changes ?? [];
-    const previous = changes.length ? changes[changes.length - 1].lr : this.run.config?.lr;
-    if (lr === undefined || lr === null || lr === previous) return;
-    this.run.lr_changes = [...changes.filter((c) => c.step !== step), { step, lr }];
-    this.emit('steps', this);
   }
 
   /** Merge snapshot references (from GET .../snapshots, or a frame that arrived) into the index. */
