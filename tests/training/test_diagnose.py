@@ -105,6 +105,7 @@ def test_sgd_far_too_fast_or_too_slow_is_told_so_by_name(lr: float, kinds: set[s
     assert len({w.kind for w in warnings}) == len(warnings)  # each kind once
 
 
+@pytest.mark.slow
 def test_the_default_run_raises_no_warning_and_its_steps_carry_update_ratios() -> None:
     engine, rec = run()
     assert rec.of(WarningEvent) == []

@@ -5,6 +5,8 @@ Slow (a full default run, several seconds) on purpose: this is what a newcomer s
 
 from __future__ import annotations
 
+import pytest
+
 from app.training.config import TrainConfig
 from app.training.engine import Engine, EpochSummary, Status
 from app.training.measures import layer_measures
@@ -12,6 +14,7 @@ from app.training.snapshots import Snapshot
 from tests.conftest import Recorder
 
 
+@pytest.mark.slow
 def test_the_default_run_turns_noise_into_smooth_filters_and_reaches_97_percent() -> None:
     # The defaults were tuned on seeds 0-5; a fixed thread count makes the run the same every time.
     rec = Recorder()
