@@ -7,6 +7,7 @@ import { RunSocket } from './socket.js';
 
 const PREFETCH = { playing: 12, seeking: 3 }; // frames fetched ahead of the moment shown
 const PARALLEL = 4; // requests in flight at once
+const INDEX_MS = 1000; // a live run's snapshot list, asked for again past a gap in the stream, at most this often
 
 export class Session {
   constructor(store) {
@@ -17,6 +18,7 @@ export class Session {
     this.wantStep = null; // a moment asked for by the URL, sought once the snapshot list is known
     this.topsLoading = new Set(); // `${run}:${seq}:${layer}` of the analyses being fetched
     this.pixelsLoading = null; // the data set whose test images are being fetched
+    this.indexTimer = null; // a snapshot list asked for soon (refreshIndex)
   }
 
   /** Watch run `id`: open its socket; the hello resets the views and replays the history. `step`: open the
@@ -32,12 +34,30 @@ export class Session {
     this.wantStep = step;
     this.socket = new RunSocket(id, {
       onMessage: (msg) => this.onMessage(msg),
-      onSnapshot: (frame) => store.setSnapshot(frame),
+      onSnapshot: (frame) => this.onSnapshot(id, frame),
       onState: (state, detail) => this.onState(id, state, detail),
       isFinal: () => store.isFinal,
     });
     this.socket.connect();
     this.setUrl(id);
+  }
+
+  /** A live frame. A slow page is sent the newest, not every one (the hub drops what it cannot send in
+   * time): past a gap, the list is asked for again, so the timeline still holds every stored moment. */
+  onSnapshot(id, frame) {
+    const { index } = this.store;
+    const gap = index.length > 0 && frame.seq > index[index.length - 1].seq + 1;
+    this.store.setSnapshot(frame);
+    if (gap) this.refreshIndex(id);
+  }
+
+  /** loadIndex at most once every INDEX_MS while frames stream in. */
+  refreshIndex(id) {
+    if (this.indexTimer) return;
+    this.indexTimer = setTimeout(() => {
+      this.indexTimer = null;
+      if (this.store.runId === id) this.loadIndex(id);
+    }, INDEX_MS);
   }
 
   onState(id, state, detail) {
@@ -55,7 +75,10 @@ export class Session {
       case 'hello': store.hello(msg.run); this.loadIndex(msg.run.id); break;
       case 'steps': store.addSteps(msg.steps, msg.losses, msg.ratios); break;
       case 'epoch': store.addEpoch(msg); break;
-      case 'status': store.patchRun(msg); break; // its lr_changes, as the server lists them
+      case 'status': // its lr_changes, as the server lists them; once it has ended, every moment it stored
+        store.patchRun(msg);
+        if (store.isFinal) this.refreshIndex(store.runId);
+        break;
       case 'warning': store.addWarning(msg); break;
       case 'error': store.patchRun({ message: msg.message }); store.notice(msg.message); break;
       case 'analysis': store.addAnalysis(msg); break;

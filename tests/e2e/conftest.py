@@ -48,7 +48,13 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[str]:
+def server_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory the session's server keeps its runs in (another process may train into it too)."""
+    return tmp_path_factory.mktemp("e2e-server-runs")
+
+
+@pytest.fixture(scope="session")
+def server(server_data_dir: Path) -> Iterator[str]:
     """The real server, started as `python -m app serve`, on a free port; its log is in test-artifacts/server.log.
 
     FILTERSCOPE_E2E_URL points the tests at a server that is already running instead.
@@ -58,7 +64,8 @@ def server() -> Iterator[str]:
         yield os.environ["FILTERSCOPE_E2E_URL"].rstrip("/")
         return
     port = _free_port()
-    env = {**os.environ, "FILTERSCOPE_MAX_ACTIVE_RUNS": "4"}  # tests overlap runs (two pages, a stop in flight)
+    env = {**os.environ, "FILTERSCOPE_MAX_ACTIVE_RUNS": "4",  # tests overlap runs (two pages, a stop in flight)
+           "FILTERSCOPE_DATA_DIR": str(server_data_dir)}
     with open(ARTIFACTS / "server.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],

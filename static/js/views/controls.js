@@ -47,6 +47,7 @@ export class ControlsView {
     this.form.elements.lr.addEventListener('change', () => this.changeLr());
     this.initHint = container.querySelector('[data-role=init-hint]');
     this.viewerNote = container.querySelector('[data-role=viewer]');
+    this.producerNote = container.querySelector('[data-role=producer]');
     this.form.elements.init.addEventListener('change', () => this.showInitHint());
     this.showInitHint();
     this.form.addEventListener('input', (e) => this.clearField(e.target.name));
@@ -120,7 +121,7 @@ export class ControlsView {
     const run = state.run;
     // Called at every tick of the stream: nothing to do unless what the form shows has changed.
     const key = [run?.id, run?.status, run?.lr, run?.queue_position, this.busy, state.connection, state.runId,
-      state.canControl, document.activeElement === this.form.elements.lr].join('|');
+      state.canControl, document.activeElement === this.form.elements.lr, run?.producer?.pid].join('|');
     if (key === this.shownKey) return;
     this.shownKey = key;
     if (run && run.id !== this.filledFor) {
@@ -137,8 +138,16 @@ export class ControlsView {
     // No control reaches a server the page cannot reach: everything waits for the connection to come back.
     const offline = attached && state.connection === 'reconnecting';
     // A shared link watches: only the browser that started the run holds its token and may control it.
-    const viewer = attached && !state.canControl;
-    this.viewerNote.hidden = !viewer;
+    // Trained by another process (`filterscope train`): the server follows it but cannot reach into it.
+    const producer = attached && !state.isFinal ? run?.producer : null;
+    if (producer) {
+      this.producerNote.textContent = `This run is trained by process ${producer.pid} (${producer.what ?? 'another '
+        + 'process'}), not by this server: you can watch it live and try your own images, but only that process `
+        + 'can pause or stop it (Ctrl+C there interrupts it; then it can be resumed here).';
+    }
+    this.producerNote.hidden = !producer;
+    const viewer = attached && (!state.canControl || Boolean(producer));
+    this.viewerNote.hidden = !viewer || Boolean(producer);
     for (const action of ['pause', 'step', 'stop']) this.buttons[action].hidden = viewer;
     for (const field of this.form.elements) {
       if (!field.name) continue;
