@@ -32,7 +32,8 @@ def patched(page: Any, testid: str) -> float:
 def test_detects_draws_patch_mosaics_that_change_from_step_0_and_opens_them_large(page: Any, ui: Any,
                                                                                    artifacts: Any) -> None:
     page.goto("/")
-    run_id = ui.start_run(page, dataset="mnist", epochs="5")
+    # 32 steps an epoch, so that epoch 1's analysis comes soon; 20 epochs, so that it is still training then
+    run_id = ui.start_run(page, dataset="mnist", epochs="20", train_subset="1000")
     page.wait_for_function("() => window.filterscope.store.analyses.length >= 2", timeout=60_000)
     page.get_by_test_id("pause").click()  # paused, its probe can still change (not once it has ended)
     expect(page.get_by_test_id("status")).to_have_text("paused", timeout=20_000)

@@ -29,6 +29,7 @@ def ink(page: Any, testid: str) -> float:
     return float(page.get_by_test_id(testid).evaluate(INK))
 
 
+@pytest.mark.slow  # a whole epoch of mnist: filters that have become detectors, to tell from their start
 def test_filters_grow_from_faint_noise_on_one_scale(page: Any, ui: Any) -> None:
     page.goto("/")
     ui.start_run(page, dataset="mnist", epochs="1")

@@ -26,6 +26,7 @@ ROW_SHARE = """([testid, row, rgb]) => {
 }"""
 
 
+@pytest.mark.slow  # the default shapes run whole: both epochs' train accuracy at 90 % or more
 def test_chance_train_accuracy_step_sizes_stages_and_the_probes_loss(page: Any, ui: Any) -> None:
     page.goto("/")
     ui.start_run(page)  # shapes: 8 classes

@@ -48,8 +48,9 @@ def test_a_killed_server_comes_back_and_the_page_resumes_the_run(browser: Any, t
     try:
         with server(port, tmp_path) as proc:
             page.goto("/")
-            run_id = ui.start_run(page, epochs="6", dataset="mnist")
-            page.wait_for_function("window.filterscope.store.steps.x.length > 300")
+            # 6 epochs of 50 steps: killed a third of the way in, resumed to the end
+            run_id = ui.start_run(page, epochs="6", dataset="mnist", train_subset="1600")
+            page.wait_for_function("window.filterscope.store.steps.x.length > 100")
             proc.send_signal(signal.SIGKILL)  # no goodbye: a crash, or a pulled plug of the process
             proc.wait(10)
             expect(page.get_by_test_id("connection")).not_to_have_text("live")

@@ -120,7 +120,7 @@ def test_play_advances_and_the_url_follows_the_timeline(page: Any, run: dict[str
 def test_the_runs_list_opens_and_deletes_runs(page: Any, ui: Any, console: Any) -> None:
     console.allow("status of 404")  # the clean-up asks after every run this browser started, the deleted one too
     page.goto("/")
-    first = ui.start_run(page, epochs="1")
+    first = ui.start_run(page, epochs="1", train_subset="500")
     expect(page.get_by_test_id("status")).to_have_text("finished", timeout=60_000)
     page.get_by_test_id("new-run").click()
     second = ui.start_run(page, epochs="1")
