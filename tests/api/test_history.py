@@ -16,7 +16,7 @@ from app.record.store import Store
 from app.streaming.codec import decode_frame
 from app.training import checkpoints
 from app.training.recorder import is_snapshot_step
-from tests.api.conftest import QUICK, OwnerClient, owner_client, start_run, wait_status
+from tests.api.conftest import QUICK, SMALL, OwnerClient, owner_client, start_run, wait_status
 from tests.conftest import wait_for
 
 
@@ -193,18 +193,18 @@ def test_deleting_a_run_removes_it_whole_and_tells_its_watchers(client: OwnerCli
 @pytest.mark.parametrize("watched", [True, False])
 def test_the_disk_budget_removes_the_oldest_ended_runs_whole_but_never_a_watched_one(watched: bool) -> None:
     with owner_client(max_disk=1) as client:  # every ended run is over budget
-        old = start_run(client)
+        old = start_run(client, **SMALL)
         with client.websocket_connect(f"/ws/runs/{old['id']}") as ws:
             ws.receive_json()
             wait_status(client, old["id"], "finished")
             time.sleep(0.3)
             assert client.get(f"/api/runs/{old['id']}").status_code == 200  # watched: kept
             if watched:
-                newer = start_run(client)  # unwatched: gone as soon as it ends
+                newer = start_run(client, **SMALL)  # unwatched: gone as soon as it ends
                 wait_for(lambda: client.get(f"/api/runs/{newer['id']}").status_code == 404)
                 assert client.get(f"/api/runs/{old['id']}").status_code == 200
                 return
-        newer = start_run(client)
+        newer = start_run(client, **SMALL)
         with client.websocket_connect(f"/ws/runs/{newer['id']}") as ws:
             ws.receive_json()
             wait_status(client, newer["id"], "finished")
