@@ -3,6 +3,11 @@ cancelled, and still wait after a restart."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from app.runs.local import LocalRun
 from tests.api.conftest import QUICK, owner_client, start_run, wait_status
 
 LONG = {**QUICK, "epochs": 20}
@@ -69,3 +74,24 @@ def test_a_run_that_says_queued_but_has_trained_comes_back_interrupted_not_from_
     with owner_client() as again:
         back = again.get(f"/api/runs/{run['id']}").json()
         assert back["status"] == "interrupted" and back["snapshots"] == done["snapshots"]
+
+
+def test_a_queued_run_that_cannot_start_fails_on_every_page_watching_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    with owner_client(max_active_runs=1) as client:
+        start_run(client, **LONG)
+        waiting = client.post("/api/runs", json=QUICK).json()
+
+    # After the restart the waiting run gets its training thread when the free slot is handed out: make that fail.
+    def broken(*_args: object, **_kwargs: object) -> None:
+        time.sleep(1.0)  # long enough for the page below to have joined: it hears of the failure live
+        raise RuntimeError("the data set's files are gone")
+
+    monkeypatch.setattr(LocalRun, "__init__", broken)
+    with owner_client(max_active_runs=1) as again, again.websocket_connect(f"/ws/runs/{waiting['id']}") as ws:
+        said = ws.receive_json()["run"]  # hello: the run as it stands now
+        while said["status"] == "queued":  # it failed after this page joined: a status message says so
+            said = ws.receive_json()
+        assert said["status"] == "failed" and "could not start: RuntimeError: the data set's files are gone" in \
+            said["message"]
+        run = again.get(f"/api/runs/{waiting['id']}").json()
+        assert run["status"] == "failed" and run["message"] == said["message"]
