@@ -200,6 +200,16 @@ class RunManager(Queue):
                 run.handle = self._local(run.record, run.config)
             return run.handle
 
+    def build(self, run: Run) -> RunHandle:
+        """Give a waiting run its handle, built outside the manager's lock (loading a data set and building a
+        model take a while; requests meanwhile are answered), unless it has one by then."""
+        self._lease(run)
+        handle = self._local(run.record, run.config)
+        with self._lock:
+            if run.handle is None:
+                run.handle = handle
+            return run.handle
+
     def fail_waiting(self, run: Run, message: str) -> None:
         """A waiting run that cannot be built ends as `failed`, with the reason, on every page watching it."""
         run.handle = None

@@ -59,12 +59,14 @@ class Queue:
     def __init__(self, max_active: int) -> None:
         self._max_active = max_active
         self._closing = False
+        self._starting: set[str] = set()  # runs taken from the queue whose handles are being built
 
     # Provided by RunManager.
     def runs(self) -> list[Run]: raise NotImplementedError
     def create(self, config: TrainConfig) -> tuple[Run, str]: raise NotImplementedError
     def delete(self, run: Run) -> None: raise NotImplementedError
     def handle_for(self, run: Run) -> RunHandle: raise NotImplementedError
+    def build(self, run: Run) -> RunHandle: raise NotImplementedError
     def fail_waiting(self, run: Run, message: str) -> None: raise NotImplementedError
 
     def free_slots(self) -> int:
@@ -96,22 +98,26 @@ class Queue:
                               f"or stop one, or wait for one to finish.")
 
     def schedule(self) -> None:
-        """Start the oldest waiting runs while training slots are free (not once the server is shutting down)."""
+        """Start the oldest waiting runs while training slots are free (not once the server is shutting down).
+
+        The runs are picked under the lock (a slot each) and built outside it, so that requests are answered
+        while a data set loads."""
         with self._lock:
             if self._closing:
                 return
-            free = self.free_slots()
-            for run in self.queued():
-                if free <= 0:
-                    break
-                try:
-                    self.handle_for(run).start()
-                except Exception as exc:  # one run that cannot be built must not hold up the queue behind it
-                    log.exception("queued run %s could not start", run.id)
-                    self.fail_waiting(run, f"This run could not start: {type(exc).__name__}: {exc}")
-                    continue
-                free -= 1
+            free = self.free_slots() - len(self._starting)
+            picked = [r for r in self.queued() if r.id not in self._starting][:max(0, free)]
+            self._starting.update(r.id for r in picked)
+        for run in picked:
+            try:
+                self.build(run).start()
                 log.info("run %s started from the queue", run.id)
+            except Exception as exc:  # one run that cannot be built must not hold up the queue behind it
+                log.exception("queued run %s could not start", run.id)
+                self.fail_waiting(run, f"This run could not start: {type(exc).__name__}: {exc}")
+            finally:
+                with self._lock:
+                    self._starting.discard(run.id)
 
     def create_sweep(self, configs: list[TrainConfig], field: str, values: list[Any],
                      base: TrainConfig) -> tuple[Sweep, list[tuple[Run, str]]]:

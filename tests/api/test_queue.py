@@ -3,9 +3,10 @@ cancelled, and still wait after a restart."""
 
 from __future__ import annotations
 
-import time
+import threading
 
 import pytest
+from starlette.websockets import WebSocketDisconnect
 
 from app.runs.local import LocalRun
 from tests.api.conftest import QUICK, owner_client, start_run, wait_status
@@ -82,16 +83,24 @@ def test_a_queued_run_that_cannot_start_fails_on_every_page_watching_it(monkeypa
         waiting = client.post("/api/runs", json=QUICK).json()
 
     # After the restart the waiting run gets its training thread when the free slot is handed out: make that fail.
+    joined = threading.Event()
+
     def broken(*_args: object, **_kwargs: object) -> None:
-        time.sleep(1.0)  # long enough for the page below to have joined: it hears of the failure live
+        joined.wait(20)  # the page below has joined: it must hear of the failure live
         raise RuntimeError("the data set's files are gone")
 
     monkeypatch.setattr(LocalRun, "__init__", broken)
     with owner_client(max_active_runs=1) as again, again.websocket_connect(f"/ws/runs/{waiting['id']}") as ws:
-        said = ws.receive_json()["run"]  # hello: the run as it stands now
-        while said["status"] == "queued":  # it failed after this page joined: a status message says so
-            said = ws.receive_json()
-        assert said["status"] == "failed" and "could not start: RuntimeError: the data set's files are gone" in \
-            said["message"]
-        run = again.get(f"/api/runs/{waiting['id']}").json()
-        assert run["status"] == "failed" and run["message"] == said["message"]
+        assert ws.receive_json()["run"]["status"] == "queued"  # hello: the run as it stands now, still waiting
+        joined.set()
+        run = wait_status(again, waiting["id"], "failed")
+        assert "could not start: RuntimeError: the data set's files are gone" in run["message"]
+        # Deleting it closes the page's socket (4410), so what the page was sent before is all there is to read.
+        again.delete(f"/api/runs/{waiting['id']}", headers={"Authorization": f"Bearer {client.tokens[waiting['id']]}"})
+        statuses = []
+        with pytest.raises(WebSocketDisconnect):
+            while True:
+                message = ws.receive_json()
+                if message["type"] == "status":
+                    statuses.append((message["status"], message["message"]))
+        assert statuses == [("failed", run["message"])]
