@@ -114,6 +114,8 @@ class RunOut(BaseModel):
     queue_position: int | None = Field(None, description="while `queued` behind the runs that hold every "
                                        "training slot: its place in line (1 = next to start)")
     lr_changes: list[LrChangeOut] = Field(default_factory=list, description="learning rates set by hand")
+    skipped_snapshots: int = Field(0, description="intermediate snapshots not kept because the store fell behind "
+                                   "(never step 0, an epoch end, a loss or a status)")
     kind: Literal["local", "process"] = Field("local", description="who trains it: `local`, a thread of this "
                                               "server; `process`, another process (`filterscope train`)")
     capabilities: dict[str, bool] = Field(default_factory=dict, description="what the server can do with it: "

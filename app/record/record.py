@@ -18,14 +18,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from app.record.store import Store, StoredRun, Tail
+from app.record.follows import Follows, Message, SnapshotRef
+from app.record.store import Store, StoredRun
 from app.streaming.codec import to_message
-from app.streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps, nulls, significant4
+from app.streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps
 from app.training.events import (
     AnalysisReady,
     CheckpointBlob,
@@ -38,22 +39,17 @@ from app.training.events import (
 
 log = logging.getLogger(__name__)
 
-Message = str | bytes
 Publish = Callable[[Message, bool, int], None]  # (message, droppable, number)
 
 
-@dataclass(frozen=True)
-class SnapshotRef:
-    seq: int
-    step: int
-    epoch: int
-    epoch_end: bool
-
-
-class RunRecord:
+class RunRecord(Follows):
     """One run's meta, state and history, appended to by its engine's events and persisted as they come."""
 
     RECENT_STATES = 8  # model states of the newest snapshots kept in memory: inspecting them needs no replay
+    # Snapshots the store may have queued before the next intermediate one is skipped: ~1.3 s of the default
+    # cadence (12 a second); each holds its arrays and a copy of the model (~0.1 MB for `tiny`, ~4 MB for
+    # `classic`), so the queue stays under ~70 MB whatever a config asks.
+    MAX_BEHIND = 16
 
     def __init__(self, stored: StoredRun, store: Store) -> None:
         self.id = stored.id
@@ -70,6 +66,7 @@ class RunRecord:
         self.events = list(stored.events)  # status, error and warning messages, as sent
         self._warned = {e["kind"] for e in self.events if e.get("type") == "warning"}
         self.size = stored.size
+        self.skipped = int(stored.state.get("skipped_snapshots", 0))  # snapshots the store fell behind on
         self.analyses = {seq: (step, seconds) for seq, step, seconds in stored.analyses}  # committed, by seq
         self._store = store
         self._event_n = stored.event_n  # the store's number of the latest event seen (follow)
@@ -95,6 +92,8 @@ class RunRecord:
 
     def on_event(self, event: RunEvent) -> None:
         """Encode, persist and (once committed) publish one event of the run's producer."""
+        if isinstance(event, FrameEvent) and self._skip(event):
+            return
         if isinstance(event, CheckpointBlob):
             self._store.add_checkpoint(self.id, event, self._grow)
             return
@@ -147,6 +146,21 @@ class RunRecord:
                 self._store.set_state(self.id, status_state)
             body = message.body()
             self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=status_state))
+
+    def _skip(self, event: FrameEvent) -> bool:
+        """Whether to drop this snapshot because the store is MAX_BEHIND snapshots behind: memory stays bounded
+        (each queued one holds its arrays and the model's state) and the run's step 0, epoch ends, steps and
+        statuses are always kept. A skipped moment is counted (`skipped_snapshots`); the next one's ΔW spans it."""
+        if event.epoch_end or event.step == 0 or self._store.behind() < self.MAX_BEHIND:
+            return False
+        with self._lock:
+            self.skipped += 1
+            skipped = self.skipped
+        if skipped == 1 or skipped % 100 == 0:
+            log.warning("run %s: the store is %d snapshots behind; %d skipped so far", self.id, self.MAX_BEHIND,
+                        skipped)
+        self._state_after(skipped_snapshots=skipped)
+        return True
 
     def _analysed(self, n: int, event: AnalysisReady) -> None:
         """Store an analysis (its JSON made on the writer thread); once committed, say so to the clients."""
@@ -220,55 +234,6 @@ class RunRecord:
             n = self._n
         body = json.loads(text)
         self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=state))
-
-    # ---- following another process's appends (follower thread) -------------------------------------------
-
-    def marks(self) -> tuple[int, int, int, int]:
-        """What this record has seen of the store: (latest seq, latest step, latest event n, latest analysis)."""
-        with self._lock:
-            return (self.snapshots[-1].seq if self.snapshots else -1, self.steps[-1] if self.steps else -1,
-                    self._event_n, max(self.analyses, default=-1))
-
-    def follow(self, tail: Tail) -> None:
-        """Take in what another process committed (Store.tail), publishing it as if appended here."""
-        names = list(self.ratios)
-        for first, losses, per_layer in tail.steps:
-            steps = list(range(first, first + len(losses)))
-            rows_np = per_layer.reshape(-1, len(losses)) if per_layer is not None else None
-            rows: list[list[float | None]] = [
-                nulls(significant4(rows_np[i])) if rows_np is not None and i < rows_np.shape[0]
-                else [None] * len(losses) for i in range(len(names))]
-            lost = nulls(losses.astype(np.float64))
-            text = Steps(steps, lost, dict(zip(names, rows, strict=True))).text()
-            self._grow(losses.nbytes + (per_layer.nbytes if per_layer is not None else 0))
-            self._committed(self._next(), text, steps=(steps, lost, rows))
-        for (seq, step, epoch, epoch_end), size, frame in tail.frames:
-            self._grow(size)
-            self._committed(self._next(), frame, snapshot=SnapshotRef(seq, step, epoch, epoch_end))
-        for body in tail.epochs[len(self.epochs):]:
-            self._committed(self._next(), Epoch(**body).text(), epoch=body)
-        for seq, step, seconds, size in tail.analyses:
-            self._grow(size)
-            with self._lock:
-                self.analyses[seq] = (step, seconds)
-                total = sum(s for _, s in self.analyses.values())
-            epoch = next((r.epoch for r in reversed(self.snapshots) if r.seq == seq), 0)
-            self._committed(self._next(), Analysed(seq, step, epoch, round(total, 3)).text())
-        for n, text in tail.events:
-            with self._lock:
-                self._event_n = n
-            self._committed(self._next(), text, event=json.loads(text), state=tail.state)
-        with self._lock:
-            self.state = dict(tail.state)
-            self._pending_state = dict(tail.state)
-            self._pending_epochs = list(self.epochs)
-            self.size += tail.checkpoint_bytes - self._checkpoint_bytes
-            self._checkpoint_bytes = tail.checkpoint_bytes
-
-    def _next(self) -> int:
-        with self._lock:
-            self._n += 1
-            return self._n
 
     # ---- reading (any thread) ------------------------------------------------------------------------------
 

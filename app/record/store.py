@@ -110,9 +110,16 @@ class Store:
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._pending_frames = 0  # snapshots queued, not yet encoded and written (see behind)
+        self._pending_lock = threading.Lock()
         self._writer = Writer(self._writer_conn)
         self.submit = self._writer.submit
         self.flush = self._writer.flush
+
+    def behind(self) -> int:
+        """Snapshots queued and not yet written: how far the writer has fallen behind the producers."""
+        with self._pending_lock:
+            return self._pending_frames
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close every connection."""
@@ -158,8 +165,12 @@ class Store:
         that encoding costs the training thread nothing). `then` gets the frame once it is committed."""
         seq, step, epoch, epoch_end = ref
         kept: list[bytes] = []
+        with self._pending_lock:
+            self._pending_frames += 1
 
         def write(c: sqlite3.Connection) -> None:  # encoded and compressed here, on the writer thread
+            with self._pending_lock:
+                self._pending_frames -= 1
             data = made(frame)
             kept.append(data)
             packed = zlib.compress(data, 1)

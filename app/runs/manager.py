@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
+from app.record.follows import Message
 from app.record.lease import FileLock, run_lease, server_lock
-from app.record.record import Message, RunRecord, new_stored_run
+from app.record.record import RunRecord, new_stored_run
 from app.record.store import Store, StoredRun, token_hash
 from app.runs.follow import Following
 from app.runs.handle import LOCAL, RunHandle
@@ -125,10 +126,15 @@ class RunManager(Queue):
         return publish
 
     def _status_changed(self, run_id: str, status: Status) -> None:
-        """A committed status: an ended run gives its lease back; a slot may have freed (writer thread)."""
+        """A committed status: an ended run gives its lease back and drops its handle (the engine, its model,
+        optimizer and normalised data: ~48 MB a `tiny` run; a resume builds a new one); a slot may have freed
+        (writer thread)."""
         if status.ended:
             with self._lock:
                 lease = self._leases.pop(run_id, None)
+                run = self._runs.get(run_id)
+                if run is not None and run.handle is not None and run.handle.status.ended:
+                    run.handle = None
             if lease is not None:
                 lease.release()
         if status.ended or status is Status.PAUSED:

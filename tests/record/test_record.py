@@ -155,3 +155,35 @@ def test_a_lease_is_one_holder_at_a_time_and_free_once_given_back(tmp_path: Path
     assert second.is_free() and second.acquire()
     second.release()
     assert FileLock(tmp_path / "never").is_free()
+
+
+def test_when_the_store_falls_behind_intermediate_snapshots_are_skipped_and_counted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "runs.db")
+    stored = new_stored_run("r1", "-", META, 0.01)
+    store.add_run(stored)
+    record = RunRecord(stored, store)
+    gate = threading.Event()
+
+    def slow(seq: int, step: int, epoch_end: bool = False) -> FrameEvent:
+        def encode() -> bytes:
+            gate.wait(20)  # the writer is stuck on this frame: everything after it waits in the queue
+            return f"frame {seq}".encode()
+        return FrameEvent(seq=seq, step=step, epoch=int(epoch_end), epoch_end=epoch_end, samples_seen=0,
+                          elapsed=0.0, instrument_seconds=0.0, frame=encode)
+
+    record.on_event(slow(0, 0))
+    for seq in range(1, RunRecord.MAX_BEHIND + 4):  # more than the store may have queued
+        record.on_event(slow(seq, seq * 5))
+    record.on_event(slow(99, 500, epoch_end=True))  # an epoch end is never skipped
+    record.on_event(StatusEvent(Status.FINISHED, None, 1, 500, 0.01))
+    gate.set()
+    assert store.flush()
+    kept = [ref.seq for ref in record.snapshot_list()]
+    intermediate = len(kept) - 2
+    assert kept[0] == 0 and kept[-1] == 99 and RunRecord.MAX_BEHIND - 1 <= intermediate <= RunRecord.MAX_BEHIND
+    skipped = RunRecord.MAX_BEHIND + 3 - intermediate  # every one not kept is counted
+    assert record.skipped == skipped >= 3 and record.state["skipped_snapshots"] == skipped
+    assert record.status == "finished"
+    store.close()
+    [again] = Store(tmp_path / "runs.db").load_runs()
+    assert again.state["skipped_snapshots"] == skipped and len(again.snapshots) == len(kept)
