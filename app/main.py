@@ -8,7 +8,8 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
@@ -17,6 +18,7 @@ from app.api.guard import Guard
 from app.config import Settings, get_settings
 from app.paths import STATIC
 from app.record.store import Store
+from app.record.writer import StorageFailed
 from app.runs import RunManager
 from app.streaming.hub import Hub
 from app.training.datasets import get_dataset
@@ -57,6 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Watch a convolutional network learn its filters. Wire protocol: docs/protocol.md.")
     app.state.settings = settings
     errors.install(app)
+
+    @app.exception_handler(StorageFailed)
+    async def storage_failed(_request: Request, exc: StorageFailed) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=507)  # Insufficient Storage: nothing was saved
+
     app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
                        body_timeout=settings.body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -15,6 +15,8 @@ RunConfig = TrainConfig  # the run config travels as is: one definition, in the 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
+    storage: str | None = Field(None, description="why the server cannot save anything now (disk full, data "
+                                "directory read-only or deleted); null while it can")
 
 
 class DatasetOut(BaseModel):

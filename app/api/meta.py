@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from app import __version__
+from app.api.deps import ManagerDep
 from app.schemas import DatasetOut, Health, ModelOut
 from app.training.datasets import DatasetInfo, get_dataset, list_datasets
 from app.training.datasets.registry import names as dataset_names
@@ -23,9 +24,9 @@ router = APIRouter(tags=["meta"])
 
 
 @router.get("/healthz")
-def healthz() -> Health:
-    """Liveness."""
-    return Health(version=__version__)
+def healthz(runs: ManagerDep) -> Health:
+    """Liveness, and whether the server can save what it is given (`storage`: why not)."""
+    return Health(version=__version__, storage=runs.store.writer.failure)
 
 
 @router.get("/api/datasets")

@@ -112,7 +112,8 @@ class Store:
         self._readers_lock = threading.Lock()
         self._pending_frames = 0  # snapshots queued, not yet encoded and written (see behind)
         self._pending_lock = threading.Lock()
-        self._writer = Writer(self._writer_conn)
+        self._writer = Writer(self._writer_conn, str(path.parent))
+        self.writer = self._writer
         self.submit = self._writer.submit
         self.flush = self._writer.flush
 
@@ -134,10 +135,10 @@ class Store:
 
     # The writes a run makes, each returning the bytes it adds (the run's size is kept in memory).
 
-    def add_run(self, run: StoredRun) -> None:
+    def add_run(self, run: StoredRun, then: Callable[[], None] | None = None) -> None:
         self.submit(lambda c: c.execute(
             "INSERT INTO runs (id, created_at, token_hash, meta, state, epochs) VALUES (?, ?, ?, ?, ?, ?)",
-            (run.id, run.created_at, run.token_hash, _dumps(run.meta), _dumps(run.state), _dumps(run.epochs))))
+            (run.id, run.created_at, run.token_hash, _dumps(run.meta), _dumps(run.state), _dumps(run.epochs))), then)
 
     def set_state(self, run_id: str, state: dict[str, Any], then: Callable[[], None] | None = None) -> None:
         text = _dumps(state)

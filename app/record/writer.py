@@ -13,6 +13,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -25,15 +26,46 @@ Write = Callable[[sqlite3.Connection], object]
 Then = Callable[[], None]
 
 
+class StorageFailed(Exception):
+    """The store cannot write: the disk is full, the directory is read-only or gone. The message says which,
+    in a sentence a person can act on (the API answers it with 507)."""
+
+
+def explain(exc: BaseException, where: str) -> str:
+    """A failed commit in one sentence: what is wrong with the data directory `where`, and what to do."""
+    text = str(exc).lower()
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return f"The disk holding {where} is full: nothing more is saved; free some space and restart the server."
+    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):
+        return f"The data directory {where} is read-only: nothing is saved; make it writable and restart the server."
+    return f"The data directory {where} cannot be written ({exc}): nothing more is saved; restart the server."
+
+
 class Writer:
     """A queue of writes and the thread that commits them on `conn`."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, where: str = "") -> None:
         self._conn = conn
+        self._where = where
+        # Why writes fail, in a sentence; None while they succeed. It stays until the server restarts: a full disk
+        # lets some small writes through, and a store that half-works would save some moments and lose others.
+        self.failure: str | None = None
+        self.on_failure: Callable[[str], None] | None = None  # called (writer thread) when writes start failing
         self._queue: queue.Queue[tuple[Write, Then | None] | None] = queue.Queue()
         self.closed = False
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
         self._thread.start()
+
+    def fail(self, sentence: str) -> None:
+        """Say that writing fails (from here or from a check outside, e.g. the directory deleted)."""
+        if self.failure is None:
+            self.failure = sentence
+            log.error("%s", sentence)  # one line, not a traceback per write
+            if self.on_failure is not None:
+                try:
+                    self.on_failure(sentence)
+                except Exception:
+                    log.exception("telling of a storage failure failed")
 
     def submit(self, write: Write, then: Then | None = None) -> None:
         """Run `write` in the next transaction; call `then` (on the writer thread) once committed."""
@@ -46,7 +78,11 @@ class Writer:
         """Wait until every write queued so far is committed; True if it was in time."""
         done = threading.Event()
         self.submit(lambda _c: None, done.set)
-        return done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.02):  # a write that fails never commits: say so instead of waiting it out
+            if self.failure is not None or time.monotonic() > deadline:
+                return False
+        return True
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
@@ -82,11 +118,19 @@ class Writer:
             for write, _ in batch:
                 write(conn)
             conn.execute("COMMIT")
+        except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:  # the disk, not the code
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            log.debug("store write failed; %d writes rolled back: %s", len(batch), exc)
+            self.fail(explain(exc, self._where))
+            return
         except Exception:
             log.exception("store write failed; %d writes rolled back", len(batch))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return
+
         for _, then in batch:
             if then is not None:
                 try:

@@ -60,6 +60,9 @@ class Following:
         try:
             while not self._stop.wait(self._seconds):
                 try:
+                    if not store.path.exists() and store.writer.failure is None:
+                        store.writer.fail(f"The data directory {store.path.parent} was deleted while the server "
+                                          "ran: nothing more can be saved; restart the server to start a new one.")
                     now = store.data_version(conn)
                     if now != version:
                         version = now

@@ -23,12 +23,14 @@ from app.record.follows import Message
 from app.record.lease import FileLock, run_lease, server_lock
 from app.record.record import RunRecord, new_stored_run
 from app.record.store import Store, StoredRun, token_hash
+from app.record.writer import StorageFailed
 from app.runs.follow import Following
 from app.runs.handle import LOCAL, RunHandle
 from app.runs.local import LocalRun
 from app.runs.queue import MAX_QUEUED, Queue, Sweep, TooManyRuns, Waiting
 from app.runs.run import Run
 from app.streaming.hub import Hub
+from app.streaming.protocol import StatusChange
 from app.training import checkpoints
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
@@ -69,6 +71,7 @@ class RunManager(Queue):
         self._runs: dict[str, Run] = {}
         self._leases: dict[str, FileLock] = {}  # of the runs this server writes
         self._lock = threading.RLock()
+        store.writer.on_failure = self._storage_failed
         super().__init__(max_active)
         self.sweeps = {sid: Sweep(sid, at, body["field"], body["values"], body["base"], body["runs"])
                        for sid, at, body in store.load_sweeps()}
@@ -183,7 +186,7 @@ class RunManager(Queue):
             handle = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds)
             meta = {**handle.meta(), "kind": "local", "capabilities": LOCAL.as_dict()}
             stored = new_stored_run(run_id, token_hash(token), meta, config.lr)
-            self.store.add_run(stored)
+            self._add(stored)
             record = RunRecord(stored, self.store)
             handle.listen(record.on_event)
             run = self._wrap(record, handle)
@@ -195,6 +198,36 @@ class RunManager(Queue):
         log.info("run %s %s: %s", run_id, "started" if start else f"queued ({self.position(run_id)})",
                  config.model_dump_json())
         return run, token
+
+    def _add(self, stored: StoredRun) -> None:
+        """Store a new run and wait for the commit: what the API acknowledges (201) is on disk."""
+        if self.store.writer.failure is not None:
+            raise StorageFailed(self.store.writer.failure)
+        committed = threading.Event()
+        self.store.add_run(stored, committed.set)
+        if not (self.store.flush() and committed.is_set()):
+            raise StorageFailed(self.store.writer.failure or "The run could not be saved in time; try again.")
+
+    def _storage_failed(self, sentence: str) -> None:
+        """Writes fail: every run this server trains stops where it stands (its last commit is where it resumes
+        from) and every page watching is told, by a message that goes out although it cannot be stored."""
+        for run in self.runs():
+            handle = run.handle
+            if handle is None or handle.status.ended:
+                continue
+            try:
+                handle.interrupt()
+            except StateError:
+                pass
+            saved = run.record.snapshots[-1].step if run.record.snapshots else 0
+            message = f"{sentence} This run stopped: nothing after step {saved} was saved; resume it once fixed."
+            run.record.state = {**run.record.state, "status": Status.INTERRUPTED.value, "message": message}
+            text = StatusChange(Status.INTERRUPTED.value, message, run.record.state["epoch"], saved,
+                                run.record.state["lr"]).text()
+            try:
+                self._loop.call_soon_threadsafe(self.hub.publish, run.id, text, False, 0)
+            except RuntimeError:
+                pass
 
     def handle_for(self, run: Run) -> RunHandle:
         """The run's handle; a run that waited across a restart gets one now (built, not started)."""
@@ -235,6 +268,8 @@ class RunManager(Queue):
 
     def resume(self, run: Run) -> None:
         """Resume a paused run, or continue an interrupted one from its last checkpoint (blocking)."""
+        if self.store.writer.failure is not None:
+            raise StorageFailed(self.store.writer.failure)
         with self._lock:
             status = run.status
             if status is Status.PAUSED and run.handle is not None:
