@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ManagerDep, RunDep
+from app.api.deps import ManagerDep, RunDep, SeqPath
 from app.schemas import TopLayerOut
 
 router = APIRouter(prefix="/api/runs", tags=["history"])
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/runs", tags=["history"])
 
 @router.get("/{run_id}/snapshots/{seq}/top/{layer}",
             responses={404: {"description": "Unknown run or layer, or no analysis of this snapshot"}})
-async def top_patches(run: RunDep, runs: ManagerDep, layer: str, seq: int = Path(ge=0)) -> TopLayerOut:
+async def top_patches(run: RunDep, runs: ManagerDep, layer: str, seq: SeqPath) -> TopLayerOut:
     """For every filter of `layer` at snapshot `seq` (step 0 or an epoch end): the 9 test images it responds to
     most, with the receptive field of each maximum, and whether it is dead or a near-duplicate."""
     found = await run_in_threadpool(runs.store.analysis, run.id, seq)

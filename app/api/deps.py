@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 
 from app.config import Settings
 from app.runs import Run, RunManager
@@ -64,6 +64,14 @@ def may_create(settings: Annotated[Settings, Depends(settings)],
                             "(printed when it started): open the page with the link it printed, or send "
                             "Authorization: Bearer <server token>.")
 
+
+# Snapshot numbers and filter indices count from 0, and no run comes near 2**31 of either (a run's steps are
+# capped far below); SQLite's integers end at 2**63 - 1, and a larger number was a 500 (OverflowError). Past this
+# bound a number is a 422 that says the bound, and the OpenAPI schema shows it.
+INDEX_MAX = 2**31 - 1
+SeqPath = Annotated[int, Path(ge=0, le=INDEX_MAX, description="a snapshot's number (GET /api/runs/{run_id}/"
+                                                                 "snapshots lists them)")]
+FilterPath = Annotated[int, Path(ge=0, le=INDEX_MAX, description="a filter of the layer, counted from 0")]
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 ManagerDep = Annotated[RunManager, Depends(manager)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 
-from app.api.deps import ManagerDep, RunDep
+from app.api.deps import FilterPath, ManagerDep, RunDep, SeqPath
 from app.record.export import NothingToExport, filters_gif, weights_npz
 from app.record.trajectory import NoSuchFilter, trajectory
 from app.schemas import SnapshotRef
@@ -28,7 +28,7 @@ def snapshots(run: RunDep) -> list[SnapshotRef]:
 @router.get("/{run_id}/snapshots/{seq}", response_class=Response,
             responses={200: BINARY, 304: {"description": "Not modified (If-None-Match)"},
                        404: {"description": "Unknown run or snapshot"}})
-def snapshot_frame(run: RunDep, runs: ManagerDep, request: Request, seq: int = Path(ge=0)) -> Response:
+def snapshot_frame(run: RunDep, runs: ManagerDep, request: Request, seq: SeqPath) -> Response:
     """Snapshot `seq` as a binary frame, the same bytes as it was sent on the socket (docs/protocol.md)."""
     found = runs.store.frame(run.id, seq)
     if found is None:
@@ -43,7 +43,7 @@ def snapshot_frame(run: RunDep, runs: ManagerDep, request: Request, seq: int = P
 
 @router.get("/{run_id}/filters/{layer}/{index}", response_class=Response,
             responses={200: BINARY, 404: {"description": "Unknown run, layer or filter, or no snapshot yet"}})
-def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: int = Path(ge=0)) -> Response:
+def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: FilterPath) -> Response:
     """One filter's W, dW and ΔW at every snapshot, in one binary frame (docs/protocol.md)."""
     try:
         body = trajectory(runs.store.frames(run.id), layer, index, run.id)

@@ -231,3 +231,29 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(data_di
     assert [h["test_accuracy"] for h in resumed["history"]] == [h["test_accuracy"] for h in whole["history"]]
     a, b = final_model(data_dir, run["id"]), final_model(data_dir, whole["id"])
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("number", "words"), [(str(2**31), "less than or equal to 2147483647"),
+                                               (str(2**63), "less than or equal to 2147483647"),
+                                               (str(10**30), "less than or equal to 2147483647"),
+                                               ("9" * 5000, "integer, exceeded maximum size")])
+def test_a_number_past_any_snapshot_or_filter_is_a_422_naming_the_bound(
+        finished_run: tuple[OwnerClient, dict[str, Any]], number: str, words: str) -> None:
+    client, run = finished_run
+    for path, name in [(f"snapshots/{number}", "seq"), (f"snapshots/{number}/top/conv1", "seq"),
+                       (f"filters/conv1/{number}", "index")]:
+        res = client.get(f"/api/runs/{run['id']}/{path}")
+        assert res.status_code == 422, (path, res.text)
+        (error,) = res.json()["detail"]  # the shape every 422 has (app/api/errors.py), the input cut short
+        assert error["loc"] == ["path", name] and words in error["msg"] and len(res.content) < 1000
+    res = client.get(f"/api/runs/{run['id']}/snapshots/{2**31 - 1}")  # in bounds: simply not there
+    assert res.status_code == 404 and f"no snapshot {2**31 - 1}" in res.json()["detail"]
+
+
+def test_the_bounds_on_snapshot_and_filter_numbers_are_in_the_openapi_schema(client: OwnerClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, name in [("/api/runs/{run_id}/snapshots/{seq}", "seq"),
+                       ("/api/runs/{run_id}/snapshots/{seq}/top/{layer}", "seq"),
+                       ("/api/runs/{run_id}/filters/{layer}/{index}", "index")]:
+        (param,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        assert param["schema"]["minimum"] == 0 and param["schema"]["maximum"] == 2**31 - 1
