@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ManagerDep, RunDep, SeqPath
+from app.api.errors import shown
 from app.schemas import TopLayerOut
 
 router = APIRouter(prefix="/api/runs", tags=["history"])
@@ -23,7 +24,7 @@ async def top_patches(run: RunDep, runs: ManagerDep, layer: str, seq: SeqPath) -
                                  f"0 and at the end of every epoch (this run's snapshots with one: {have}).")
     layers = {entry["layer"]: entry for entry in found["layers"]}
     if layer not in layers:
-        raise HTTPException(404, f"There is no conv layer {layer!r} in this run; its layers are "
+        raise HTTPException(404, f"There is no conv layer {shown(layer)!r} in this run; its layers are "
                                  f"{', '.join(layers)}.")
     return TopLayerOut.model_validate({**layers[layer], "seq": found["seq"], "step": found["step"],
                                        "epoch": found["epoch"]})

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 
+from app.api.errors import shown
 from app.config import Settings
 from app.runs import Run, RunManager
 
@@ -27,7 +28,8 @@ def run(run_id: str, runs: Annotated[RunManager, Depends(manager)]) -> Run:
     """The run `run_id`, or 404."""
     found = runs.get(run_id)
     if found is None:
-        raise HTTPException(404, f"There is no run {run_id!r}; GET /api/runs lists the runs this server holds.")
+        raise HTTPException(404, f"There is no run {shown(run_id)!r}; GET /api/runs lists the runs this server "
+                                 "holds.")
     return found
 
 

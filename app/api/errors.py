@@ -21,6 +21,14 @@ from starlette.exceptions import HTTPException
 ACCEPTED = "send a JSON object such as {\"dataset\": \"mnist\", \"lr\": 0.003} (fields and bounds: /docs)"
 UNREADABLE = "There was an error parsing the body"  # FastAPI's words for a body it could not decode
 ECHO_CHARS = 200  # a 422 shows at most this much of the value it refused: never a 40 MB echo of the input
+# A sentence names a run id, layer or file it could not find by at most this much of it: enough to recognise a
+# typo, and a 60 KB id in a URL is never sent back whole.
+SHOWN_CHARS = 40
+
+
+def shown(text: str) -> str:
+    """`text` (a person's input) as a sentence may quote it: whole when short, else its start and "…"."""
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}…"
 
 
 def short_input(value: Any) -> Any:

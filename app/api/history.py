@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from app.api.deps import FilterPath, ManagerDep, RunDep, SeqPath
+from app.api.errors import shown
 from app.record.export import NothingToExport, filters_gif, weights_npz
 from app.record.trajectory import NoSuchFilter, trajectory
+from app.runs import Run
 from app.schemas import SnapshotRef
 
 router = APIRouter(prefix="/api/runs", tags=["history"])
@@ -16,6 +18,14 @@ router = APIRouter(prefix="/api/runs", tags=["history"])
 BINARY: dict[str, Any] = {"content": {"application/octet-stream": {}}}
 # A frame never changes once written (snapshot numbers are never reused, even across a resume).
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def conv_layer(run: Run, layer: str) -> str:
+    """`layer` if the run has a conv layer of that name, else 404 naming the ones it has."""
+    names = [entry["name"] for entry in run.record.meta.get("layers", [])]
+    if names and layer not in names:
+        raise HTTPException(404, f"This run has no conv layer {shown(layer)!r}; its layers are {', '.join(names)}.")
+    return layer
 
 
 @router.get("/{run_id}/snapshots", responses={404: {"description": "Unknown run"}})
@@ -46,7 +56,7 @@ def snapshot_frame(run: RunDep, runs: ManagerDep, request: Request, seq: SeqPath
 def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: FilterPath) -> Response:
     """One filter's W, dW and ΔW at every snapshot, in one binary frame (docs/protocol.md)."""
     try:
-        body = trajectory(runs.store.frames(run.id), layer, index, run.id)
+        body = trajectory(runs.store.frames(run.id), conv_layer(run, layer), index, run.id)
     except NoSuchFilter as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(body, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
@@ -57,7 +67,7 @@ def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: FilterPa
 def export_gif(run: RunDep, runs: ManagerDep, layer: str = "conv1") -> Response:
     """An animated GIF of one conv layer's filters over the run (one frame per snapshot, at most 300)."""
     try:
-        body = filters_gif(runs.store.frames(run.id), layer)
+        body = filters_gif(runs.store.frames(run.id), conv_layer(run, layer))
     except NothingToExport as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(body, media_type="image/gif",

@@ -133,3 +133,17 @@ def test_a_stalled_body_gets_408_not_a_hung_request() -> None:
             sock.settimeout(5)
             answer = sock.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 408") and "stalled" in answer
+
+
+def test_a_60_kb_run_id_or_layer_is_quoted_by_its_start_only(client: OwnerClient) -> None:
+    long_id = "r" + "x" * 60_000
+    for path in (f"/api/runs/{long_id}", f"/api/runs/{long_id}/snapshots/0", f"/api/runs/{long_id}/export/weights.npz"):
+        res = client.get(path)
+        assert res.status_code == 404 and len(res.content) < 500, path
+        assert f"no run '{long_id[:40]}…'" in res.json()["detail"]
+    run = wait_status(client, start_run(client)["id"], "finished")
+    layer = "L" * 60_000
+    for path in (f"filters/{layer}/0", f"snapshots/0/top/{layer}", f"export/filters.gif?layer={layer}"):
+        res = client.get(f"/api/runs/{run['id']}/{path}")
+        assert res.status_code == 404 and len(res.content) < 500, path[:20]
+        assert f"no conv layer '{layer[:40]}…'" in res.json()["detail"] and "conv1, conv2" in res.json()["detail"]
