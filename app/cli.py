@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Settings().data_dir  # not get_settings(): the environment is still being set below
     if args.command == "train":
         sys.exit(_train(args.config, data_dir))
+    if (data_dir.exists() and not os.access(data_dir, os.W_OK)) or \
+            (not data_dir.exists() and not os.access(next(p for p in data_dir.parents if p.exists()), os.W_OK)):
+        sys.exit(f"filterscope: the data directory {data_dir} is read-only: filterscope keeps its runs there. Make "
+                 "it writable, or choose another with --data-dir or FILTERSCOPE_DATA_DIR.")
     holder = FileLock(data_dir / "server.lock")
     if not holder.is_free():  # the app would refuse too, but with a traceback
         sys.exit(f"filterscope: the data directory {data_dir} is in use by process {holder.holder().get('pid', '?')} "

@@ -17,7 +17,8 @@ from app.api import analysis, compare, errors, history, inspect, meta, pages, ru
 from app.api.guard import Guard
 from app.config import Settings, get_settings
 from app.paths import STATIC
-from app.record.store import Store
+from app.record.lease import server_lock
+from app.record.store import Damaged, Store
 from app.record.writer import StorageFailed
 from app.runs import RunManager
 from app.streaming.hub import Hub
@@ -43,10 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
-        store = await asyncio.to_thread(Store, settings.data_dir / "runs.db")
+        # The data directory's lock first: only the one server of a directory may check (and repair) its store.
+        lock = server_lock(settings.data_dir, what="filterscope serve")
+        try:
+            store = await asyncio.to_thread(Store, settings.data_dir / "runs.db", check=True)
+        except BaseException:
+            lock.release()
+            raise
         manager = await asyncio.to_thread(
             RunManager, hub, asyncio.get_running_loop(), store, settings.max_active_runs, settings.max_disk,
-            settings.training_threads, settings.checkpoint_seconds)
+            settings.training_threads, settings.checkpoint_seconds, lock=lock)
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)
@@ -63,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StorageFailed)
     async def storage_failed(_request: Request, exc: StorageFailed) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=507)  # Insufficient Storage: nothing was saved
+
+    @app.exception_handler(Damaged)
+    async def damaged(_request: Request, exc: Damaged) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=410)  # Gone: that row is lost, the rest is there
 
     app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
                        body_timeout=settings.body_timeout)

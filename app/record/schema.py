@@ -8,8 +8,15 @@ of failing while another process commits.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import time
 from pathlib import Path
+
+from app.record.writer import StorageFailed
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,3 +96,46 @@ def migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(steps)")}
     if "ratios" not in columns:  # a store written before update ratios were kept
         conn.execute("ALTER TABLE steps ADD COLUMN ratios BLOB")
+
+
+def open_store(path: Path) -> sqlite3.Connection:
+    """The writer's connection to the store at `path`, checked first (SQLite's quick_check).
+
+    A damaged store (truncated, a bad header, damaged pages) is moved aside, with its WAL, to
+    `runs.db.damaged-<time>`, and an empty one takes its place: the server starts, and says in one line what it
+    found and where the old file is (`sqlite3 <file> .recover` may get runs back). A data directory that cannot
+    be written is StorageFailed, naming it.
+    """
+    where = path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageFailed(f"The data directory {where} cannot be made ({exc.strerror}); choose another with "
+                            "--data-dir or FILTERSCOPE_DATA_DIR.") from None
+    if not os.access(where, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StorageFailed(f"The data directory {where} is read-only: filterscope keeps its runs there. Make it "
+                            "writable, or choose another with --data-dir or FILTERSCOPE_DATA_DIR.")
+    if path.exists() and path.stat().st_size == 0 and any((where / "leases").glob("*")):
+        log.warning("%s is empty (0 bytes) although runs were kept in %s: it was emptied outside filterscope; "
+                    "the server starts with no runs", path, where)
+    try:
+        conn = connect(path)
+        found = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        found = str(exc)
+        conn = None
+    if found == "ok" and conn is not None:
+        migrate(conn)
+        return conn
+    if conn is not None:
+        conn.close()
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(aside.with_name(aside.name + suffix))
+    log.error("The run store %s is damaged (%s); it was moved to %s and the server starts with an empty store "
+              "(`sqlite3 %s .recover` may get runs back).", path, found.splitlines()[0][:200], aside, aside)
+    conn = connect(path)
+    migrate(conn)
+    return conn

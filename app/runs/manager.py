@@ -59,11 +59,12 @@ class RunManager(Queue):
 
     def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, store: Store, max_active: int,
                  max_disk: int, training_threads: int = 0, checkpoint_seconds: float = 3.0,
-                 follow_seconds: float = 0.1) -> None:
+                 follow_seconds: float = 0.1, lock: FileLock | None = None) -> None:
         self.hub = hub
         self.store = store
         self.data_dir = store.path.parent
-        self._lock_file = server_lock(self.data_dir, what="filterscope serve")  # Busy if another server has it
+        # The data directory's lock (Busy if another server has it), taken here unless the app took it already.
+        self._lock_file = lock or server_lock(self.data_dir, what="filterscope serve")
         self._loop = loop
         self._max_disk = max_disk
         self._threads = training_threads
@@ -159,8 +160,9 @@ class RunManager(Queue):
 
     def _local(self, record: RunRecord, config: TrainConfig, checkpoint: bytes | None = None) -> LocalRun:
         """The one place a run of this server gets its training thread's handle (built, not started)."""
-        handle = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds,
-                          checkpoint=checkpoint, first_seq=record.next_seq())
+        handle = LocalRun(config, threads=record.meta.get("threads", self._threads),  # the run's own count
+                          checkpoint_seconds=self._checkpoint_seconds, checkpoint=checkpoint,
+                          first_seq=record.next_seq())
         handle.listen(record.on_event)
         return handle
 
@@ -380,7 +382,8 @@ class RunManager(Queue):
         start = self.store.checkpoint(run.id, at_or_before_step=step, resumable=True)
         config = run.config
         return state_at(config, get_dataset(config.dataset).info, step,
-                        None if start is None else checkpoints.load(start.data)["loop"], run.record.lr_changes())
+                        None if start is None else checkpoints.load(start.data)["loop"], run.record.lr_changes(),
+                        threads=run.record.meta.get("threads"))  # the count it trained on: the same sums
 
     # ---- shutting down ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,193 @@
+"""Reading the run log (any thread): a pool of reader connections, and every query the server makes.
+
+WAL lets these read while a writer commits, in this process or another. A row that cannot be read (a
+damaged page of the file, a frame whose compression is broken) raises Damaged, which the API answers with
+a sentence (410), never a 500: the run's other rows are still there.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.record.rows import Checkpoint, StoredRun, Tail, reading
+from app.record.schema import connect
+from app.streaming.protocol import nulls, significant4
+
+
+class Damaged(Exception):
+    """A stored row cannot be read back; the message says which, in a sentence."""
+
+
+@contextmanager
+def damage(what: str) -> Iterator[None]:
+    """Turn a damaged file or row, met while reading `what`, into Damaged."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
+        raise Damaged(f"{what} is damaged on disk and cannot be read ({exc}); the run's other moments are "
+                      "unaffected.") from None
+
+
+class Reads:
+    """The reader pool and the queries (mixed into Store)."""
+
+    path: Path
+
+    def __init__(self) -> None:
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def close_readers(self) -> None:
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of the reader pool for the duration of the block."""
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = connect(self.path)
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+    def data_version(self, conn: sqlite3.Connection) -> int:
+        """SQLite's data_version on `conn`: it changes whenever another connection has committed."""
+        return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def run_ids(self) -> set[str]:
+        """The id of every stored run (whoever appends it)."""
+        with self.reader() as c:
+            return {row[0] for row in c.execute("SELECT id FROM runs")}
+
+    def load_runs(self, only: set[str] | None = None) -> list[StoredRun]:
+        """Every stored run (or those in `only`) with its history (not its frames), oldest first."""
+        with self.reader() as c, reading(c):
+            runs = {row[0]: StoredRun(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]),
+                                      json.loads(row[5]), size=row[6])
+                    for row in c.execute("SELECT id, created_at, token_hash, meta, state, epochs, "
+                                         "length(meta) + length(state) + length(epochs) FROM runs "
+                                         "ORDER BY created_at") if only is None or row[0] in only}
+            chunks: dict[str, list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
+            for run_id, first, blob, per_layer in c.execute(
+                    "SELECT run_id, first, losses, ratios FROM steps ORDER BY run_id, first"):
+                run = runs.get(run_id)
+                if run is None:
+                    continue
+                values = np.frombuffer(blob, "<f4")
+                rows = np.frombuffer(per_layer, "<f4").reshape(-1, len(values)) if per_layer is not None else None
+                chunks.setdefault(run_id, []).append((first, values, rows))
+                run.size += len(blob) + (len(per_layer) if per_layer is not None else 0)
+            for run_id, parts in chunks.items():  # each run's steps in one go: start-up reads them all
+                run = runs[run_id]
+                run.steps = [step for first, values, _ in parts for step in range(first, first + len(values))]
+                run.losses = nulls(np.concatenate([values for _, values, _ in parts]).astype(np.float64))
+                for i, name in enumerate(layer["name"] for layer in run.meta.get("layers", [])):
+                    row = np.concatenate([rows[i] if rows is not None and i < rows.shape[0]
+                                          else np.full(len(values), np.nan) for _, values, rows in parts])
+                    # They travel at 4 significant digits (codec._ratio): read back as they were sent.
+                    run.ratios[name] = nulls(significant4(row))
+            for run_id, seq, step, epoch, epoch_end, size in c.execute(
+                    "SELECT run_id, seq, step, epoch, epoch_end, size FROM snapshots ORDER BY run_id, seq"):
+                if run_id in runs:
+                    runs[run_id].snapshots.append((seq, step, epoch, bool(epoch_end)))
+                    runs[run_id].size += size
+            for run_id, size in c.execute("SELECT run_id, sum(size) FROM checkpoints GROUP BY run_id"):
+                if run_id in runs:
+                    runs[run_id].size += size
+            for run_id, n, body in c.execute("SELECT run_id, n, body FROM events ORDER BY n"):
+                if run_id in runs:
+                    runs[run_id].events.append(json.loads(body))
+                    runs[run_id].event_n = n
+            for run_id, seq, step, seconds, size in c.execute(
+                    "SELECT run_id, seq, step, seconds, size FROM analyses ORDER BY run_id, seq"):
+                if run_id in runs:
+                    runs[run_id].analyses.append((seq, step, seconds))
+                    runs[run_id].size += size
+        return list(runs.values())
+
+    def tail(self, run_id: str, seq: int, step: int, event_n: int, analysis_seq: int) -> Tail | None:
+        """What another process appended to a run after these marks (its latest snapshot, step, event and
+        analysis as already seen); None if the run is gone."""
+        with self.reader() as c, reading(c):
+            row = c.execute("SELECT state, epochs FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            steps = c.execute("SELECT first, losses, ratios FROM steps WHERE run_id = ? AND first > ? "
+                              "ORDER BY first", (run_id, step)).fetchall()
+            frames = c.execute("SELECT seq, step, epoch, epoch_end, size, frame FROM snapshots WHERE run_id = ? "
+                               "AND seq > ? ORDER BY seq", (run_id, seq)).fetchall()
+            events = c.execute("SELECT n, body FROM events WHERE run_id = ? AND n > ? ORDER BY n",
+                               (run_id, event_n)).fetchall()
+            analyses = c.execute("SELECT seq, step, seconds, size FROM analyses WHERE run_id = ? AND seq > ? "
+                                 "ORDER BY seq", (run_id, analysis_seq)).fetchall()
+            (checkpoints,) = c.execute("SELECT coalesce(sum(size), 0) FROM checkpoints WHERE run_id = ?",
+                                       (run_id,)).fetchone()
+        return Tail(state=json.loads(row[0]), epochs=json.loads(row[1]),
+                    steps=[(first, np.frombuffer(blob, "<f4"), None if r is None else np.frombuffer(r, "<f4"))
+                           for first, blob, r in steps],
+                    frames=[((sq, st, ep, bool(end)), size, zlib.decompress(f)) for sq, st, ep, end, size, f in frames],
+                    events=[(n, body) for n, body in events],
+                    analyses=[(sq, st, sec, size) for sq, st, sec, size in analyses],
+                    checkpoint_bytes=int(checkpoints))
+
+    def frame(self, run_id: str, seq: int) -> tuple[bytes, str] | None:
+        """Snapshot `seq`'s frame exactly as sent, and its ETag; None if there is none."""
+        with damage(f"Snapshot {seq} of run {run_id}"), self.reader() as c:
+            row = c.execute("SELECT frame, etag FROM snapshots WHERE run_id = ? AND seq = ?", (run_id, seq)).fetchone()
+            return None if row is None else (zlib.decompress(row[0]), row[1])
+
+    def analysis(self, run_id: str, seq: int) -> dict[str, Any] | None:
+        """Snapshot `seq`'s filter analysis (see AnalysisEvent.body), or None if it has none."""
+        with damage(f"The analysis of snapshot {seq} of run {run_id}"), self.reader() as c:
+            row = c.execute("SELECT data FROM analyses WHERE run_id = ? AND seq = ?", (run_id, seq)).fetchone()
+            return None if row is None else dict(json.loads(zlib.decompress(row[0])))
+
+    def frames(self, run_id: str) -> Iterator[tuple[int, bytes]]:
+        """Every frame of a run, oldest first (read in one go, decompressed one at a time)."""
+        with damage(f"A snapshot of run {run_id}"):
+            with self.reader() as c:
+                rows = c.execute("SELECT seq, frame FROM snapshots WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+            for seq, packed in rows:
+                yield seq, zlib.decompress(packed)
+
+    def checkpoint(self, run_id: str, at_or_before_step: int | None = None, resumable: bool = False,
+                   ) -> Checkpoint | None:
+        """The latest checkpoint (at or before a step; only resumable ones if asked), or None."""
+        query = "SELECT step, seq, epoch, anchor, resumable, data FROM checkpoints WHERE run_id = ?"
+        args: list[Any] = [run_id]
+        if at_or_before_step is not None:
+            query += " AND step <= ?"
+            args.append(at_or_before_step)
+        if resumable:
+            query += " AND resumable = 1"
+        query += " ORDER BY step DESC, seq DESC LIMIT 1"
+        with damage(f"A checkpoint of run {run_id}"), self.reader() as c:
+            row = c.execute(query, args).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(row[0], row[1], row[2], bool(row[3]), bool(row[4]), bytes(row[5]))
+
+    def load_sweeps(self) -> list[tuple[str, float, dict[str, Any]]]:
+        """Every sweep: (id, created_at, body), oldest first."""
+        with self.reader() as c:
+            return [(row[0], row[1], json.loads(row[2]))
+                    for row in c.execute("SELECT id, created_at, body FROM sweeps ORDER BY created_at")]
+
