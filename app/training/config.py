@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
@@ -61,6 +61,13 @@ class Registered:
         return name
 
 
+# Numbers as JSON has them: pydantic's lax mode reads `true` as 1 and "5" as 5, so {"lr": true} or {"epochs": true}
+# started a run a person never asked for. Strict types refuse a bool or a string; a float field still takes an
+# integer (`"lr": 1`), which JSON does not tell apart from 1.0.
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]  # true or false, not 1 or "yes"
+
 DatasetName = Annotated[str, Registered("data set", datasets.names)]
 ModelName = Annotated[str, Registered("model", models.names)]
 
@@ -79,36 +86,36 @@ class TrainConfig(BaseModel):
     # Adam at 5e-3 with cosine decay, small init and weight decay 3e-4: `tiny` reaches 97% on mnist in 5 epochs
     # for every seed tried (97.05-97.65%, seeds 0-5) and its conv1 filters end far from their random start
     # (cosine to step 0 at most 0.26) and smooth (lag-1 autocorrelation at least 0.50). See bench/bench_learning.py.
-    lr: float = Field(5e-3, gt=0, le=10, title="Learning rate", description="How far W moves against dL/dW "
+    lr: Number = Field(5e-3, gt=0, le=10, title="Learning rate", description="How far W moves against dL/dW "
                       "each step, before the schedule scales it; it can be changed while the run trains.")
     # Cosine decay to zero over the run: the last epochs refine instead of bouncing around the minimum.
     lr_schedule: ScheduleName = Field("cosine", title="LR schedule", description="How the learning rate "
                                       "evolves: constant, or decaying smoothly to zero over the run (cosine).")
     # 32 gives 250 steps per epoch on 8,000 images: enough snapshots to watch filters form.
-    batch_size: int = Field(32, ge=1, le=1024, title="Batch size", description="Training images averaged "
+    batch_size: Count = Field(32, ge=1, le=1024, title="Batch size", description="Training images averaged "
                             "into each step's gradient.")
-    epochs: int = Field(5, ge=1, le=100, title="Epochs", description="Passes over the training images.")
+    epochs: Count = Field(5, ge=1, le=100, title="Epochs", description="Passes over the training images.")
     # A little L2 wears away the noise of the random start that no gradient maintains: structure 0.34 -> 0.50.
-    weight_decay: float = Field(3e-4, ge=0, le=1, title="Weight decay", description="L2 penalty pulling "
+    weight_decay: Number = Field(3e-4, ge=0, le=1, title="Weight decay", description="L2 penalty pulling "
                                 "every weight towards zero at each step.")
-    dropout: float = Field(0.0, ge=0, lt=1, title="Dropout", description="Fraction of units dropped at random "
+    dropout: Number = Field(0.0, ge=0, lt=1, title="Dropout", description="Fraction of units dropped at random "
                            "before the classifier's last layer, while training.")
     init: InitName = Field("small", title="Initial weights", description="How big the random conv kernels are "
                            "before training: one tenth of PyTorch's default scale, or the default itself.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, title="Seed", description="Same seed and settings, same numbers: "
+    seed: Count = Field(0, ge=0, le=2**31 - 1, title="Seed", description="Same seed and settings, same numbers: "
                       "initial weights, the order of the images, dropout and augmentation.")
     # A snapshot costs the training thread about 1-2 ms (probe forward, copies, encoding). Every 20 batches
     # is ~12 snapshots/s for `tiny` on 2 cores: live to the eye, and ~2.5% of training time (every 10: ~5%).
-    snapshot_every: int = Field(20, ge=1, le=10_000, title="Snapshot every", description="Batches between "
+    snapshot_every: Count = Field(20, ge=1, le=10_000, title="Snapshot every", description="Batches between "
                                 "snapshots of the filters; one is also taken at every epoch's end.")
     # A few hundred images are memorised within a minute: train accuracy reaches 100 % while test accuracy
     # stalls, the gap that dropout, weight decay and augmentation narrow. None: the whole training set.
-    train_subset: int | None = Field(
+    train_subset: Count | None = Field(
         None, ge=10, le=1_000_000, title="Train subset",
         description="Train on only this many training images (the same ones, balanced over the classes, for "
                     "every seed) to watch the network overfit; empty for the whole training set.")
-    augment: bool = Field(False, title="Augment (random shifts)", description="Shift each training image, "
+    augment: Flag = Field(False, title="Augment (random shifts)", description="Shift each training image, "
                           "every time it is drawn, by a random 0 to 2 pixels in each direction (edge pixels "
                           "repeated to fill in); shifts only, no flips.")
-    probe_index: int = Field(0, ge=0, title="Probe image", description="Index of the test image whose feature maps "
+    probe_index: Count = Field(0, ge=0, title="Probe image", description="Index of the test image whose feature maps "
                              "are shown.")

@@ -147,3 +147,20 @@ def test_a_60_kb_run_id_or_layer_is_quoted_by_its_start_only(client: OwnerClient
         res = client.get(f"/api/runs/{run['id']}/{path}")
         assert res.status_code == 404 and len(res.content) < 500, path[:20]
         assert f"no conv layer '{layer[:40]}…'" in res.json()["detail"] and "conv1, conv2" in res.json()["detail"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("lr", True), ("epochs", True), ("batch_size", False),
+                                              ("epochs", "5"), ("lr", "0.01"), ("augment", 1), ("probe_index", True)])
+def test_true_false_and_strings_are_not_numbers_in_a_run_config(client: OwnerClient, field: str, value: Any) -> None:
+    res = client.post("/api/runs", json={**QUICK, field: value})
+    assert res.status_code == 422, res.text
+    (error,) = res.json()["detail"]
+    assert error["loc"] == ["body", field] and error["input"] == value
+    res = client.post("/api/sweeps", json={"base": QUICK, "vary": {field: [value, value]}})
+    assert res.status_code == 422 and f"vary.{field}[0]" in res.json()["detail"]
+
+
+def test_an_integer_is_still_a_learning_rate(client: OwnerClient) -> None:
+    run = start_run(client, lr=1, epochs=20)
+    assert run["config"]["lr"] == 1.0 and isinstance(run["config"]["lr"], float)
+    client.post(f"/api/runs/{run['id']}/stop")
