@@ -36,6 +36,7 @@ from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
 from app.training.events import StateError, Status
 from app.training.inference import Inspector
+from app.training.plan import check
 from app.training.replay import state_at
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class RunManager(Queue):
     def create(self, config: TrainConfig) -> tuple[Run, str]:
         """Build a run and start it, or queue it behind the runs that hold every training slot; returns it and
         its control token (blocking: call it off the event loop)."""
+        check(config)  # a config that cannot run is refused (422) whatever the queue holds, before 429
         with self._lock:
             self.check_room(1)
             run_id = "r" + secrets.token_hex(4)
