@@ -80,7 +80,16 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+E2E = Path(__file__).parent / "e2e"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: the fast tests answer first, and Playwright's session-long event loop (it stays
-    running in the main thread while the browser is open) cannot get in the way of tests that call asyncio.run."""
+    running in the main thread while the browser is open) cannot get in the way of tests that call asyncio.run.
+
+    Every test under tests/e2e/ is one, marked or not (a module that forgets `pytestmark` would otherwise open the
+    browser half way through the run, and every asyncio.run after it fails)."""
+    for item in items:
+        if E2E in item.path.parents and item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.e2e)
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
