@@ -19,6 +19,29 @@ log = logging.getLogger(__name__)
 CLOSE_UNKNOWN_RUN = 4404
 CLOSE_TOO_SLOW = 4408
 CLOSE_RUN_REMOVED = 4410  # the run was deleted or evicted while the client watched it
+BAD_TEXT = "Invalid UTF-8 sequence received from client."  # what uvicorn logs, with a traceback, at ERROR
+
+
+class QuietBadText(logging.Filter):
+    """A text frame that is not UTF-8 is the client's mistake, not the server's: uvicorn (websockets-sansio)
+    already closes such a connection with 1007, but logged an ERROR and a traceback for every frame, so any
+    page could fill the log. It becomes one DEBUG line (nothing at the default level)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != BAD_TEXT:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args = "a WebSocket client sent a text frame that is not UTF-8; closed with 1007", ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+# On uvicorn's own logger, where the record is made (the app never sees the frame): installed once, on import.
+_uvicorn_errors = logging.getLogger("uvicorn.error")
+if not any(isinstance(f, QuietBadText) for f in _uvicorn_errors.filters):
+    _uvicorn_errors.addFilter(QuietBadText())
 
 
 @router.websocket("/ws/runs/{run_id}")

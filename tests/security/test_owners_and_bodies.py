@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import socket
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from starlette.websockets import WebSocketDisconnect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from app.config import Settings
 from tests.api.conftest import QUICK, LocalClient, OwnerClient, serving, start_run, wait_status
@@ -164,3 +169,43 @@ def test_an_integer_is_still_a_learning_rate(client: OwnerClient) -> None:
     run = start_run(client, lr=1, epochs=20)
     assert run["config"]["lr"] == 1.0 and isinstance(run["config"]["lr"], float)
     client.post(f"/api/runs/{run['id']}/stop")
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG], ids=["info", "debug"])
+def test_frames_that_are_not_utf_8_close_the_socket_with_1007_and_log_no_error(level: int) -> None:
+    with serving(Settings(max_active_runs=2)) as base:
+        with httpx.Client(base_url=f"http://{base}", timeout=60) as http:
+            run = http.post("/api/runs", json={**QUICK, "train_subset": 200}).json()
+        uvicorn_log, records = logging.getLogger("uvicorn.error"), Records()
+        before = uvicorn_log.level
+        uvicorn_log.setLevel(level)
+        uvicorn_log.addHandler(records)
+
+        async def send_bad_text() -> int | None:
+            async with connect(f"ws://{base}/ws/runs/{run['id']}", max_size=None) as ws:
+                await ws.recv()  # hello
+                await ws.send(b"\xff\xfe not UTF-8", text=True)
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                except ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+
+        try:
+            codes = [asyncio.run(send_bad_text()) for _ in range(3)]
+        finally:
+            uvicorn_log.removeHandler(records)
+            uvicorn_log.setLevel(before)
+    assert codes == [1007] * 3
+    assert not [r for r in records.records if r.levelno >= logging.WARNING]
+    quiet = [r for r in records.records if "not UTF-8" in r.getMessage()]
+    assert len(quiet) == (3 if level == logging.DEBUG else 0) and all(not r.exc_info for r in quiet)
