@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import sys
@@ -28,6 +29,9 @@ from app.training.events import Status
 # SIGTERM: runs stop at once, open requests get this long to finish (a half-sent body does not hold the server),
 # and the training threads are joined after: the server is gone within about 5 s whatever clients do.
 GRACEFUL_SECONDS = 2
+# The server token travels in the link `serve` prints (/?token=...), and uvicorn logs every request's path with
+# its query string (the access log; WebSocket handshakes on uvicorn.error): its value is masked in both.
+TOKEN_IN_QUERY = re.compile(r"(?i)([?&](?:server_)?token=)[^&#\s\"]*")
 
 
 class Server(uvicorn.Server):
@@ -40,6 +44,15 @@ class Server(uvicorn.Server):
         if manager is not None:  # from a thread: never take a lock inside a signal handler
             threading.Thread(target=manager.stop_all, name="stop-runs", daemon=True).start()
         super().handle_exit(sig, frame)
+
+
+class MaskTokens(logging.Filter):
+    """Masks a token's value in a query string a log record carries, so a log never holds a usable link."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def _train(config_json: str, data_dir: Path) -> int:
@@ -115,10 +128,17 @@ def main(argv: list[str] | None = None) -> None:
         print("filterscope: reachable from the network; starting runs needs the token in this link",  # noqa: T201
               flush=True)
     print(f"filterscope: open {link} in a browser", flush=True)  # noqa: T201
+    _serve(args.host, args.port, args.log_level)
+
+
+def _serve(host: str, port: int, log_level: str) -> None:
+    """Run the server until it is told to exit."""
     from app.main import app
 
     # No permessage-deflate: snapshots are already quantised, and compressing 12 of them a second took half
     # of the event loop's CPU during a run (0.20 s -> 0.09 s a run), CPU that training on 2 cores needs.
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, ws="websockets-sansio",
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws="websockets-sansio",
                             ws_per_message_deflate=False, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    for name in ("uvicorn.access", "uvicorn.error"):  # after Config, which sets uvicorn's logging up
+        logging.getLogger(name).addFilter(MaskTokens())
     Server(config).run()

@@ -80,3 +80,30 @@ def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_need
         server.wait(timeout=10)
         if server.stdout is not None:
             server.stdout.close()
+
+
+def test_the_log_never_holds_the_server_token(tmp_path: Path) -> None:
+    port = free_port()
+    out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", str(port),
+                               "--log-level", "info"], cwd=ROOT, stdout=out, stderr=err, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base)
+        printed = (tmp_path / "out.txt").read_text()
+        token = printed.split("?token=", 1)[1].split()[0]
+        with urllib.request.urlopen(f"{base}/?token={token}", timeout=30) as res:  # the link, as a browser opens it
+            assert res.status == 200
+        with urllib.request.urlopen(f"{base}/healthz?x=1&TOKEN={token}", timeout=30) as res:
+            assert res.status == 200
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        out.close()
+        err.close()
+    log = (tmp_path / "out.txt").read_text() + (tmp_path / "err.txt").read_text()
+    assert '"GET /?token=*** HTTP/1.1" 200' in log and "/healthz?x=1&TOKEN=*** " in log
+    assert token not in log.replace(printed, "")  # only in the link printed for the person
