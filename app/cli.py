@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> None:
         print("filterscope: reachable from the network; starting runs needs the token in this link",  # noqa: T201
               flush=True)
     print(f"filterscope: open {link} in a browser", flush=True)  # noqa: T201
-    _serve(args.host, args.port, args.log_level)
+    try:
+        _serve(args.host, args.port, args.log_level)
+    except KeyboardInterrupt:  # Ctrl+C: uvicorn has shut down cleanly and re-raised it; no traceback
+        print("filterscope: stopped (Ctrl+C)", file=sys.stderr)  # noqa: T201
+        sys.exit(130)  # 128 + SIGINT, as a shell reports a program Ctrl+C ended
 
 
 def _serve(host: str, port: int, log_level: str) -> None:

@@ -134,7 +134,9 @@ class Engine:
             if self._thread is not None:
                 raise StateError("This run has already been started.")
             self._thread = threading.Thread(target=self._run, name=f"train-{id(self):x}", daemon=True)
-            if self._continued:  # its record says `interrupted` until told otherwise
+            if self.status is Status.QUEUED:  # it has its thread: running from now (listeners hear it at once)
+                self._set_status(Status.RUNNING)
+            elif self._continued:  # its record says `interrupted` until told otherwise
                 self._emit_status()
         self._thread.start()
 

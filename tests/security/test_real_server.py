@@ -82,7 +82,7 @@ def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_need
             server.stdout.close()
 
 
-def test_the_log_never_holds_the_server_token(tmp_path: Path) -> None:
+def test_the_log_never_holds_the_server_token_and_ctrl_c_ends_in_one_line(tmp_path: Path) -> None:
     port = free_port()
     out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
     server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", str(port),
@@ -96,8 +96,9 @@ def test_the_log_never_holds_the_server_token(tmp_path: Path) -> None:
             assert res.status == 200
         with urllib.request.urlopen(f"{base}/healthz?x=1&TOKEN={token}", timeout=30) as res:
             assert res.status == 200
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
+        time.sleep(0.5)  # idle: nothing training, nothing open
+        server.send_signal(signal.SIGINT)  # Ctrl+C
+        assert server.wait(timeout=20) == 130
     finally:
         if server.poll() is None:
             server.kill()
@@ -107,3 +108,5 @@ def test_the_log_never_holds_the_server_token(tmp_path: Path) -> None:
     log = (tmp_path / "out.txt").read_text() + (tmp_path / "err.txt").read_text()
     assert '"GET /?token=*** HTTP/1.1" 200' in log and "/healthz?x=1&TOKEN=*** " in log
     assert token not in log.replace(printed, "")  # only in the link printed for the person
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    assert (tmp_path / "err.txt").read_text().splitlines()[-1] == "filterscope: stopped (Ctrl+C)"
