@@ -44,6 +44,7 @@ async def create_run(runs: ManagerDep, _creator: CreatorDep, config: Annotated[R
     """
     try:
         run, token = await run_in_threadpool(runs.create, config)
+        await run_in_threadpool(runs.store.flush)  # the answer says `running` for a run that started
     except TooManyRuns as exc:
         raise HTTPException(429, str(exc)) from None
     except ValueError as exc:

@@ -63,6 +63,16 @@ class Store(Reads):
         self.submit = self._writer.submit
         self.flush = self._writer.flush
 
+    def disk_bytes(self) -> int:
+        """What the store takes on disk now: the database file and its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+            except OSError:
+                pass
+        return total
+
     def behind(self) -> int:
         """Snapshots queued and not yet written: how far the writer has fallen behind the producers."""
         with self._pending_lock:
@@ -209,6 +219,7 @@ class Store(Reads):
             for table in ("snapshots", "checkpoints", "steps", "events", "analyses"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608 (fixed names)
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            self._writer.vacuum_due = True  # after the commit: the freed pages back to the disk
 
         self.submit(write, then)
 

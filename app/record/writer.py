@@ -50,6 +50,7 @@ class Writer:
         # Why writes fail, in a sentence; None while they succeed. It stays until the server restarts: a full disk
         # lets some small writes through, and a store that half-works would save some moments and lose others.
         self.failure: str | None = None
+        self.vacuum_due = False  # set by a delete: after its commit, freed pages go back to the disk
         self.on_failure: Callable[[str], None] | None = None  # called (writer thread) when writes start failing
         self._queue: queue.Queue[tuple[Write, Then | None] | None] = queue.Queue()
         self.closed = False
@@ -130,10 +131,20 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return
-
         for _, then in batch:
             if then is not None:
                 try:
                     then()
                 except Exception:
                     log.exception("after-commit callback failed")
+        if self.vacuum_due:
+            self._vacuum()
+
+    def _vacuum(self) -> None:
+        """Give the pages runs were deleted from back to the disk, and cut the WAL back (after a delete)."""
+        self.vacuum_due = False
+        try:  # executescript steps the pragma to its end; execute() would free one page
+            self._conn.executescript("PRAGMA incremental_vacuum;")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.debug("vacuum after a delete did not finish: %s", exc)

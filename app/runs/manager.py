@@ -24,13 +24,13 @@ from app.record.lease import FileLock, run_lease, server_lock
 from app.record.record import RunRecord, new_stored_run
 from app.record.store import Store, StoredRun, token_hash
 from app.record.writer import StorageFailed
+from app.runs.disk import Disk
 from app.runs.follow import Following
 from app.runs.handle import LOCAL, RunHandle
 from app.runs.local import LocalRun
 from app.runs.queue import MAX_QUEUED, Queue, Sweep, TooManyRuns, Waiting
 from app.runs.run import Run
 from app.streaming.hub import Hub
-from app.streaming.protocol import StatusChange
 from app.training import checkpoints
 from app.training.config import TrainConfig
 from app.training.datasets import get_dataset
@@ -51,11 +51,11 @@ class NotResumable(Exception):
 # Sent to the watchers of a run that is deleted (WebSocket close code and reason, docs/protocol.md).
 CLOSE_RUN_REMOVED = 4410
 DELETED_REASON = "This run was deleted."
-EVICTED_REASON = "This run was removed to keep the server's disk budget."
+BUDGET_SECONDS = 5.0  # the budget is kept at least this often while runs train
 INTERRUPTED = "The server stopped while this run trained; resume it to go on from its last checkpoint."
 
 
-class RunManager(Queue):
+class RunManager(Queue, Disk):
     """Creates, finds, resumes, deletes and stops runs; live runs are interrupted when the app shuts down."""
 
     def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, store: Store, max_active: int,
@@ -147,7 +147,7 @@ class RunManager(Queue):
 
     def _schedule_loop(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(BUDGET_SECONDS)  # also every few seconds: live runs grow the store between events
             self._wake.clear()
             if self._closing:
                 return
@@ -189,6 +189,7 @@ class RunManager(Queue):
             token = secrets.token_urlsafe(24)
             handle = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds)
             meta = {**handle.meta(), "kind": "local", "capabilities": LOCAL.as_dict()}
+            self.check_fits(meta)
             stored = new_stored_run(run_id, token_hash(token), meta, config.lr)
             self._add(stored)
             record = RunRecord(stored, self.store)
@@ -211,27 +212,6 @@ class RunManager(Queue):
         self.store.add_run(stored, committed.set)
         if not (self.store.flush() and committed.is_set()):
             raise StorageFailed(self.store.writer.failure or "The run could not be saved in time; try again.")
-
-    def _storage_failed(self, sentence: str) -> None:
-        """Writes fail: every run this server trains stops where it stands (its last commit is where it resumes
-        from) and every page watching is told, by a message that goes out although it cannot be stored."""
-        for run in self.runs():
-            handle = run.handle
-            if handle is None or handle.status.ended:
-                continue
-            try:
-                handle.interrupt()
-            except StateError:
-                pass
-            saved = run.record.snapshots[-1].step if run.record.snapshots else 0
-            message = f"{sentence} This run stopped: nothing after step {saved} was saved; resume it once fixed."
-            run.record.state = {**run.record.state, "status": Status.INTERRUPTED.value, "message": message}
-            text = StatusChange(Status.INTERRUPTED.value, message, run.record.state["epoch"], saved,
-                                run.record.state["lr"]).text()
-            try:
-                self._loop.call_soon_threadsafe(self.hub.publish, run.id, text, False, 0)
-            except RuntimeError:
-                pass
 
     def handle_for(self, run: Run) -> RunHandle:
         """The run's handle; a run that waited across a restart gets one now (built, not started)."""
@@ -336,24 +316,6 @@ class RunManager(Queue):
             self._loop.call_soon_threadsafe(self.hub.close, run.id, CLOSE_RUN_REMOVED, reason)
         except RuntimeError:
             pass
-
-    def enforce_budget(self) -> None:
-        """Past the disk budget, remove the oldest ended runs, whole, that nobody watches."""
-        with self._lock:
-            total = sum(r.record.size for r in self._runs.values())
-            if total <= self._max_disk:
-                return
-            for run in sorted(self._runs.values(), key=lambda r: r.record.created_at):
-                if total <= self._max_disk:
-                    break
-                if not run.status.ended or run.watchers() > 0 or run.producer is not None:
-                    continue
-                total -= run.record.size
-                del self._runs[run.id]
-                self.following.forget(run.id)
-                log.warning("disk budget %d MB: removed run %s (%.1f MB), the oldest ended one",
-                            self._max_disk // 2**20, run.id, run.record.size / 2**20)
-                self._remove(run, EVICTED_REASON)
 
     # ---- reading ----------------------------------------------------------------------------------------------
 
