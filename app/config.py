@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,10 +17,12 @@ class Settings(BaseSettings):
 
     # Two cores here: two runs training at once already share them; a third would only slow all three.
     max_active_runs: int = Field(2, ge=1)
-    # torch threads per training run. 0 (auto): a tuner times batches and picks one thread or all cores as the
-    # machine's load changes (app/training/threads.py): on 2 cores, 1.5x faster alone than one thread, and no
-    # collapse when a browser or another program takes a core. A fixed count makes runs of one seed identical.
-    training_threads: int = Field(0, ge=0)
+    # torch threads per new training run, kept from its first step to its last and recorded with it (resume and
+    # replay use the run's own count), so that a resumed run ends bit for bit where it would have and two runs
+    # of one seed are identical. 0 (default): every core but one (app/training/threads.py default_threads),
+    # which no busy core elsewhere can stall; N: that many. `adaptive` (carried as -1, threads.ADAPTIVE) trades
+    # that reproducibility for speed: a tuner re-picks one thread or all cores as the machine's load changes.
+    training_threads: int = Field(0, ge=-1)
     # Where runs, their history and every snapshot are kept (SQLite, runs.db); a per-user data directory
     # (e.g. ~/.local/share/filterscope), so that runs survive restarts and are never mixed between users.
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("filterscope")))
@@ -48,6 +50,12 @@ class Settings(BaseSettings):
     client_max_snapshots: int = Field(2, ge=1)
     # Undroppable messages (steps, epochs, status) a stuck client may pile up before it is cut off.
     client_max_messages: int = Field(5000, ge=10)
+
+    @field_validator("training_threads", mode="before")
+    @classmethod
+    def _adaptive(cls, value: object) -> object:
+        """FILTERSCOPE_TRAINING_THREADS=adaptive, as the int the rest of the server passes around."""
+        return -1 if isinstance(value, str) and value.strip().lower() == "adaptive" else value
 
 
 @lru_cache

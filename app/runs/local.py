@@ -48,10 +48,12 @@ class LocalRun:
 
     kind = "local"
 
-    def __init__(self, config: TrainConfig, sink: Callable[[RunEvent], None] | None = None, *, threads: int = 0,
-                 checkpoint_seconds: float = 3.0, checkpoint: bytes | None = None, first_seq: int = 0) -> None:
+    def __init__(self, config: TrainConfig, sink: Callable[[RunEvent], None] | None = None, *,
+                 threads: int | str = 0, checkpoint_seconds: float = 3.0, checkpoint: bytes | None = None,
+                 first_seq: int = 0) -> None:
         """Build the run's engine (ValueError with a sentence if the config cannot train); `checkpoint`: go on
-        from this stored checkpoint. Events go to `sink` (set later with `listen`)."""
+        from this stored checkpoint. `threads`: a setting (0, N, adaptive) or what the run's meta recorded.
+        Events go to `sink` (set later with `listen`)."""
         serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
         self._sink = sink
         state = None if checkpoint is None else checkpoints.load(checkpoint)
@@ -67,10 +69,11 @@ class LocalRun:
             self._sink(log_event(event))
 
     def meta(self) -> dict[str, Any]:
-        """What the run log keeps of the run besides its history: config, geometry, classes."""
+        """What the run log keeps of the run besides its history: config, geometry, classes, thread count."""
         e = self.engine
         return {"config": e.config.model_dump(), "steps_per_epoch": e.loop.steps_per_epoch,
                 "total_steps": e.loop.total_steps,
+                "threads": e.threads,  # the count it trains on (or "adaptive"): resume and replay use it
                 "classes": list(e.info.classes),
                 "layers": [{"name": x.name, "in_channels": x.in_channels, "out_channels": x.out_channels,
                             "kernel": list(x.kernel), "fmap": list(x.fmap), "pool": x.pool} for x in e.layers]}

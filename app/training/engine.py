@@ -4,8 +4,9 @@ The loop itself lives in `TrainLoop` (forward, loss, backward, step) and what it
 (losses, snapshots, their cadence and cost); the engine owns the thread, the state machine and the command
 mailbox, and reports everything through one callback, `emit(event)`, called from the training thread.
 Checkpoints (`CheckpointEvent`) hold all a run needs to go on exactly where it was: an interrupted run
-restarted from one (`Engine(..., checkpoint=...)`) ends with the same weights as a run that never stopped
-(bit for bit with a fixed thread count; see ThreadTuner for what `auto` threads change).
+restarted from one (`Engine(..., checkpoint=...)`) ends with the same weights as a run that never stopped,
+bit for bit: a run trains on one thread count, chosen before its first step and kept in its checkpoints, so
+the resumed run sums in the same order (unless a person asked for `adaptive` threads; see threads.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from app.training.plan import LayerInfo, check, layer_infos
 from app.training.probes import make_probe, test_probe
 from app.training.recorder import Recorder
 from app.training.snapshots import Probe, Snapshot
-from app.training.threads import TRAINING_THREADS, ThreadTuner, return_freed_memory
+from app.training.threads import TRAINING_THREADS, Threads, ThreadTuner, return_freed_memory, run_threads
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,11 @@ class Engine:
     """One training run: owns the loop, the thread and the controls."""
 
     def __init__(self, config: TrainConfig, emit: Callable[[Event], None] | None = None,
-                 device: str | None = None, threads: int = 0, checkpoint: dict[str, Any] | None = None,
+                 device: str | None = None, threads: int | str = 0, checkpoint: dict[str, Any] | None = None,
                  checkpoint_seconds: float = 3.0, first_seq: int = 0) -> None:
-        """`threads`: torch threads for training; 0 lets a ThreadTuner pick 1 or all cores as the load changes.
+        """`threads`: torch threads for training, kept from the first step to the last: 0 the default count
+        (threads.default_threads), N that many, `adaptive` (or threads.ADAPTIVE) re-tuned as the load changes.
+        A checkpoint's own count wins: a run goes on with the count it was trained on.
 
         `checkpoint`: go on from this state (a CheckpointEvent's) instead of starting afresh; snapshots are
         then numbered from `first_seq` on, so no number is ever used twice. `checkpoint_seconds`: a checkpoint
@@ -85,7 +88,9 @@ class Engine:
         self._commands: list[Callable[[], bool | None]] = []  # run in the training thread; True = new probe
         self._thread: threading.Thread | None = None
         self._cadence = Cadence(self.loop.total_steps, checkpoint_seconds, self.loop.step_count, self.elapsed)
-        self._tuner = ThreadTuner([threads] if threads else [TRAINING_THREADS, 1])
+        recorded = checkpoint.get("threads") if checkpoint is not None else None  # older checkpoints: none
+        self.threads: Threads = run_threads(recorded if recorded is not None else threads)
+        self._tuner = ThreadTuner([TRAINING_THREADS, 1] if self.threads == "adaptive" else [self.threads])
 
     # ---- what the loop knows, for readers (the tests' and the handle's view of a live run) -------------------
 
@@ -307,7 +312,8 @@ class Engine:
         started = time.perf_counter()
         loop = self.loop
         if resumable:
-            state = {"loop": loop.state(), "recorder": self.recorder.state(), "elapsed": self.elapsed}
+            state = {"loop": loop.state(), "recorder": self.recorder.state(), "elapsed": self.elapsed,
+                     "threads": self.threads}  # a resume (and a replay) sums in the same order only on these
         else:  # to look at the model, not to go on from
             state = {"loop": {"model": loop.model_state()}}
         self._emit(CheckpointEvent(seq=self.recorder.last_seq, step=loop.step_count, epoch=loop.epoch,

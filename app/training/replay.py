@@ -2,14 +2,16 @@
 
 A run keeps few checkpoints, not one per snapshot (a `tiny` model with Adam's state is ~0.55 MB, its
 snapshot frame ~34 KB): an anchor half way through the run and the final model (and, while it may resume,
-its latest). Since the loop is deterministic given its checkpoint, the model at any snapshot is a replay of
-at most half the run away (a few seconds for a default `tiny` run), on one background thread. With
-a fixed thread count the replayed weights are the trained ones bit for bit; otherwise they differ in float
-rounding only (~1e-7), far below what a feature map or a prediction shows.
+its latest). Since the loop is deterministic given its checkpoint and its thread count, the model at any
+snapshot is a replay of at most half the run away (a few seconds for a default `tiny` run), on the run's
+own thread count: then the replayed weights are the trained ones bit for bit. A run trained with `adaptive`
+threads changed its count as it went; its replay runs on one thread and differs in float rounding only
+(~1e-7 at first, more over a long run).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -20,11 +22,24 @@ from app.training.loop import TrainLoop
 
 
 def state_at(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, Any] | None,
-             lr_changes: dict[int, float]) -> dict[str, torch.Tensor]:
+             lr_changes: dict[int, float], threads: int | str | None = 1) -> dict[str, torch.Tensor]:
     """The model's state after `step` steps, trained from `start` (a checkpoint's loop part; None: step 0).
 
-    `lr_changes`: the base learning rate a person set, by the step after which it applied.
+    `lr_changes`: the base learning rate a person set, by the step after which it applied. `threads`: the
+    count the run trained on (its meta's `threads`); "adaptive" or None (a run from before counts were
+    recorded) replay on one.
     """
+    count = threads if isinstance(threads, int) and threads > 0 else 1
+    # A thread of its own: the replay's OpenMP pool (if count > 1) ends with it, instead of staying alive in
+    # the caller's (a second pool in the process slows every training thread; threads.py). It inherits the
+    # caller's priority, so a replay for a request still yields to training.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay") as pool:
+        return pool.submit(_replay, config, info, step, start, lr_changes, count).result()
+
+
+def _replay(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, Any] | None,
+            lr_changes: dict[int, float], threads: int) -> dict[str, torch.Tensor]:
+    torch.set_num_threads(threads)
     device = torch.device("cpu")
     loop = TrainLoop(config, info, device) if start is None else TrainLoop.restore(config, info, device, start)
     if loop.step_count > step:

@@ -5,10 +5,18 @@ torch on CPU parallelises ops with OpenMP, and every thread that runs a large en
 thread pool of its own. Once two pools live in one process, libgomp stops letting idle workers spin and
 every small op of a small CNN pays a futex wake-up: training runs about half as fast (measured on this
 2-core machine, `tiny`/`mnist`: 7,500 samples/s alone, 3,500-4,000 with a second pool alive, whether
-the other pool is busy or not). So the training thread takes all cores, and every other thread that
-touches torch (the event loop building a run's model, inference of uploads, the warm-up) runs its ops
-serially: those are single images and freshly initialised weights, for which one core is plenty
-(describing the presets builds them on the meta device and computes nothing).
+the other pool is busy or not). So only the training thread runs its ops on several cores (as many as its
+run's count says), and every other thread that touches torch (the event loop building a run's model,
+inference of uploads, the warm-up) runs its ops serially: those are single images and freshly initialised
+weights, for which one core is plenty (describing the presets builds them on the meta device and computes
+nothing).
+
+How many threads the training thread uses is a run's own fact, like its seed: the thread count decides the
+order of floating-point sums, so a run resumed or replayed on another count ends elsewhere (a resumed run
+was 9.0e-2 away, relative, from the same run never interrupted when the count changed during it). So a run
+trains on one count from its first step to its last (`run_threads`), records it (`Threads`: in its
+checkpoints and its meta), and resume and replay use what it recorded. Re-tuning as the load changes
+(`ThreadTuner`) is for a person who asks for speed over reproducibility (FILTERSCOPE_TRAINING_THREADS=adaptive).
 """
 
 from __future__ import annotations
@@ -18,10 +26,40 @@ import ctypes.util
 import statistics
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 
 TRAINING_THREADS = torch.get_num_threads()  # torch's default for this machine, read before anyone changes it
+
+# The setting `adaptive` as the settings carry it (an int, like every other thread setting; app/config.py).
+ADAPTIVE = -1
+
+# What a run records of its threads: the count it trains on from its first step to its last, or "adaptive"
+# (the tuner changed it as the load did: such a run cannot be repeated bit for bit).
+Threads = int | Literal["adaptive"]
+
+
+def default_threads(cores: int = TRAINING_THREADS) -> int:
+    """The count a run trains on by default: every core but one, chosen once, before its first step.
+
+    One core is left to the rest of the machine because a team of OpenMP threads waits at every barrier for
+    the one that lost its core: on 2 cores, with one core busy elsewhere, two threads fall to 1,100-2,900
+    samples/s while one keeps 5,600 (see ThreadTuner), and a person's machine has a browser and other work
+    beside the run. Alone, all cores would be faster (1.5x on 2 cores); `adaptive` or a fixed count buys that.
+    """
+    return max(1, cores - 1)
+
+
+def run_threads(setting: int | str | None) -> Threads:
+    """A run's threads from a setting or a record: 0 (or None) the default count, N that many, `adaptive`."""
+    if setting == "adaptive" or setting == ADAPTIVE:
+        return "adaptive"
+    if not setting:
+        return default_threads()
+    if isinstance(setting, str) or setting < 1:
+        raise ValueError(f"A thread count is a positive number, 0 (the default) or 'adaptive', not {setting!r}.")
+    return setting
 
 
 def serial_torch() -> None:
@@ -48,8 +86,10 @@ class ThreadTuner:
     4 s), or at once when batches slow down by half. The trials cost a window of the slower choice every few
     seconds: about 1-2 % of training time.
 
-    Changing the thread count changes the order of floating-point sums: with `auto`, two runs of one seed agree
-    to about 1e-7 at first and may drift apart over a long run. A fixed count keeps them identical.
+    Changing the thread count changes the order of floating-point sums: with the tuner, two runs of one seed
+    agree to about 1e-7 at first and drift apart over a run (a run killed and resumed ended 9.0e-2 away,
+    relative, from the same run never interrupted; another try 3.1e-5). So it is used only where a person
+    asks for it (`adaptive`); by default a run keeps one count (`default_threads`).
     """
 
     WINDOW = 8  # batches timed per trial, after one batch to settle
