@@ -40,13 +40,17 @@ class CheckpointEvent:
 # way, bounds a replay to half the run (a second or two for `tiny`); each is ~0.55 MB for `tiny` with Adam,
 # against ~3 MB for all its frames, and a default run stays under 4 MB.
 ANCHORS = 1
+# ...and at least one every this many steps, so that rebuilding any moment replays at most this many (~3 s of
+# `tiny` here) however long the run: a 60-epoch run kept one anchor half way, 7,500 steps of replay (~30 s)
+# for a moment before it. 625 is half the default run, so the default run keeps its one anchor and its bytes.
+MAX_REPLAY_STEPS = 625
 
 
 class Cadence:
     """When the next checkpoint is due, from the step and the training seconds of the latest one."""
 
     def __init__(self, total_steps: int, seconds: float, step: int, elapsed: float) -> None:
-        self._spacing = max(1, -(-total_steps // (ANCHORS + 1)))
+        self._spacing = max(1, min(-(-total_steps // (ANCHORS + 1)), MAX_REPLAY_STEPS))
         self._seconds = seconds
         self.step, self._elapsed = step, elapsed  # of the latest checkpoint
         self._next_anchor = self._anchor_after(step)
@@ -63,7 +67,8 @@ class Cadence:
             self._next_anchor = self._anchor_after(step)
 
     def _anchor_after(self, step: int) -> int:
-        """The step from which the next anchor is due: ANCHORS evenly through the run (the end has its own)."""
+        """The step from which the next anchor is due: ANCHORS evenly through the run, and one at least every
+        MAX_REPLAY_STEPS (the end has its own)."""
         return (step // self._spacing + 1) * self._spacing
 
 
