@@ -9,7 +9,7 @@ from PIL import Image
 
 
 def test_healthz(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "version": "0.1.0"}
+    assert client.get("/healthz").json() == {"status": "ok", "version": "0.1.0", "storage": None}
 
 
 def test_datasets_describe_themselves(client: TestClient) -> None:
