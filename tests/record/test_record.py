@@ -41,6 +41,14 @@ class Published:
         return [json.loads(m) for m, _, _ in self.items if isinstance(m, str)]
 
 
+def new_run(tmp_path: Path) -> tuple[Store, RunRecord]:
+    """A store at tmp_path and the record of a new run r1 in it."""
+    store = Store(tmp_path / "runs.db")
+    stored = new_stored_run("r1", "-", META, 0.01)
+    store.add_run(stored)
+    return store, RunRecord(stored, store)
+
+
 def frame(seq: int, step: int) -> FrameEvent:
     body = f"frame {seq}".encode()
     return FrameEvent(seq=seq, step=step, epoch=0, epoch_end=False, samples_seen=step * 32, elapsed=step / 10,
@@ -63,10 +71,7 @@ def produce(record: RunRecord) -> None:
 
 
 def test_what_a_record_publishes_is_stored_first_numbered_without_gaps(tmp_path: Path) -> None:
-    store = Store(tmp_path / "runs.db")
-    stored = new_stored_run("r1", "-", META, 0.01)
-    store.add_run(stored)
-    record = RunRecord(stored, store)
+    store, record = new_run(tmp_path)
     published = Published()
     stored_when_published: list[bool] = []
 
@@ -94,10 +99,7 @@ def test_what_a_record_publishes_is_stored_first_numbered_without_gaps(tmp_path:
 
 
 def test_a_follower_publishes_what_the_producer_published(tmp_path: Path) -> None:
-    producer_store = Store(tmp_path / "runs.db")
-    stored = new_stored_run("r1", "-", META, 0.01)
-    producer_store.add_run(stored)
-    producer = RunRecord(stored, producer_store)
+    producer_store, producer = new_run(tmp_path)
     mine = Published()
     producer.publish = mine
 
@@ -129,10 +131,7 @@ def test_a_follower_publishes_what_the_producer_published(tmp_path: Path) -> Non
 
 
 def test_a_status_no_producer_reports_is_stored_and_published(tmp_path: Path) -> None:
-    store = Store(tmp_path / "runs.db")
-    stored = new_stored_run("r1", "-", META, 0.01)
-    store.add_run(stored)
-    record = RunRecord(stored, store)
+    store, record = new_run(tmp_path)
     published = Published()
     ended: list[Status] = []
     record.publish, record.on_status = published, ended.append
@@ -158,10 +157,7 @@ def test_a_lease_is_one_holder_at_a_time_and_free_once_given_back(tmp_path: Path
 
 
 def test_when_the_store_falls_behind_intermediate_snapshots_are_skipped_and_counted(tmp_path: Path) -> None:
-    store = Store(tmp_path / "runs.db")
-    stored = new_stored_run("r1", "-", META, 0.01)
-    store.add_run(stored)
-    record = RunRecord(stored, store)
+    store, record = new_run(tmp_path)
     gate = threading.Event()
 
     def slow(seq: int, step: int, epoch_end: bool = False) -> FrameEvent:
