@@ -20,6 +20,7 @@ policy whose runs repeat bit for bit.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", default=["0", "adaptive"],
                         help="FILTERSCOPE_TRAINING_THREADS values (0: the default; compared with adaptive)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a stopped bench stops its busy process too
     policies = list(dict.fromkeys([*args.policies, "adaptive"]))
     settings = {p: Settings(training_threads=p).training_threads for p in policies}
     cfg = TrainConfig(epochs=args.epochs, train_subset=args.subset)
