@@ -47,6 +47,8 @@ def default_threads(cores: int = TRAINING_THREADS) -> int:
     the one that lost its core: on 2 cores, with one core busy elsewhere, two threads fall to 1,100-2,900
     samples/s while one keeps 5,600 (see ThreadTuner), and a person's machine has a browser and other work
     beside the run. Alone, all cores would be faster (1.5x on 2 cores); `adaptive` or a fixed count buys that.
+    On this machine shared with others (bench_threads, 2026-12-02) one thread trained at 1.5-2.5x the speed of
+    `adaptive`, and 1.3-2.4x beside a busy core: the tuner's trials at two threads stall on a busy machine.
     """
     return max(1, cores - 1)
 
