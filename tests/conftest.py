@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from app.training.engine import Event
 
@@ -73,6 +74,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     path = tmp_path_factory.mktemp("runs")
     monkeypatch.setenv("FILTERSCOPE_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    """Torch work a test does itself (loops, recorders, analyses, replays driven directly) on one thread.
+
+    Two would be the default on a 2-core machine, and there under load every op waits for a descheduled partner
+    thread: test_recorder.py took 140 s instead of 9. Engines set their own count when they start; this is set
+    again before each test, since an engine's setting may outlive its run."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
