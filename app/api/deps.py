@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path as PathLib
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 
 from app.api.errors import shown
+from app.api.limits import Builds
+from app.background import exports as export_processes
 from app.config import Settings
+from app.record.exports_cache import ExportCache
 from app.runs import Run, RunManager
 
 
@@ -22,6 +26,27 @@ def manager(request: Request) -> RunManager:
     """The app's run manager."""
     m: RunManager = request.app.state.runs
     return m
+
+
+class Exports:
+    """Exports kept on disk, and the builds under way (one of each per app)."""
+
+    # A quarter of the disk budget (512 MB of the default 2 GB: the npz of a long `classic` run is 175 MB):
+    # exports are made again when needed, the runs they are made from are not.
+    SHARE = 4
+
+    def __init__(self, data_dir: PathLib, max_disk: int) -> None:
+        self.cache = ExportCache(data_dir, max_disk // self.SHARE)
+        self.builds = Builds(export_processes)
+        self.cache.clear_scratch()  # what a server stopped mid-export left
+
+
+async def exports(request: Request) -> Exports:
+    """The app's exports, made on first use (on the event loop: one per app, however many requests ask at once)."""
+    found: Exports | None = getattr(request.app.state, "exports", None)
+    if found is None:
+        found = request.app.state.exports = Exports(manager(request).data_dir, settings(request).max_disk)
+    return found
 
 
 def run(run_id: str, runs: Annotated[RunManager, Depends(manager)]) -> Run:
@@ -80,3 +105,4 @@ ManagerDep = Annotated[RunManager, Depends(manager)]
 RunDep = Annotated[Run, Depends(run)]
 OwnedRunDep = Annotated[Run, Depends(owned_run)]  # controls: only the run's creator
 CreatorDep = Annotated[None, Depends(may_create)]
+ExportsDep = Annotated[Exports, Depends(exports)]

@@ -1,16 +1,34 @@
-"""A run's history: the list of its snapshots, any snapshot's frame, and one filter across all of them."""
+"""A run's history: the list of its snapshots, any snapshot's frame, one filter across all of them, and the
+exports (the weights of every snapshot as .npz, a layer's filters as a GIF).
+
+A trajectory or an export reads every frame of the run. Those of an ended run are made once and kept on disk
+(record/exports_cache.py) and sent from there. Making one takes a slot of the low-priority export processes,
+at most one per client and as many as there are processes in all, else the answer is 429 with Retry-After
+(api/limits.py); the process reads the frames one at a time and writes the export to a file as it goes, so
+memory holds a frame, not the run.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
-from app.api.deps import FilterPath, ManagerDep, RunDep, SeqPath
+from app.api.deps import Exports, ExportsDep, FilterPath, ManagerDep, RunDep, SeqPath
 from app.api.errors import shown
-from app.record.export import NothingToExport, filters_gif, weights_npz
-from app.record.trajectory import NoSuchFilter, trajectory
-from app.runs import Run
+from app.api.limits import busy
+from app.record.export import NothingToExport, sampled
+from app.record.exports_cache import Export, make_export
+from app.record.trajectory import NoSuchFilter
+from app.runs import Run, RunManager
 from app.schemas import SnapshotRef
 
 router = APIRouter(prefix="/api/runs", tags=["history"])
@@ -18,6 +36,10 @@ router = APIRouter(prefix="/api/runs", tags=["history"])
 BINARY: dict[str, Any] = {"content": {"application/octet-stream": {}}}
 # A frame never changes once written (snapshot numbers are never reused, even across a resume).
 IMMUTABLE = "public, max-age=31536000, immutable"
+CHUNK = 256 * 1024  # bytes of an export read and sent at a time
+BUSY: dict[int | str, dict[str, Any]] = {429: {
+    "description": "As many exports are being made as the server allows, or one for this client (Retry-After "
+                   "says when to ask again)"}, 503: {"description": "The process making it stopped; ask again"}}
 
 
 def conv_layer(run: Run, layer: str) -> str:
@@ -52,36 +74,105 @@ def snapshot_frame(run: RunDep, runs: ManagerDep, request: Request, seq: SeqPath
 
 
 @router.get("/{run_id}/filters/{layer}/{index}", response_class=Response,
-            responses={200: BINARY, 404: {"description": "Unknown run, layer or filter, or no snapshot yet"}})
-def filter_trajectory(run: RunDep, runs: ManagerDep, layer: str, index: FilterPath) -> Response:
+            responses={200: BINARY, 404: {"description": "Unknown run, layer or filter, or no snapshot yet"},
+                       **BUSY})
+async def filter_trajectory(run: RunDep, runs: ManagerDep, exports: ExportsDep, request: Request, layer: str,
+                            index: FilterPath) -> Response:
     """One filter's W, dW and ΔW at every snapshot, in one binary frame (docs/protocol.md)."""
     try:
-        body = trajectory(runs.store.frames(run.id), conv_layer(run, layer), index, run.id)
+        return await send_export(run, runs, exports, request, Export("trajectory", conv_layer(run, layer), index),
+                                 "application/octet-stream")
     except NoSuchFilter as exc:
         raise HTTPException(404, str(exc)) from None
-    return Response(body, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/{run_id}/export/filters.gif", response_class=Response,
-            responses={200: {"content": {"image/gif": {}}}, 404: {"description": "Unknown run or layer"}})
-def export_gif(run: RunDep, runs: ManagerDep, layer: str = "conv1") -> Response:
+            responses={200: {"content": {"image/gif": {}}}, 404: {"description": "Unknown run or layer"}, **BUSY})
+async def export_gif(run: RunDep, runs: ManagerDep, exports: ExportsDep, request: Request,
+                     layer: str = "conv1") -> Response:
     """An animated GIF of one conv layer's filters over the run (one frame per snapshot, at most 300)."""
+    layer = conv_layer(run, layer)
     try:
-        body = filters_gif(runs.store.frames(run.id), conv_layer(run, layer))
+        return await send_export(run, runs, exports, request, Export("gif", layer), "image/gif",
+                                 attachment=f"{run.id}-{layer}.gif", sample=sampled)
     except NothingToExport as exc:
         raise HTTPException(404, str(exc)) from None
-    return Response(body, media_type="image/gif",
-                    headers={"Content-Disposition": f'attachment; filename="{run.id}-{layer}.gif"'})
 
 
 @router.get("/{run_id}/export/weights.npz", response_class=Response,
-            responses={200: BINARY, 404: {"description": "Unknown run, or no snapshot yet"}})
-def export_npz(run: RunDep, runs: ManagerDep) -> Response:
+            responses={200: BINARY, 404: {"description": "Unknown run, or no snapshot yet"}, **BUSY})
+async def export_npz(run: RunDep, runs: ManagerDep, exports: ExportsDep, request: Request) -> Response:
     """Every conv layer's weights at every snapshot: `{layer}.weight` (snapshots, out, in, kh, kw) float32,
     with `seq`, `step` and `epoch` per snapshot, as a NumPy .npz file."""
     try:
-        body = weights_npz(runs.store.frames(run.id))
+        return await send_export(run, runs, exports, request, Export("npz"), "application/octet-stream",
+                                 attachment=f"{run.id}-weights.npz")
     except NothingToExport as exc:
         raise HTTPException(404, str(exc)) from None
-    return Response(body, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{run.id}-weights.npz"'})
+
+
+async def send_export(run: Run, runs: RunManager, exports: Exports, request: Request, what: Export,
+                      media_type: str, attachment: str | None = None,
+                      sample: Callable[[int], list[int]] | None = None) -> Response:
+    """Export `what` of the run, from its frames (those `sample` picks, if given): the kept file of an ended run,
+    else made now under the limits (and kept if the run has ended)."""
+    last = run.record.find(None)
+    if last is None:
+        raise HTTPException(404, "This run has no snapshot yet.")
+    ended, key = run.status.ended, last.seq  # a resumed run's next snapshot moves the key on
+    headers = {"Cache-Control": "no-cache"}
+    if attachment is not None:
+        headers["Content-Disposition"] = f'attachment; filename="{attachment}"'
+    if ended:
+        digest = hashlib.blake2b(f"{run.id}/{key}/{what.name}".encode(), digest_size=12).hexdigest()
+        headers["ETag"] = f'"{digest}"'
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+    job = (run.id, key, what.name)
+    for _ in range(2):  # a second look after waiting for another request's build of the same export
+        kept = await run_in_threadpool(exports.cache.open, run.id, key, what.name) if ended else None
+        if kept is not None:
+            return _file_answer(kept, media_type, headers)
+        if not (ended and await exports.builds.joined(job)):
+            break
+    seqs = [ref.seq for ref in run.record.snapshot_list()]
+    if sample is not None:
+        seqs = [seqs[i] for i in sample(len(seqs))]
+    make = functools.partial(make_export, runs.store.path, run.id, seqs, what, runs.data_dir,
+                             exports.cache.max_bytes, key if ended else None)
+    client = request.client.host if request.client else "?"
+    try:
+        path, is_kept = await exports.builds.run(client, job if ended else None, make,
+                                                 discard=lambda made: None if made[1] else made[0].unlink())
+    except BrokenProcessPool:  # its process was killed (out of memory?): the next request gets a new one
+        raise HTTPException(503, "The process making this export stopped before it was done; ask again.") from None
+    opened = await run_in_threadpool(_open_made, path, is_kept, exports, runs)
+    return _file_answer(opened, media_type, headers)
+
+
+def _open_made(path: Path, kept: bool, exports: Exports, runs: RunManager) -> BinaryIO:
+    """A made export, open; one not kept is removed from the disk (its data lasts until the file is closed)."""
+    try:
+        f = open(path, "rb")  # closed once sent
+    except FileNotFoundError:  # kept, and evicted at once by another export: the cache is too small for both
+        raise busy("The export was made but not kept (the exports' share of the disk budget is full); ask "
+                   "again.") from None
+    if kept:
+        exports.cache.prune(runs.known())  # a run deleted while this was made takes it with it
+    else:
+        path.unlink()
+    return f
+
+
+def _file_answer(f: BinaryIO, media_type: str, headers: dict[str, str]) -> Response:
+    """An open file's contents as the answer, read a chunk at a time; the file is closed once sent."""
+    size = os.fstat(f.fileno()).st_size
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await run_in_threadpool(f.read, CHUNK):
+                yield chunk
+        finally:
+            f.close()
+
+    return StreamingResponse(chunks(), media_type=media_type, headers={**headers, "Content-Length": str(size)})
