@@ -79,6 +79,7 @@ class RunRecord(Follows):
         self._states: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.publish: Publish | None = None
         self.on_status: Callable[[Status], None] | None = None  # after a status change is committed
+        self.halted = False  # the store failed: `state` is what halt said, not what commits report
         self._lr_log: dict[int, float] | None = None  # learning rates set by hand, as the producer has sent them
         # What the store will hold once the queued writes commit (the training thread's view, ahead of ours).
         self._pending_state = dict(self.state)
@@ -190,7 +191,7 @@ class RunRecord(Follows):
                    state: dict[str, Any] | None = None) -> None:
         droppable = False
         with self._lock:
-            if state is not None:
+            if state is not None and not self.halted:
                 self.state = dict(state)
             if snapshot is not None:
                 assert isinstance(message, bytes)
@@ -221,6 +222,14 @@ class RunRecord(Follows):
         on_status = self.on_status
         if on_status is not None and event is not None and event["type"] == "status":
             on_status(Status(event["status"]))
+
+    def halt(self, status: Status, message: str) -> dict[str, Any]:
+        """Say in memory what cannot be stored (the store has failed): this state stays, whatever commits that
+        were already under way report after it. Returns it."""
+        with self._lock:
+            self.halted = True
+            self.state = {**self.state, "status": status.value, "message": message}
+            return dict(self.state)
 
     def set_status(self, status: Status, message: str) -> None:
         """Write a status that no producer reports (a queued run that cannot start, a producer gone): stored,

@@ -31,9 +31,17 @@ class StorageFailed(Exception):
     in a sentence a person can act on (the API answers it with 507)."""
 
 
+def deleted(where: str) -> str:
+    """The sentence for a data directory removed while the server ran."""
+    return (f"The data directory {where} was deleted while the server ran: nothing more can be saved; restart the "
+            "server to start a new one.")
+
+
 def explain(exc: BaseException, where: str) -> str:
     """A failed commit in one sentence: what is wrong with the data directory `where`, and what to do."""
     text = str(exc).lower()
+    if where and not os.path.isdir(where):
+        return deleted(where)
     if "full" in text or getattr(exc, "errno", None) == 28:
         return f"The disk holding {where} is full: nothing more is saved; free some space and restart the server."
     if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):
@@ -114,6 +122,9 @@ class Writer:
 
     def _commit(self, batch: list[tuple[Write, Then | None]]) -> None:
         conn = self._conn
+        if self.failure is not None:  # nothing more is saved (the sentence said so): nor said to be
+            log.debug("store failed: %d writes dropped", len(batch))
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for write, _ in batch:

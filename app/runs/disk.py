@@ -106,9 +106,8 @@ class Disk:
                 pass
             saved = run.record.snapshots[-1].step if run.record.snapshots else 0
             message = f"{sentence} This run stopped: nothing after step {saved} was saved; resume it once fixed."
-            run.record.state = {**run.record.state, "status": Status.INTERRUPTED.value, "message": message}
-            text = StatusChange(Status.INTERRUPTED.value, message, run.record.state["epoch"], saved,
-                                run.record.state["lr"]).text()
+            state = run.record.halt(Status.INTERRUPTED, message)
+            text = StatusChange(Status.INTERRUPTED.value, message, state["epoch"], saved, state["lr"]).text()
             try:
                 self._loop.call_soon_threadsafe(self.hub.publish, run.id, text, False, 0)
             except RuntimeError:

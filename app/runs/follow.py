@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from app.record.lease import run_lease
 from app.record.schema import connect
+from app.record.writer import deleted
 from app.training.events import Status
 
 if TYPE_CHECKING:
@@ -61,8 +62,7 @@ class Following:
             while not self._stop.wait(self._seconds):
                 try:
                     if not store.path.exists() and store.writer.failure is None:
-                        store.writer.fail(f"The data directory {store.path.parent} was deleted while the server "
-                                          "ran: nothing more can be saved; restart the server to start a new one.")
+                        store.writer.fail(deleted(str(store.path.parent)))
                     now = store.data_version(conn)
                     if now != version:
                         version = now

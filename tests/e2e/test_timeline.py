@@ -108,6 +108,10 @@ def test_play_advances_and_the_url_follows_the_timeline(page: Any, run: dict[str
     page.get_by_test_id("timeline-play").click()
     page.wait_for_function("() => window.filterscope.store.snapshot.step > 20")
     page.get_by_test_id("timeline-play").click()  # pause the replay
+    # A frame the replay asked for before the pause may still arrive and be shown: wait until the moment
+    # shown is the one the timeline points at, then read it.
+    page.wait_for_function("() => { const s = window.filterscope.store; "
+                           "return !s.playing && s.snapshot && s.snapshot.seq === s.cursor; }")
     step = page.evaluate("window.filterscope.store.snapshot.step")
     page.wait_for_url(re.compile(rf"[?&]step={step}(&|$)"))
     page.locator("body").press("ArrowRight")

@@ -57,7 +57,7 @@ def test_a_deleted_data_directory_is_said_and_new_runs_are_refused(tmp_path: Pat
         run = start_run(client, **LONG)
         wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["snapshots"] >= 3, 60)
         shutil.rmtree(where)
-        wait_status(client, run["id"], "interrupted", timeout=10)
+        wait_status(client, run["id"], "interrupted", timeout=30)
         assert "was deleted" in client.get(f"/api/runs/{run['id']}").json()["message"]
         refused = client.post("/api/runs", json=QUICK)
         assert refused.status_code == 507 and f"{where} was deleted" in refused.json()["detail"]
