@@ -1,5 +1,5 @@
-"""`python -m app serve`: the same as the `filterscope` command."""
+"""`python -m filterscope serve`: the same as the `filterscope` command."""
 
-from app.cli import main
+from .cli import main
 
 main()

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ParamSpec, TypeVar
 
-from app.training.threads import serial_torch
+from .training.threads import serial_torch
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from types import FrameType
 
 import uvicorn
 
-from app.api.guard import host_name, is_loopback
-from app.config import Settings
-from app.record.lease import FileLock
-from app.training.events import Status
+from .api.guard import host_name, is_loopback
+from .config import Settings
+from .record.lease import FileLock
+from .training.events import Status
 
 # SIGTERM: runs stop at once, open requests get this long to finish (a half-sent body does not hold the server),
 # and the training threads are joined after: the server is gone within about 5 s whatever clients do.
@@ -38,7 +38,7 @@ class Server(uvicorn.Server):
     """uvicorn's server, stopping every run as soon as it is asked to exit (before it waits for connections)."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        from app.main import app
+        from .main import app
 
         manager = getattr(app.state, "runs", None)
         if manager is not None:  # from a thread: never take a lock inside a signal handler
@@ -59,8 +59,8 @@ def _train(config_json: str, data_dir: Path) -> int:
     """`filterscope train`: 0 when the run finished, 1 if it could not (the reason said in one line)."""
     from pydantic import ValidationError
 
-    from app.runs.process import train
-    from app.training.config import TrainConfig
+    from .runs.process import train
+    from .training.config import TrainConfig
 
     try:
         config = TrainConfig.model_validate_json(config_json)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _serve(host: str, port: int, log_level: str) -> None:
     """Run the server until it is told to exit."""
-    from app.main import app
+    from .main import app
 
     # No permessage-deflate: snapshots are already quantised, and compressing 12 of them a second took half
     # of the event loop's CPU during a run (0.20 s -> 0.09 s a run), CPU that training on 2 cores needs.

@@ -12,18 +12,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app import __version__
-from app.api import analysis, compare, errors, history, inspect, meta, pages, runs, sweeps, ws
-from app.api.guard import Guard
-from app.config import Settings, get_settings
-from app.paths import STATIC
-from app.record.lease import server_lock
-from app.record.store import Damaged, Store
-from app.record.writer import StorageFailed
-from app.runs import RunManager
-from app.streaming.hub import Hub
-from app.training.datasets import get_dataset
-from app.training.threads import serial_torch
+from . import __version__
+from .api import analysis, compare, errors, history, inspect, meta, pages, runs, sweeps, ws
+from .api.guard import Guard
+from .config import Settings, get_settings
+from .paths import STATIC
+from .record.lease import server_lock
+from .record.store import Damaged, Store
+from .record.writer import StorageFailed
+from .runs import RunManager
+from .streaming.hub import Hub
+from .training.datasets import get_dataset
+from .training.threads import serial_torch
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
-"""Where the project's non-Python files live."""
+"""Where the project's non-Python files live: inside the installed package (a wheel carries the page's files
+as filterscope/static and filterscope/templates), or beside app/ in a checkout (an editable install)."""
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "static"
-TEMPLATES = ROOT / "templates"
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
+STATIC = PACKAGE / "static" if (PACKAGE / "static").is_dir() else ROOT / "static"
+TEMPLATES = PACKAGE / "templates" if (PACKAGE / "templates").is_dir() else ROOT / "templates"

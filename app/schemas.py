@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.training.config import TrainConfig
-from app.training.events import Status
+from .training.config import TrainConfig
+from .training.events import Status
 
 RunConfig = TrainConfig  # the run config travels as is: one definition, in the training package
 

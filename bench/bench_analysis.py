@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.record.record import RunRecord, new_stored_run
-from app.record.store import Store
-from app.runs.local import log_event
-from app.training.analysis import AnalysisEvent
-from app.training.config import TrainConfig
-from app.training.engine import Engine, Event
 from bench.bench_training import in_thread
+from filterscope.record.record import RunRecord, new_stored_run
+from filterscope.record.store import Store
+from filterscope.runs.local import log_event
+from filterscope.training.analysis import AnalysisEvent
+from filterscope.training.config import TrainConfig
+from filterscope.training.engine import Engine, Event
 
 
 def one_run(cfg: TrainConfig, store: Store) -> dict[str, Any]:

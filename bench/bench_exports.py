@@ -11,8 +11,8 @@ A third run trains throughout. Its speed is measured in short windows, exporting
 exporting window against the quiet ones either side of it): other programs on a shared machine come and go
 over minutes, and windows side by side cancel most of that out. The RSS of the server and its export
 processes together is sampled throughout. `--classic-epochs` adds the weights.npz of a long `classic` run
-(the largest export: 175 MB at 1,251 snapshots): its size, time and the peak RSS it costs. Figures only;
-nothing here passes or fails.
+(the largest export: 68 MB at 1,251 snapshots of mnist): its size, time and the peak RSS it costs, made and
+then kept. Figures only; nothing here passes or fails.
 
     .venv/bin/python -m bench.bench_exports [--windows 10] [--seconds 4] [--classic-epochs 0]
 """
@@ -246,7 +246,7 @@ def main() -> None:
                                                                 "only the classic npz)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of a window (default 4 s)")
     parser.add_argument("--classic-epochs", type=int, default=0,
-                        help="also measure a classic run's npz, trained this many epochs (5: the 175 MB one)")
+                        help="also measure a classic run's npz, trained this many epochs (5: 1,251 snapshots)")
     args = parser.parse_args()
     proc, base = serve()
     sampler = Sampler(proc.pid)

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ from pathlib import Path
 import httpx2 as httpx
 import websockets
 
-from app.streaming.codec import decode_frame
-from bench.common import ROOT, pct, serve
+from bench.common import FILTERSCOPE, ROOT, pct, serve
+from filterscope.streaming.codec import decode_frame
 
 CONFIG = {"epochs": 1, "train_subset": 2000, "snapshot_every": 5}
 
@@ -45,7 +44,7 @@ async def latencies(base: str, run_id: str) -> list[float]:
 
 
 def followed(base: str, data_dir: Path) -> list[float]:
-    proc = subprocess.Popen([sys.executable, "-m", "app", "train", "--data-dir", str(data_dir), "--config",
+    proc = subprocess.Popen([*FILTERSCOPE, "train", "--data-dir", str(data_dir), "--config",
                              json.dumps(CONFIG)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "FILTERSCOPE_TRAINING_THREADS": "1"})
     assert proc.stdout is not None

@@ -16,11 +16,11 @@ import argparse
 import json
 import statistics
 
-from app.training.config import TrainConfig
-from app.training.engine import Engine, EpochSummary
-from app.training.measures import layer_measures
-from app.training.snapshots import Snapshot
-from app.training.threads import serial_torch
+from filterscope.training.config import TrainConfig
+from filterscope.training.engine import Engine, EpochSummary
+from filterscope.training.measures import layer_measures
+from filterscope.training.snapshots import Snapshot
+from filterscope.training.threads import serial_torch
 
 GOALS = {  # data set: (largest mean cosine to step 0, smallest structure, smallest test accuracy or None)
     "mnist": (0.40, 0.45, 0.97), "fashion-mnist": (0.45, 0.45, None), "shapes": (0.40, 0.45, None),

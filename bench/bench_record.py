@@ -27,15 +27,15 @@ from typing import Any
 
 import httpx2 as httpx
 
-from app.record.record import RunRecord, new_stored_run
-from app.record.store import Store
-from app.runs.local import log_event
-from app.training.config import TrainConfig
-from app.training.datasets import get_dataset
-from app.training.engine import Engine
-from app.training.threads import serial_torch
 from bench.bench_training import bare_loop, engine_here, in_thread
 from bench.common import pct, serve
+from filterscope.record.record import RunRecord, new_stored_run
+from filterscope.record.store import Store
+from filterscope.runs.local import log_event
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_dataset
+from filterscope.training.engine import Engine
+from filterscope.training.threads import serial_torch
 
 FINAL = ("finished", "failed", "diverged", "stopped")
 

@@ -34,10 +34,10 @@ from typing import Any
 import httpx2 as httpx
 from websockets.asyncio.client import connect
 
-from app.training.config import TrainConfig
-from app.training.datasets import get_dataset
 from bench.bench_upload import photo_12mp, wait_for
 from bench.common import serve
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_dataset
 
 FINAL = ("finished", "failed", "diverged", "stopped")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -30,11 +30,11 @@ from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
-from app.config import Settings
-from app.training.config import TrainConfig
-from app.training.datasets import get_dataset
-from app.training.engine import CheckpointEvent, Engine, Event
-from app.training.threads import TRAINING_THREADS, run_threads, serial_torch
+from filterscope.config import Settings
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_dataset
+from filterscope.training.engine import CheckpointEvent, Engine, Event
+from filterscope.training.threads import TRAINING_THREADS, run_threads, serial_torch
 
 
 @contextmanager

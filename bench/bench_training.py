@@ -37,16 +37,16 @@ import torch
 import torch.nn.functional as F
 from websockets.sync.client import connect
 
-from app.streaming.codec import decode_frame, encode_event, encode_snapshot
-from app.training.analysis import AnalysisEvent
-from app.training.config import TrainConfig
-from app.training.data import to_tensors
-from app.training.datasets import get_dataset
-from app.training.engine import CheckpointEvent, Engine, Event
-from app.training.models import INIT_SCALES, build_model, init_weights
-from app.training.snapshots import Snapshot
-from app.training.threads import serial_torch, training_torch
 from bench.common import pct, serve
+from filterscope.streaming.codec import decode_frame, encode_event, encode_snapshot
+from filterscope.training.analysis import AnalysisEvent
+from filterscope.training.config import TrainConfig
+from filterscope.training.data import to_tensors
+from filterscope.training.datasets import get_dataset
+from filterscope.training.engine import CheckpointEvent, Engine, Event
+from filterscope.training.models import INIT_SCALES, build_model, init_weights
+from filterscope.training.snapshots import Snapshot
+from filterscope.training.threads import serial_torch, training_torch
 
 FINAL = ("finished", "failed", "diverged", "stopped")
 

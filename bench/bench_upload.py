@@ -19,8 +19,8 @@ import httpx2 as httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.training.datasets import get_dataset
 from bench.common import pct, serve
+from filterscope.training.datasets import get_dataset
 
 
 def photo_12mp() -> bytes:

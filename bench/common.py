@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx2 as httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+FILTERSCOPE = [sys.executable, "-m", "filterscope"]  # the `filterscope` command, in this interpreter
 
 
 def serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
@@ -25,7 +26,7 @@ def serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **env})
     base = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60

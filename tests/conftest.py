@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 import torch
 
-from app.training.engine import Event
+from filterscope.training.engine import Event
+
+FILTERSCOPE = [sys.executable, "-m", "filterscope"]  # the `filterscope` command, in this interpreter
 
 
 def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:

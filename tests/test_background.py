@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from app.background import NICENESS, in_background
+from filterscope.background import NICENESS, in_background
 
 
 def where_and_how_nice() -> tuple[int, int]:

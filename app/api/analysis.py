@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ManagerDep, RunDep, SeqPath
-from app.api.errors import shown
-from app.schemas import TopLayerOut
+from ..schemas import TopLayerOut
+from .deps import ManagerDep, RunDep, SeqPath
+from .errors import shown
 
 router = APIRouter(prefix="/api/runs", tags=["history"])
 

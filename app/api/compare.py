@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.api.deps import ManagerDep, RunDep
-from app.api.pages import page_context, templates
-from app.runs import Run, RunManager
-from app.schemas import MatchOut, MatchSide, StepsOut
-from app.streaming.codec import decode_frame
-from app.training.matching import match_filters
+from ..runs import Run, RunManager
+from ..schemas import MatchOut, MatchSide, StepsOut
+from ..streaming.codec import decode_frame
+from ..training.matching import match_filters
+from .deps import ManagerDep, RunDep
+from .pages import page_context, templates
 
 router = APIRouter(tags=["compare"])
 

@@ -8,12 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 
-from app.api.errors import shown
-from app.api.limits import Builds
-from app.background import exports as export_processes
-from app.config import Settings
-from app.record.exports_cache import ExportCache
-from app.runs import Run, RunManager
+from ..background import exports as export_processes
+from ..config import Settings
+from ..record.exports_cache import ExportCache
+from ..runs import Run, RunManager
+from .errors import shown
+from .limits import Builds, Pace
 
 
 def settings(request: Request) -> Settings:
@@ -29,15 +29,16 @@ def manager(request: Request) -> RunManager:
 
 
 class Exports:
-    """Exports kept on disk, and the builds under way (one of each per app)."""
+    """Exports kept on disk, the builds under way, and the pace of sending them (one of each per app)."""
 
-    # A quarter of the disk budget (512 MB of the default 2 GB: the npz of a long `classic` run is 175 MB):
-    # exports are made again when needed, the runs they are made from are not.
+    # A quarter of the disk budget (512 MB of the default 2 GB; the npz of a 1,251-snapshot `classic` run is
+    # 68 MB): exports can be made again, the runs they are made from cannot.
     SHARE = 4
 
     def __init__(self, data_dir: PathLib, max_disk: int) -> None:
         self.cache = ExportCache(data_dir, max_disk // self.SHARE)
         self.builds = Builds(export_processes)
+        self.pace = Pace()
         self.cache.clear_scratch()  # what a server stopped mid-export left
 
 

@@ -22,14 +22,14 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import Exports, ExportsDep, FilterPath, ManagerDep, RunDep, SeqPath
-from app.api.errors import shown
-from app.api.limits import busy
-from app.record.export import NothingToExport, sampled
-from app.record.exports_cache import Export, make_export
-from app.record.trajectory import NoSuchFilter
-from app.runs import Run, RunManager
-from app.schemas import SnapshotRef
+from ..record.export import NothingToExport, sampled
+from ..record.exports_cache import Export, make_export
+from ..record.trajectory import NoSuchFilter
+from ..runs import Run, RunManager
+from ..schemas import SnapshotRef
+from .deps import Exports, ExportsDep, FilterPath, ManagerDep, RunDep, SeqPath
+from .errors import shown
+from .limits import busy
 
 router = APIRouter(prefix="/api/runs", tags=["history"])
 
@@ -132,7 +132,7 @@ async def send_export(run: Run, runs: RunManager, exports: Exports, request: Req
     for _ in range(2):  # a second look after waiting for another request's build of the same export
         kept = await run_in_threadpool(exports.cache.open, run.id, key, what.name) if ended else None
         if kept is not None:
-            return _file_answer(kept, media_type, headers)
+            return _file_answer(kept, media_type, headers, exports)
         if not (ended and await exports.builds.joined(job)):
             break
     seqs = [ref.seq for ref in run.record.snapshot_list()]
@@ -147,7 +147,7 @@ async def send_export(run: Run, runs: RunManager, exports: Exports, request: Req
     except BrokenProcessPool:  # its process was killed (out of memory?): the next request gets a new one
         raise HTTPException(503, "The process making this export stopped before it was done; ask again.") from None
     opened = await run_in_threadpool(_open_made, path, is_kept, exports, runs)
-    return _file_answer(opened, media_type, headers)
+    return _file_answer(opened, media_type, headers, exports)
 
 
 def _open_made(path: Path, kept: bool, exports: Exports, runs: RunManager) -> BinaryIO:
@@ -164,13 +164,20 @@ def _open_made(path: Path, kept: bool, exports: Exports, runs: RunManager) -> Bi
     return f
 
 
-def _file_answer(f: BinaryIO, media_type: str, headers: dict[str, str]) -> Response:
-    """An open file's contents as the answer, read a chunk at a time; the file is closed once sent."""
+def _file_answer(f: BinaryIO, media_type: str, headers: dict[str, str], exports: Exports) -> Response:
+    """An open file's contents as the answer, read a chunk at a time at the exports' pace; the file is closed
+    once sent."""
     size = os.fstat(f.fileno()).st_size
 
     async def chunks() -> AsyncIterator[bytes]:
         try:
-            while chunk := await run_in_threadpool(f.read, CHUNK):
+            left = size
+            while left > 0:
+                await exports.pace.take(min(CHUNK, left))  # before reading: a waiting answer holds no chunk
+                chunk = await run_in_threadpool(f.read, CHUNK)
+                if not chunk:
+                    return
+                left -= len(chunk)
                 yield chunk
         finally:
             f.close()

@@ -8,16 +8,16 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 
-from app.api.deps import ManagerDep, OwnedRunDep, RunDep, SettingsDep
-from app.api.meta import png_bytes
-from app.api.runs import CONFLICT, OWNER, run_out
-from app.api.uploads import UPLOAD_BODY, prepare_upload, read_upload
-from app.background import in_background
-from app.runs import Waiting
-from app.schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
-from app.streaming.codec import encode_u8_json
-from app.training.datasets import get_dataset
-from app.training.events import StateError
+from ..background import in_background
+from ..runs import Waiting
+from ..schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
+from ..streaming.codec import encode_u8_json
+from ..training.datasets import get_dataset
+from ..training.events import StateError
+from .deps import ManagerDep, OwnedRunDep, RunDep, SettingsDep
+from .meta import png_bytes
+from .runs import CONFLICT, OWNER, run_out
+from .uploads import UPLOAD_BODY, prepare_upload, read_upload
 
 router = APIRouter(prefix="/api/runs", tags=["inspect"])
 

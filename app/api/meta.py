@@ -11,14 +11,14 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
-from app import __version__
-from app.api.deps import ManagerDep
-from app.schemas import DatasetOut, Health, ModelOut
-from app.training.datasets import DatasetInfo, get_dataset, list_datasets
-from app.training.datasets.registry import names as dataset_names
-from app.training.models import PresetInfo, build_model, conv_layers
-from app.training.models import get as get_model
-from app.training.models import names as model_names
+from .. import __version__
+from ..schemas import DatasetOut, Health, ModelOut
+from ..training.datasets import DatasetInfo, get_dataset, list_datasets
+from ..training.datasets.registry import names as dataset_names
+from ..training.models import PresetInfo, build_model, conv_layers
+from ..training.models import get as get_model
+from ..training.models import names as model_names
+from .deps import ManagerDep
 
 router = APIRouter(tags=["meta"])
 

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app import __version__
-from app.api.meta import datasets, models
-from app.paths import TEMPLATES
-from app.schemas import RunConfig
-from app.training.config import CHOICE_TITLES
-from app.training.events import status_table
-from app.training.loop import OPTIMIZERS
+from .. import __version__
+from ..paths import TEMPLATES
+from ..schemas import RunConfig
+from ..training.config import CHOICE_TITLES
+from ..training.events import status_table
+from ..training.loop import OPTIMIZERS
+from .meta import datasets, models
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES)

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
-from app.runs import NotResumable, Run, RunManager, TooManyRuns, Waiting
-from app.runs.handle import RunHandle
-from app.schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut
-from app.training.events import StateError, Status
+from ..runs import NotResumable, Run, RunManager, TooManyRuns, Waiting
+from ..runs.handle import RunHandle
+from ..schemas import CreatedRunOut, LrPatch, ProbeIndex, RunConfig, RunOut
+from ..training.events import StateError, Status
+from .deps import CreatorDep, ManagerDep, OwnedRunDep, RunDep
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from app.api.deps import CreatorDep, ManagerDep
-from app.api.runs import run_out
-from app.runs import RunManager, Sweep, TooManyRuns
-from app.schemas import SWEEP_MAX, CreatedRunOut, CreatedSweepOut, RunConfig, SweepIn, SweepOut
+from ..runs import RunManager, Sweep, TooManyRuns
+from ..schemas import SWEEP_MAX, CreatedRunOut, CreatedSweepOut, RunConfig, SweepIn, SweepOut
+from .deps import CreatorDep, ManagerDep
+from .runs import run_out
 
 router = APIRouter(prefix="/api/sweeps", tags=["sweeps"])
 

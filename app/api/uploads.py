@@ -8,10 +8,10 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from app.background import in_background
-from app.config import Settings
-from app.training.datasets import DatasetInfo
-from app.training.preprocess import ImageRejected, Prepared, prepare
+from ..background import in_background
+from ..config import Settings
+from ..training.datasets import DatasetInfo
+from ..training.preprocess import ImageRejected, Prepared, prepare
 
 ACCEPTED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
 STATUS = {"empty": 422, "not_an_image": 415, "unsupported_format": 415, "too_many_pixels": 413,

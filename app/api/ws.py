@@ -10,8 +10,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketState
 
-from app.runs import RunManager
-from app.streaming.hub import Closed, Overflow, Subscriber
+from ..runs import RunManager
+from ..streaming.hub import Closed, Overflow, Subscriber
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from app.record.export import write_gif, write_npz
-from app.record.reads import Reads
-from app.record.trajectory import trajectory
+from .export import write_gif, write_npz
+from .reads import Reads
+from .trajectory import trajectory
 
 log = logging.getLogger(__name__)
 

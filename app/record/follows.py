@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from app.record.store import Tail
-from app.streaming.protocol import Analysed, Epoch, Steps, nulls, significant4
+from ..streaming.protocol import Analysed, Epoch, Steps, nulls, significant4
+from .store import Tail
 
 Message = str | bytes
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from app.record.rows import Checkpoint, StoredRun, Tail, reading
-from app.record.schema import connect
-from app.streaming.protocol import nulls, significant4
+from ..streaming.protocol import nulls, significant4
+from .rows import Checkpoint, StoredRun, Tail, reading
+from .schema import connect
 
 
 class Damaged(Exception):

@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from app.record.follows import Follows, Message, SnapshotRef
-from app.record.store import Store, StoredRun
-from app.streaming.codec import to_message
-from app.streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps
-from app.training.events import (
+from ..streaming.codec import to_message
+from ..streaming.protocol import Analysed, Epoch, Hello, StatusChange, Steps
+from ..training.events import (
     AnalysisReady,
     CheckpointBlob,
     FrameEvent,
@@ -36,6 +34,8 @@ from app.training.events import (
     StatusEvent,
     WarningEvent,
 )
+from .follows import Follows, Message, SnapshotRef
+from .store import Store, StoredRun
 
 log = logging.getLogger(__name__)
 

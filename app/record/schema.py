@@ -14,7 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from app.record.writer import StorageFailed
+from .writer import StorageFailed
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from app.record.reads import Damaged, Reads
-from app.record.rows import Checkpoint, StoredRun, Tail
-from app.record.schema import connect, migrate, open_store
-from app.record.writer import Writer
-from app.training.events import CheckpointBlob, Deferred, made
+from ..training.events import CheckpointBlob, Deferred, made
+from .reads import Damaged, Reads
+from .rows import Checkpoint, StoredRun, Tail
+from .schema import connect, migrate, open_store
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from app.streaming.codec import Q16, Frame
-from app.streaming.protocol import PROTOCOL_VERSION
+from ..streaming.codec import Q16, Frame
+from ..streaming.protocol import PROTOCOL_VERSION
 
 KINDS = ("weight", "grad", "update")
 

@@ -12,13 +12,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from app.streaming.hub import Hub
-from app.streaming.protocol import StatusChange
-from app.training.events import StateError, Status
+from ..streaming.hub import Hub
+from ..streaming.protocol import StatusChange
+from ..training.events import StateError, Status
 
 if TYPE_CHECKING:
-    from app.record.store import Store
-    from app.runs.run import Run
+    from ..record.store import Store
+    from .run import Run
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from app.record.lease import run_lease
-from app.record.schema import connect
-from app.record.writer import deleted
-from app.training.events import Status
+from ..record.lease import run_lease
+from ..record.schema import connect
+from ..record.writer import deleted
+from ..training.events import Status
 
 if TYPE_CHECKING:
-    from app.runs.manager import RunManager
-    from app.runs.run import Run
+    from .manager import RunManager
+    from .run import Run
 
 log = logging.getLogger(__name__)
 

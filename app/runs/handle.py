@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.training.events import Status
+from ..training.events import Status
 
 
 @dataclass(frozen=True)

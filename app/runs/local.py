@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from app.runs.handle import Progress
-from app.streaming.codec import encode_snapshot
-from app.training import checkpoints
-from app.training.analysis import AnalysisEvent
-from app.training.config import TrainConfig
-from app.training.engine import CheckpointEvent, Engine, Event
-from app.training.events import AnalysisReady, CheckpointBlob, FrameEvent, RunEvent, Status
-from app.training.snapshots import Snapshot
-from app.training.threads import serial_torch
+from ..streaming.codec import encode_snapshot
+from ..training import checkpoints
+from ..training.analysis import AnalysisEvent
+from ..training.config import TrainConfig
+from ..training.engine import CheckpointEvent, Engine, Event
+from ..training.events import AnalysisReady, CheckpointBlob, FrameEvent, RunEvent, Status
+from ..training.snapshots import Snapshot
+from ..training.threads import serial_torch
+from .handle import Progress
 
 
 def log_event(event: Event | AnalysisEvent) -> RunEvent:

@@ -19,25 +19,25 @@ from typing import Any
 
 import torch
 
-from app.record.follows import Message
-from app.record.lease import FileLock, run_lease, server_lock
-from app.record.record import RunRecord, new_stored_run
-from app.record.store import Store, StoredRun, token_hash
-from app.record.writer import StorageFailed
-from app.runs.disk import Disk
-from app.runs.follow import Following
-from app.runs.handle import LOCAL, RunHandle
-from app.runs.local import LocalRun
-from app.runs.queue import MAX_QUEUED, Queue, Sweep, TooManyRuns, Waiting
-from app.runs.run import Run
-from app.streaming.hub import Hub
-from app.training import checkpoints
-from app.training.config import TrainConfig
-from app.training.datasets import get_dataset
-from app.training.events import StateError, Status
-from app.training.inference import Inspector
-from app.training.plan import check
-from app.training.replay import state_at
+from ..record.follows import Message
+from ..record.lease import FileLock, run_lease, server_lock
+from ..record.record import RunRecord, new_stored_run
+from ..record.store import Store, StoredRun, token_hash
+from ..record.writer import StorageFailed
+from ..streaming.hub import Hub
+from ..training import checkpoints
+from ..training.config import TrainConfig
+from ..training.datasets import get_dataset
+from ..training.events import StateError, Status
+from ..training.inference import Inspector
+from ..training.plan import check
+from ..training.replay import state_at
+from .disk import Disk
+from .follow import Following
+from .handle import LOCAL, RunHandle
+from .local import LocalRun
+from .queue import MAX_QUEUED, Queue, Sweep, TooManyRuns, Waiting
+from .run import Run
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from app.record.lease import run_lease
-from app.record.record import RunRecord, new_stored_run
-from app.record.store import Store, token_hash
-from app.runs.handle import PROCESS
-from app.runs.local import LocalRun
-from app.training.config import TrainConfig
-from app.training.events import StateError, Status
+from ..record.lease import run_lease
+from ..record.record import RunRecord, new_stored_run
+from ..record.store import Store, token_hash
+from ..training.config import TrainConfig
+from ..training.events import StateError, Status
+from .handle import PROCESS
+from .local import LocalRun
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.training.config import TrainConfig
-from app.training.plan import check
+from ..training.config import TrainConfig
+from ..training.plan import check
 
 if TYPE_CHECKING:
-    from app.record.store import Store
-    from app.runs.handle import RunHandle
-    from app.runs.run import Run
+    from ..record.store import Store
+    from .handle import RunHandle
+    from .run import Run
 
 log = logging.getLogger(__name__)
 

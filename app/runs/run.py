@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.record.record import RunRecord
-from app.record.store import token_hash
-from app.runs.handle import Capabilities, RunHandle
-from app.training.config import TrainConfig
-from app.training.events import Status
-from app.training.inference import Inspector
+from ..record.record import RunRecord
+from ..record.store import token_hash
+from ..training.config import TrainConfig
+from ..training.events import Status
+from ..training.inference import Inspector
+from .handle import Capabilities, RunHandle
 
 
 @dataclass

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.streaming.protocol import (
+from ..training.events import EpochSummary, ErrorEvent, StatusEvent, StepsEvent, WarningEvent
+from .protocol import (
     PROTOCOL_VERSION,
     Epoch,
     Error,
@@ -29,10 +30,9 @@ from app.streaming.protocol import (
     nulls,
     significant4,
 )
-from app.training.events import EpochSummary, ErrorEvent, StatusEvent, StepsEvent, WarningEvent
 
 if TYPE_CHECKING:  # encoding takes a training snapshot; decoding needs neither torch nor the training code
-    from app.training.snapshots import Snapshot
+    from ..training.snapshots import Snapshot
 
 Q16 = 32767
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.training.models import ConvLayer, conv_layers
+from .models import ConvLayer, conv_layers
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from app.training import datasets, models
+from . import datasets, models
 
 # Fixed by the code (loop.OPTIMIZERS, the schedule in loop.py, models.INIT_SCALES), hence Literals; the page's
 # name for each choice is said here, next to them (data sets and models carry their own titles).

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.training.datasets import Dataset, DatasetInfo
+from .datasets import Dataset, DatasetInfo
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections import deque
 
 import numpy as np
 
-from app.training.events import WarningEvent
+from .events import WarningEvent
 
 # Learning rates that train `tiny` on mnist from the small initial weights within an epoch, per optimizer
 # (what a message suggests). Measured: SGD sits at chance for the whole first epoch at 0.01 and 0.05, learns

@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.training.analysis import Analyst
-from app.training.checkpoints import Cadence, CheckpointEvent
-from app.training.clock import Clock
-from app.training.config import TrainConfig
-from app.training.diagnose import diverged
-from app.training.events import EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent, WarningEvent
-from app.training.loop import Diverged, TrainLoop
-from app.training.plan import LayerInfo, check, layer_infos
-from app.training.probes import make_probe, test_probe
-from app.training.recorder import Recorder
-from app.training.snapshots import Probe, Snapshot
-from app.training.threads import TRAINING_THREADS, Threads, ThreadTuner, return_freed_memory, run_threads
+from .analysis import Analyst
+from .checkpoints import Cadence, CheckpointEvent
+from .clock import Clock
+from .config import TrainConfig
+from .diagnose import diverged
+from .events import EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent, WarningEvent
+from .loop import Diverged, TrainLoop
+from .plan import LayerInfo, check, layer_infos
+from .probes import make_probe, test_probe
+from .recorder import Recorder
+from .snapshots import Probe, Snapshot
+from .threads import TRAINING_THREADS, Threads, ThreadTuner, return_freed_memory, run_threads
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.training.config import TrainConfig
-from app.training.datasets import DatasetInfo
-from app.training.models import ConvLayer, build_model, conv_layers
-from app.training.snapshots import probe_forward
-from app.training.threads import serial_torch
+from .config import TrainConfig
+from .datasets import DatasetInfo
+from .models import ConvLayer, build_model, conv_layers
+from .snapshots import probe_forward
+from .threads import serial_torch
 
 
 class Inspector:

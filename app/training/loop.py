@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.training.config import TrainConfig
-from app.training.data import Tensors, augment_shift, balanced_subset, to_tensors
-from app.training.datasets import DatasetInfo, get_dataset
-from app.training.models import INIT_SCALES, build_model, init_weights
+from .config import TrainConfig
+from .data import Tensors, augment_shift, balanced_subset, to_tensors
+from .datasets import DatasetInfo, get_dataset
+from .models import INIT_SCALES, build_model, init_weights
 
 # Each optimizer's settings besides lr and weight decay: one place, which the page reads (boot data
 # `optimizers`) to work an update out with the same numbers. PyTorch's defaults for Adam; 0.9, the usual

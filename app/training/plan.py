@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from app.training.config import TrainConfig
-from app.training.datasets import DatasetInfo, get_dataset
-from app.training.loop import train_count
-from app.training.models import conv_layers, feature_shapes
+from .config import TrainConfig
+from .datasets import DatasetInfo, get_dataset
+from .loop import train_count
+from .models import conv_layers, feature_shapes
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from app.training.datasets.base import DatasetInfo
-from app.training.glyph import MIN_CONTRAST, digit_glyph
+from .datasets.base import DatasetInfo
+from .glyph import MIN_CONTRAST, digit_glyph
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.training.data import normalise
-from app.training.datasets import DatasetInfo, get_dataset
-from app.training.snapshots import Probe
+from .data import normalise
+from .datasets import DatasetInfo, get_dataset
+from .snapshots import Probe
 
 
 def make_probe(pixels: np.ndarray, info: DatasetInfo, device: torch.device, index: int | None, label: int | None,

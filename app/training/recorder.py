@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.training.diagnose import Diagnosis
-from app.training.events import StepsEvent
-from app.training.loop import TrainLoop
-from app.training.models import conv_layers
-from app.training.snapshots import Probe, Reference, Snapshot, capture, conv_weights
+from .diagnose import Diagnosis
+from .events import StepsEvent
+from .loop import TrainLoop
+from .models import conv_layers
+from .snapshots import Probe, Reference, Snapshot, capture, conv_weights
 
 # Filters change fastest at the very start: a snapshot after each of the first 10 batches, then every 5 up
 # to batch 100, then every `snapshot_every` (and at every epoch end). docs/protocol.md says the same.

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from app.training.config import TrainConfig
-from app.training.datasets import DatasetInfo
-from app.training.loop import TrainLoop
+from .config import TrainConfig
+from .datasets import DatasetInfo
+from .loop import TrainLoop
 
 
 def state_at(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, Any] | None,

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.training.measures import LayerMeasures, layer_measures
-from app.training.models import ConvLayer, SeededDropout
+from .measures import LayerMeasures, layer_measures
+from .models import ConvLayer, SeededDropout
 
 KINDS = ("weight", "grad", "update")  # the per-layer tensors a snapshot holds, as the page names them
 # Modules whose forward differs between train and eval mode (our dropout included).

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
+from filterscope.config import Settings
+from filterscope.main import create_app
 from tests.conftest import wait_for
 
 # One epoch of `tiny` on mnist at batch 128: 63 steps, about a second on two cores.

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,13 +17,13 @@ from typing import Any
 
 import torch
 
-from app.record.store import Store
-from app.training import checkpoints
-from app.training.config import TrainConfig
-from app.training.engine import CheckpointEvent, Engine
-from app.training.threads import default_threads
+from filterscope.record.store import Store
+from filterscope.training import checkpoints
+from filterscope.training.config import TrainConfig
+from filterscope.training.engine import CheckpointEvent, Engine
+from filterscope.training.threads import default_threads
 from tests.api.conftest import free_port
-from tests.conftest import wait_healthy
+from tests.conftest import FILTERSCOPE, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"epochs": 3, "batch_size": 128, "snapshot_every": 5, "seed": 4, "augment": True}
@@ -39,7 +38,7 @@ def server(data_dir: Path, threads: str | None = "2",
     env.update({"FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": checkpoint_seconds})
     if threads is not None:
         env["FILTERSCOPE_TRAINING_THREADS"] = threads
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

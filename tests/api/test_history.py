@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from app.record.store import Store
-from app.streaming.codec import decode_frame
-from app.training import checkpoints
-from app.training.recorder import is_snapshot_step
+from filterscope.record.store import Store
+from filterscope.streaming.codec import decode_frame
+from filterscope.training import checkpoints
+from filterscope.training.recorder import is_snapshot_step
 from tests.api.conftest import QUICK, SMALL, OwnerClient, owner_client, start_run, wait_status
 from tests.conftest import wait_for
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from app.training.datasets import get_dataset
+from filterscope.training.datasets import get_dataset
 from tests.api.conftest import owner_client, start_run, wait_status
 from tests.conftest import wait_for
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.background import exports as export_processes
-from app.runs.queue import MAX_QUEUED
+from filterscope.background import exports as export_processes
+from filterscope.runs.queue import MAX_QUEUED
 from tests.api.conftest import QUICK, SMALL, LocalClient, owner_client, start_run, wait_status
 from tests.conftest import wait_for
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.api.pages import OFF_FORM
-from app.schemas import RunConfig
-from app.training.config import CHOICE_TITLES
-from app.training.events import status_table
+from filterscope.api.pages import OFF_FORM
+from filterscope.schemas import RunConfig
+from filterscope.training.config import CHOICE_TITLES
+from filterscope.training.events import status_table
 from tests.training.test_registry import registered_dataset
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import threading
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from app.runs.local import LocalRun
+from filterscope.runs.local import LocalRun
 from tests.api.conftest import QUICK, owner_client, start_run, wait_status
 
 LONG = {**QUICK, "epochs": 20}

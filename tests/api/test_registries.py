@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.training.datasets.registry import names as dataset_names
+from filterscope.training.datasets.registry import names as dataset_names
 from tests.api.conftest import owner_client, wait_status
 from tests.training.test_registry import registered_dataset
 

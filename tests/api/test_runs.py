@@ -7,7 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app.training.recorder import is_snapshot_step
+from filterscope.training.recorder import is_snapshot_step
 from tests.api.conftest import QUICK, start_run, wait_status
 from tests.conftest import wait_for
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.streaming.codec import decode_frame
-from app.training.matching import match_filters
+from filterscope.streaming.codec import decode_frame
+from filterscope.training.matching import match_filters
 from tests.api.conftest import QUICK, SMALL, OwnerClient, owner_client, wait_status
 
 

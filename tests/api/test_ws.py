@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from websockets.sync.client import connect
 
-from app.streaming.codec import decode_frame
+from filterscope.streaming.codec import decode_frame
 from tests.api.conftest import start_run
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.streaming.codec import decode_frame, encode_snapshot, encode_u8_json
+from filterscope.streaming.codec import decode_frame, encode_snapshot, encode_u8_json
 from tests.streaming.test_codec import snapshot_of
 
 pytestmark = pytest.mark.e2e

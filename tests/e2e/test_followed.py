@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import wait_for
+from tests.conftest import FILTERSCOPE, wait_for
 from tests.e2e.conftest import ROOT, Ui
 
 CONFIG = {"dataset": "shapes", "model": "tiny", "epochs": 2, "snapshot_every": 5}
@@ -18,7 +17,7 @@ CONFIG = {"dataset": "shapes", "model": "tiny", "epochs": 2, "snapshot_every": 5
 
 def test_a_run_trained_by_another_process_plays_live_without_its_controls(page: Any, ui: Ui,
                                                                             server_data_dir: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "app", "train", "--data-dir", str(server_data_dir), "--config",
+    proc = subprocess.Popen([*FILTERSCOPE, "train", "--data-dir", str(server_data_dir), "--config",
                              json.dumps(CONFIG)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "FILTERSCOPE_TRAINING_THREADS": "1"})
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import wait_healthy
+from tests.conftest import FILTERSCOPE, wait_healthy
 from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, http_json
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.e2e
 def server(port: int, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": "0.5"}
     with open(ARTIFACTS / "restart-server.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+        proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", process=proc)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from app.streaming.codec import decode_frame
+from filterscope.streaming.codec import decode_frame
 from tests.e2e.conftest import http_json
 
 pytestmark = pytest.mark.e2e

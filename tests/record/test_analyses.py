@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.record.store import Store, StoredRun
+from filterscope.record.store import Store, StoredRun
 
 
 def test_an_analysis_is_read_back_and_a_bad_one_is_dropped_alone(tmp_path: Path) -> None:

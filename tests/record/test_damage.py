@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.record.schema import open_store
-from app.record.writer import StorageFailed
+from filterscope.record.schema import open_store
+from filterscope.record.writer import StorageFailed
 from tests.api.conftest import QUICK, owner_client, start_run, wait_status
+from tests.conftest import FILTERSCOPE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +77,6 @@ def test_a_read_only_data_directory_is_said_in_one_sentence(read_only: Path) -> 
 
 
 def test_serve_on_a_read_only_data_directory_says_so_in_one_line(read_only: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "app", "serve", "--data-dir", str(read_only), "--port", "0"],
+    done = subprocess.run([*FILTERSCOPE, "serve", "--data-dir", str(read_only), "--port", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and f"{read_only} is read-only" in done.stderr and "Traceback" not in done.stderr

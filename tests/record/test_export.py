@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.record.export import MAX_GIF_FRAMES, NothingToExport, filters_gif, grid_image, weights_npz
-from app.streaming.codec import decode_frame, encode_snapshot
-from app.training.config import TrainConfig
-from app.training.engine import Engine
-from app.training.snapshots import Snapshot
+from filterscope.record.export import MAX_GIF_FRAMES, NothingToExport, filters_gif, grid_image, weights_npz
+from filterscope.streaming.codec import decode_frame, encode_snapshot
+from filterscope.training.config import TrainConfig
+from filterscope.training.engine import Engine
+from filterscope.training.snapshots import Snapshot
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,16 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.record.lease import Busy, FileLock, server_lock
-from app.streaming.codec import decode_frame
+from filterscope.record.lease import Busy, FileLock, server_lock
+from filterscope.streaming.codec import decode_frame
 from tests.api.conftest import OwnerClient, owner_client, wait_status
-from tests.conftest import wait_for
+from tests.conftest import FILTERSCOPE, wait_for
 
 # A small run that takes a few seconds in its own process: enough moments to watch it live.
 SMALL: dict[str, Any] = {"dataset": "mnist", "model": "tiny", "batch_size": 32, "epochs": 1, "train_subset": 800,
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def producer(data_dir: Path, config: dict[str, Any]) -> subprocess.Popen[str]:
     """`filterscope train` in its own process, writing into `data_dir`."""
-    return subprocess.Popen([sys.executable, "-m", "app", "train", "--data-dir", str(data_dir), "--config",
+    return subprocess.Popen([*FILTERSCOPE, "train", "--data-dir", str(data_dir), "--config",
                              json.dumps(config)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "FILTERSCOPE_TRAINING_THREADS": "1"})
 
@@ -66,7 +65,7 @@ def test_a_second_server_on_one_data_directory_is_refused_naming_the_first(data_
         assert client.get("/healthz").status_code == 200
         with pytest.raises(Busy, match=rf"in use by process {os.getpid()} \(filterscope serve\)"):
             server_lock(data_dir)
-        done = subprocess.run([sys.executable, "-m", "app", "serve", "--data-dir", str(data_dir), "--port", "0"],
+        done = subprocess.run([*FILTERSCOPE, "serve", "--data-dir", str(data_dir), "--port", "0"],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode != 0
         assert f"is in use by process {os.getpid()}" in done.stderr and "Traceback" not in done.stderr

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from app.record.lease import FileLock, run_lease
-from app.record.record import Message, RunRecord, new_stored_run
-from app.record.store import Store
-from app.training.events import (
+from filterscope.record.lease import FileLock, run_lease
+from filterscope.record.record import Message, RunRecord, new_stored_run
+from filterscope.record.store import Store
+from filterscope.training.events import (
     EpochSummary,
     FrameEvent,
     Status,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from app.record.store import Store, StoredRun, token_hash
-from app.training import checkpoints
-from app.training.events import CheckpointBlob
+from filterscope.record.store import Store, StoredRun, token_hash
+from filterscope.training import checkpoints
+from filterscope.training.events import CheckpointBlob
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,7 @@ def test_a_truncation_forgets_what_came_after_a_checkpoint(tmp_path: Path) -> No
 
 WRITER = """
 import sys, time
-from app.record.store import Store, StoredRun
+from filterscope.record.store import Store, StoredRun
 store = Store(__import__("pathlib").Path(sys.argv[1]))
 store.add_run(StoredRun("r1", time.time(), "h", {}, {}, []))
 seq = 0
@@ -110,7 +110,7 @@ def test_a_store_killed_mid_write_opens_cleanly(tmp_path: Path) -> None:
 def test_ratios_read_back_at_four_significant_digits_as_they_were_sent() -> None:
     import numpy as np
 
-    from app.streaming.protocol import significant4
+    from filterscope.streaming.protocol import significant4
     rng = np.random.default_rng(0)
     values = (10.0 ** rng.uniform(-9, 17, 20_000) * rng.choice([1, -1], 20_000)).astype(np.float32)
     values[:3] = [0.0, np.nan, np.inf]

@@ -15,7 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.config import Settings
+from filterscope.config import Settings
 from tests.api.conftest import QUICK, LocalClient, OwnerClient, serving, start_run, wait_status
 
 

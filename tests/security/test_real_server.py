@@ -6,13 +6,12 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import wait_healthy
+from tests.conftest import FILTERSCOPE, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +24,7 @@ def free_port() -> int:
 
 def test_sigterm_ends_the_server_with_a_half_sent_body_and_a_run_training() -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
+    server = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning"],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -52,7 +51,7 @@ def test_sigterm_ends_the_server_with_a_half_sent_body_and_a_run_training() -> N
 
 def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_needs() -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", str(port),
+    server = subprocess.Popen([*FILTERSCOPE, "serve", "--host", "0.0.0.0", "--port", str(port),
                                "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True)
     try:
@@ -85,7 +84,7 @@ def test_bound_to_the_network_the_server_prints_a_token_that_creating_a_run_need
 def test_the_log_never_holds_the_server_token_and_ctrl_c_ends_in_one_line(tmp_path: Path) -> None:
     port = free_port()
     out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", str(port),
+    server = subprocess.Popen([*FILTERSCOPE, "serve", "--host", "0.0.0.0", "--port", str(port),
                                "--log-level", "info"], cwd=ROOT, stdout=out, stderr=err, text=True)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from app.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
-from app.training.engine import EpochSummary, Status, StatusEvent, StepsEvent, WarningEvent
-from app.training.models import build_model, conv_layers
-from app.training.snapshots import Probe, Reference, capture, conv_weights
+from filterscope.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
+from filterscope.training.engine import EpochSummary, Status, StatusEvent, StepsEvent, WarningEvent
+from filterscope.training.models import build_model, conv_layers
+from filterscope.training.snapshots import Probe, Reference, capture, conv_weights
 
 
 def snapshot_of(model_name: str, channels: int = 1, size: int = 28):

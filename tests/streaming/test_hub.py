@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.streaming.hub import Hub, Overflow
+from filterscope.streaming.hub import Hub, Overflow
 
 
 def run(coro):  # noqa: ANN001, ANN201

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from app.streaming.protocol import (
+from filterscope.streaming.protocol import (
     PROTOCOL_VERSION,
     Analysed,
     Epoch,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.training.analysis import (
+from filterscope.training.analysis import (
     POSITIVE_EVERY,
     TOP,
     AnalysisEvent,
@@ -20,12 +20,12 @@ from app.training.analysis import (
     duplicates,
     receptive_fields,
 )
-from app.training.config import TrainConfig
-from app.training.datasets import get_dataset
-from app.training.engine import Engine
-from app.training.loop import TrainLoop, model_only
-from app.training.models import build_model, conv_layers
-from app.training.snapshots import Snapshot
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_dataset
+from filterscope.training.engine import Engine
+from filterscope.training.loop import TrainLoop, model_only
+from filterscope.training.models import build_model, conv_layers
+from filterscope.training.snapshots import Snapshot
 from tests.conftest import Recorder
 
 # (size, jump, first) per conv layer, worked by hand from models.py: a conv of kernel k adds (k-1) x jump,

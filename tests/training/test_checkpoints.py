@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.training import checkpoints
-from app.training.checkpoints import MAX_REPLAY_STEPS, Cadence
+from filterscope.training import checkpoints
+from filterscope.training.checkpoints import MAX_REPLAY_STEPS, Cadence
 
 
 def anchors(total: int) -> list[int]:

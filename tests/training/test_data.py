@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.training.data import augment_shift, normalise
-from app.training.datasets import get_info
+from filterscope.training.data import augment_shift, normalise
+from filterscope.training.datasets import get_info
 
 
 def test_normalise_uses_the_dataset_statistics() -> None:

@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from app.training import datasets
-from app.training.config import TrainConfig
-from app.training.datasets import DATASET_NAMES, Dataset, get_dataset, get_info, list_datasets
-from app.training.datasets import shapes as shapes_module
-from app.training.datasets.registry import register
+from filterscope.training import datasets
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import DATASET_NAMES, Dataset, get_dataset, get_info, list_datasets
+from filterscope.training.datasets import shapes as shapes_module
+from filterscope.training.datasets.registry import register
 
 
 @pytest.fixture(scope="module", params=DATASET_NAMES)

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from app.training.config import TrainConfig
-from app.training.diagnose import DEAD_STEPS, STALL_STEPS, Diagnosis, WarningEvent
-from app.training.engine import Engine, StepsEvent
+from filterscope.training.config import TrainConfig
+from filterscope.training.diagnose import DEAD_STEPS, STALL_STEPS, Diagnosis, WarningEvent
+from filterscope.training.engine import Engine, StepsEvent
 from tests.conftest import Recorder
 
 CHANCE = math.log(10)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.training.config import TrainConfig
-from app.training.datasets import get_dataset
-from app.training.engine import Engine, EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent
-from app.training.recorder import is_snapshot_step
-from app.training.snapshots import Snapshot
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_dataset
+from filterscope.training.engine import Engine, EpochSummary, ErrorEvent, StateError, Status, StatusEvent, StepsEvent
+from filterscope.training.recorder import is_snapshot_step
+from filterscope.training.snapshots import Snapshot
 from tests.conftest import Recorder, wait_for
 
 FAST = {"dataset": "mnist", "model": "tiny", "batch_size": 64, "epochs": 1}

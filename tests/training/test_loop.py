@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from app.training.config import TrainConfig
-from app.training.datasets import get_info
-from app.training.loop import Diverged, TrainLoop, model_only, train_count
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_info
+from filterscope.training.loop import Diverged, TrainLoop, model_only, train_count
 
 CPU = torch.device("cpu")
 # 320 images at batch 32: ten steps an epoch, a fraction of a second to train.

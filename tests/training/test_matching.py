@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from app.training.matching import cosine_matrix, match_filters
+from filterscope.training.matching import cosine_matrix, match_filters
 
 
 @pytest.mark.parametrize("filters", [3, 8, 32])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.training.measures import cosine_to_start, layer_measures, moved_from_start, spatial_autocorrelation
+from filterscope.training.measures import cosine_to_start, layer_measures, moved_from_start, spatial_autocorrelation
 
 
 def gabor(size: int = 5, theta: float = 0.6, wavelength: float = 6.0) -> np.ndarray:

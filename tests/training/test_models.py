@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from app.training.datasets import get_info, list_datasets
-from app.training.models import INIT_SCALES, PRESETS, build_model, conv_layers, feature_shapes, init_weights
+from filterscope.training.datasets import get_info, list_datasets
+from filterscope.training.models import INIT_SCALES, PRESETS, build_model, conv_layers, feature_shapes, init_weights
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

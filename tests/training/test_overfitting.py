@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from app.training.config import TrainConfig
-from app.training.data import balanced_subset
-from app.training.datasets import get_dataset
-from app.training.engine import Engine, EpochSummary
-from app.training.loop import TrainLoop
-from app.training.models import build_model
+from filterscope.training.config import TrainConfig
+from filterscope.training.data import balanced_subset
+from filterscope.training.datasets import get_dataset
+from filterscope.training.engine import Engine, EpochSummary
+from filterscope.training.loop import TrainLoop
+from filterscope.training.models import build_model
 from tests.conftest import Recorder
 
 

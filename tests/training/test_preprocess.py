@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile
 
-from app.training.datasets.base import DatasetInfo, Kind
-from app.training.preprocess import ImageRejected, Prepared, _load, _open, prepare
+from filterscope.training.datasets.base import DatasetInfo, Kind
+from filterscope.training.preprocess import ImageRejected, Prepared, _load, _open, prepare
 
 
 def _info(kind: Kind, channels: int, size: int) -> DatasetInfo:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from app.training.config import TrainConfig
-from app.training.data import normalise
-from app.training.datasets import get_dataset, get_info
-from app.training.events import StepsEvent
-from app.training.loop import TrainLoop
-from app.training.recorder import Recorder, is_snapshot_step
-from app.training.snapshots import Probe, Snapshot
+from filterscope.training.config import TrainConfig
+from filterscope.training.data import normalise
+from filterscope.training.datasets import get_dataset, get_info
+from filterscope.training.events import StepsEvent
+from filterscope.training.loop import TrainLoop
+from filterscope.training.recorder import Recorder, is_snapshot_step
+from filterscope.training.snapshots import Probe, Snapshot
 
 CPU = torch.device("cpu")
 

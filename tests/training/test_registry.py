@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.training import datasets, models
-from app.training.config import TrainConfig
-from app.training.datasets import Dataset, DatasetInfo
-from app.training.datasets.registry import unregister
-from app.training.models import PresetInfo
+from filterscope.training import datasets, models
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import Dataset, DatasetInfo
+from filterscope.training.datasets.registry import unregister
+from filterscope.training.models import PresetInfo
 
 
 def tiny_dataset(name: str) -> DatasetInfo:

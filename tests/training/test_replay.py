@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import torch
 
-from app.training.config import TrainConfig
-from app.training.datasets import get_info
-from app.training.engine import Engine
-from app.training.loop import TrainLoop
-from app.training.replay import state_at
-from app.training.snapshots import Snapshot
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_info
+from filterscope.training.engine import Engine
+from filterscope.training.loop import TrainLoop
+from filterscope.training.replay import state_at
+from filterscope.training.snapshots import Snapshot
 from tests.conftest import Recorder
 
 CPU = torch.device("cpu")

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import torch
 
-from app.config import Settings
-from app.training import checkpoints
-from app.training.config import TrainConfig
-from app.training.datasets import get_info
-from app.training.engine import CheckpointEvent, Engine, Event, StepsEvent
-from app.training.replay import state_at
-from app.training.snapshots import Snapshot
-from app.training.threads import ADAPTIVE, ThreadTuner, default_threads, run_threads
+from filterscope.config import Settings
+from filterscope.training import checkpoints
+from filterscope.training.config import TrainConfig
+from filterscope.training.datasets import get_info
+from filterscope.training.engine import CheckpointEvent, Engine, Event, StepsEvent
+from filterscope.training.replay import state_at
+from filterscope.training.snapshots import Snapshot
+from filterscope.training.threads import ADAPTIVE, ThreadTuner, default_threads, run_threads
 
 # 10 steps an epoch, 2 epochs: under a second.
 CONFIG = TrainConfig(batch_size=32, train_subset=320, epochs=2, augment=True, seed=3, snapshot_every=5)

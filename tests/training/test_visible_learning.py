@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.training.config import TrainConfig
-from app.training.engine import Engine, EpochSummary, Status
-from app.training.measures import layer_measures
-from app.training.snapshots import Snapshot
+from filterscope.training.config import TrainConfig
+from filterscope.training.engine import Engine, EpochSummary, Status
+from filterscope.training.measures import layer_measures
+from filterscope.training.snapshots import Snapshot
 from tests.conftest import Recorder
 
 

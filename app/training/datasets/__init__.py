@@ -6,15 +6,15 @@ import below. Loads are cached per process: every run on the same data set share
 
 from __future__ import annotations
 
-from app.training.datasets.base import Dataset, DatasetInfo, Kind
-from app.training.datasets.registry import clear_cache, get_dataset, get_info, list_datasets, names, register
+from .base import Dataset, DatasetInfo, Kind
+from .registry import clear_cache, get_dataset, get_info, list_datasets, names, register
 
 # Imported for their side effect: each module registers its data sets. The import order is the order the
 # page lists them in, hence isort is off here.
 # isort: off
-from app.training.datasets import mnist  # noqa: F401
-from app.training.datasets import fashion_mnist  # noqa: F401
-from app.training.datasets import shapes  # noqa: F401
+from . import mnist  # noqa: F401
+from . import fashion_mnist  # noqa: F401
+from . import shapes  # noqa: F401
 # isort: on
 
 DATASET_NAMES: tuple[str, ...] = names()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.training.datasets.base import Dataset, DatasetInfo
-from app.training.datasets.npz import load_npz
-from app.training.datasets.registry import register
+from .base import Dataset, DatasetInfo
+from .npz import load_npz
+from .registry import register
 
 INFO = DatasetInfo(
     name="mnist",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.training.datasets.base import Dataset, DatasetInfo
+from .base import Dataset, DatasetInfo
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 

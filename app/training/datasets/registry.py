@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.training.datasets.base import Dataset, DatasetInfo
+from .base import Dataset, DatasetInfo
 
 logger = logging.getLogger(__name__)
 

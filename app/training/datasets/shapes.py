@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.training.datasets.base import Dataset, DatasetInfo
-from app.training.datasets.registry import register
+from .base import Dataset, DatasetInfo
+from .registry import register
 
 CLASSES = (
     "horizontal bar",
