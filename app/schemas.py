@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .training.config import TrainConfig
 from .training.events import Status
+from .watching.config import WatchedConfig
 
 RunConfig = TrainConfig  # the run config travels as is: one definition, in the training package
+# A run's config as answered: a built-in preset's, or what a person's script under `filterscope.watch` said of
+# its own model (source "watch").
+AnyRunConfig = Annotated[TrainConfig | WatchedConfig, Field(union_mode="left_to_right")]
 
 
 class Health(BaseModel):
@@ -58,8 +62,22 @@ class ModelOut(BaseModel):
     layers: list[ModelLayerOut]
 
 
+class SampledOut(BaseModel):
+    filters: int = Field(description="the layer's filters, of which the first `out_channels` are recorded")
+    channels: int = Field(description="its input channels, of which the first `in_channels` are recorded")
+
+
+class ConvOut(BaseModel):
+    groups: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+
+
 class LayerOut(ModelLayerOut):
     fmap: tuple[int, int, int] = Field(description="(C, H, W) of this layer's feature maps for one image")
+    sampled: SampledOut | None = Field(None, description="a watched model's deep layer recorded in part, within "
+                                       "the snapshot byte budget: how big it really is")
+    conv: ConvOut | None = Field(None, description="grouping, stride and dilation, where not 1")
 
 
 class EpochOut(BaseModel):
@@ -91,7 +109,7 @@ class RunOut(BaseModel):
     id: str
     status: Status
     message: str | None = Field(description="why the run diverged, failed or was interrupted")
-    config: RunConfig
+    config: AnyRunConfig
     created_at: float
     epoch: int = Field(description="completed epochs")
     step: int = Field(description="optimizer steps done")
@@ -118,8 +136,9 @@ class RunOut(BaseModel):
     lr_changes: list[LrChangeOut] = Field(default_factory=list, description="learning rates set by hand")
     skipped_snapshots: int = Field(0, description="intermediate snapshots not kept because the store fell behind "
                                    "(never step 0, an epoch end, a loss or a status)")
-    kind: Literal["local", "process"] = Field("local", description="who trains it: `local`, a thread of this "
-                                              "server; `process`, another process (`filterscope train`)")
+    kind: Literal["local", "process", "watch"] = Field(
+        "local", description="who trains it: `local`, a thread of this server; `process`, another process "
+        "(`filterscope train`); `watch`, a person's own script and model (`filterscope.watch`)")
     capabilities: dict[str, bool] = Field(default_factory=dict, description="what the server can do with it: "
                                           "controllable, resumable, replayable, inspectable")
     producer: dict[str, Any] | None = Field(None, description="while another process trains it: {pid, what}")

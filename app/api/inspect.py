@@ -33,6 +33,8 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, request:
     """Run an uploaded image (multipart field `file`) through the model as it was at snapshot `snapshot`
     (default: the latest). Any snapshot of any stored run: an old one may take a second or two, replayed from
     the checkpoint before it."""
+    if not run.capabilities.inspectable:
+        raise HTTPException(409, NOT_INSPECTABLE)
     snap = run.record.find(snapshot)
     if snap is None:
         if snapshot is None:
@@ -59,9 +61,15 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, request:
     )
 
 
+NOT_INSPECTABLE = ("This run is a person's own model, recorded by their script (filterscope.watch): the server has "
+                   "neither its code nor its weights at each moment, so an image cannot be run through it here.")
+
+
 @router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**OWNER, **UPLOAD_ERRORS})
 async def upload_probe(run: OwnedRunDep, runs: ManagerDep, settings: SettingsDep, request: Request) -> RunOut:
     """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
+    if not run.capabilities.inspectable:
+        raise HTTPException(409, NOT_INSPECTABLE)
     prepared = await prepare_upload(await read_upload(request, settings), get_dataset(run.config.dataset).info,
                                     settings)
     try:

@@ -1,9 +1,9 @@
 """A run handle: the one interface the manager and the routes use to drive a run, whoever trains it.
 
 Today's implementations: `LocalRun` (a thread of this server, local.py). A run trained by another process
-(`filterscope train`, a person's script) has no handle here: the server follows its log (follow.py) and
-says why its controls are absent. Every control returns at once; what it leads to arrives as the run's
-events (a pause is `paused` once the training thread has got there).
+(`filterscope train`, a person's script under `filterscope.watch`) has no handle here: the server follows its
+log (follow.py) and says why its controls are absent. Every control returns at once; what it leads to arrives
+as the run's events (a pause is `paused` once the training thread has got there).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ LOCAL = Capabilities(controllable=True, resumable=True, replayable=True, inspect
 # A built-in preset trained by `filterscope train`: the server cannot reach into that process, but the run's
 # checkpoints and config are those of any preset, so once it has ended the server can resume or replay it.
 PROCESS = Capabilities(controllable=False, resumable=True, replayable=True, inspectable=True)
+# A person's own model recorded by `filterscope.watch` from their script: the server has neither the model's
+# code nor its data, so it shows what was recorded and nothing needs the model rebuilt.
+WATCH = Capabilities(controllable=False, resumable=False, replayable=False, inspectable=False)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..record.follows import Message
+from ..record.images import remove_images
 from ..record.lease import FileLock, run_lease, server_lock
 from ..record.record import RunRecord, new_stored_run
 from ..record.store import Store, StoredRun, token_hash
@@ -37,7 +38,7 @@ from .follow import Following
 from .handle import LOCAL, RunHandle
 from .local import LocalRun
 from .queue import MAX_QUEUED, Queue, Sweep, TooManyRuns, Waiting
-from .run import Run
+from .run import NoModel, Run, config_of
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +116,13 @@ class RunManager(Queue, Disk):
             return set(self._runs)
 
     def _wrap(self, record: RunRecord, handle: RunHandle | None) -> Run:
-        config = TrainConfig.model_validate(record.meta["config"])
+        config = config_of(record.meta)
         run_id = record.id
         record.publish = self._publisher(run_id)
         record.on_status = lambda status: self._status_changed(run_id, status)
-        return Run(record, handle, Inspector(config, get_dataset(config.dataset).info),
-                   lambda: self.hub.count(run_id), lambda: self.position(run_id))
+        inspector = Inspector(config, get_dataset(config.dataset).info) if isinstance(config, TrainConfig) \
+            else NoModel()
+        return Run(record, handle, inspector, lambda: self.hub.count(run_id), lambda: self.position(run_id))
 
     def _publisher(self, run_id: str) -> Any:
         def publish(message: Message, droppable: bool, n: int) -> None:  # writer or follower thread, committed
@@ -220,14 +222,14 @@ class RunManager(Queue, Disk):
                 if not run.waiting:
                     raise StateError(run.refuse_controls() or f"run {run.id} has no handle")
                 self._lease(run)
-                run.handle = self._local(run.record, run.config)
+                run.handle = self._local(run.record, run.preset)
             return run.handle
 
     def build(self, run: Run) -> RunHandle:
         """Give a waiting run its handle, built outside the manager's lock (loading a data set and building a
         model take a while; requests meanwhile are answered), unless it has one by then."""
         self._lease(run)
-        handle = self._local(run.record, run.config)
+        handle = self._local(run.record, run.preset)
         with self._lock:
             if run.handle is None:
                 run.handle = handle
@@ -271,10 +273,10 @@ class RunManager(Queue, Disk):
             record = run.record
             if point is None:  # interrupted before its first checkpoint: from the start (its step 0 stays)
                 record.truncate(0, 0, 0)
-                handle = self._local(record, run.config)
+                handle = self._local(record, run.preset)
             else:
                 record.truncate(point.seq, point.step, point.epoch)
-                handle = self._local(record, run.config, checkpoint=point.data)
+                handle = self._local(record, run.preset, checkpoint=point.data)
             run.handle, run.producer = handle, None
             run.inspector.clear()
         handle.start()
@@ -308,6 +310,7 @@ class RunManager(Queue, Disk):
         run.record.publish = None
         run.record.on_status = None
         self.store.delete_run(run.id)
+        remove_images(self.data_dir, run.id)  # a watched run's own test images go with it
         with self._lock:
             lease = self._leases.pop(run.id, None)
         if lease is not None:
@@ -334,6 +337,9 @@ class RunManager(Queue, Disk):
     def model_state(self, run: Run, seq: int, step: int) -> dict[str, torch.Tensor]:
         """The whole model's state at snapshot `seq` (step `step`): kept in memory, a checkpoint, or replayed
         from the nearest checkpoint before it (blocking, up to a few seconds: call it off the event loop)."""
+        if not run.capabilities.inspectable:
+            raise StateError("This run's model is a person's own, trained by their script: the server has neither "
+                             "its code nor its weights at each moment, so an image cannot be run through it here.")
         arrays = run.record.recent_state(seq)
         if arrays is not None:
             return checkpoints.from_arrays(arrays)
@@ -344,7 +350,7 @@ class RunManager(Queue, Disk):
             raise StateError("This run's model at that moment was not recorded, and it cannot be rebuilt by "
                              "training again; only moments with a checkpoint can be inspected.")
         start = self.store.checkpoint(run.id, at_or_before_step=step, resumable=True)
-        config = run.config
+        config = run.preset
         return state_at(config, get_dataset(config.dataset).info, step,
                         None if start is None else checkpoints.load(start.data)["loop"], run.record.lr_changes(),
                         threads=run.record.meta.get("threads"))  # the count it trained on: the same sums

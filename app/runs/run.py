@@ -7,12 +7,36 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..record.record import RunRecord
 from ..record.store import token_hash
 from ..training.config import TrainConfig
-from ..training.events import Status
+from ..training.events import StateError, Status
 from ..training.inference import Inspector
+from ..watching.config import WatchedConfig
 from .handle import Capabilities, RunHandle
+
+
+def config_of(meta: dict[str, Any]) -> TrainConfig | WatchedConfig:
+    """A stored run's config: a watched run's says so (source "watch"); every other is a preset's."""
+    config = meta["config"]
+    if isinstance(config, dict) and config.get("source") == "watch":
+        return WatchedConfig.model_validate(config)
+    return TrainConfig.model_validate(config)
+
+
+class NoModel:
+    """The inspector of a run whose model the server cannot build (a watched run): it has no moment's model."""
+
+    def has(self, seq: int) -> bool:
+        return False
+
+    def run(self, seq: int, state: object, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        raise StateError("This run's model is a person's own: an image cannot be run through it here.")
+
+    def clear(self) -> None:
+        pass
 
 
 @dataclass
@@ -24,7 +48,7 @@ class Run:
 
     record: RunRecord
     handle: RunHandle | None
-    inspector: Inspector
+    inspector: Inspector | NoModel  # NoModel: the server cannot rebuild the model (a watched run)
     watchers: Callable[[], int] = field(default=lambda: 0)
     queue_position: Callable[[], int | None] = field(default=lambda: None)
     producer: dict[str, Any] | None = None
@@ -34,12 +58,23 @@ class Run:
         return self.record.id
 
     @property
-    def config(self) -> TrainConfig:
-        return TrainConfig.model_validate(self.record.meta["config"])
+    def config(self) -> TrainConfig | WatchedConfig:
+        """A built-in preset's config, or what a watched script said of its own model."""
+        return config_of(self.record.meta)
+
+    @property
+    def preset(self) -> TrainConfig:
+        """The config of a run this server can build (StateError for a watched run: its model is the script's)."""
+        config = self.config
+        if not isinstance(config, TrainConfig):
+            raise StateError(f"This run is {config.model}, trained by a person's own script: the server cannot "
+                             "build it, so it cannot train, resume or rebuild it.")
+        return config
 
     @property
     def kind(self) -> str:
-        """"local" (a thread of a server) or "process" (`filterscope train`): who made it."""
+        """"local" (a thread of a server), "process" (`filterscope train`) or "watch" (a person's script under
+        `filterscope.watch`): who made it."""
         return str(self.record.meta.get("kind", "local"))
 
     @property

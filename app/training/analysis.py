@@ -8,8 +8,8 @@ activation keep, per filter, a running top-k of the per-image spatial maximum du
 image contributes only its maximum, so the k images are distinct; where the maximum sits, mapped through
 the layers' receptive field, gives the patch. Step 0 has no evaluation of its own, so it pays one pass.
 
-The receptive field is derived from the modules themselves (kernel sizes, strides, padding, dilation of
-every conv and pooling layer in order), so a new preset needs no code here. Health comes with it: a filter
+The receptive field is derived from the graph that runs (fields.py: kernel sizes, strides, padding, dilation
+of every conv and pooling on the way from the image), so a new preset needs no code here. Health comes with it: a filter
 is dead when it responds positively nowhere on the test set, a near-duplicate when its weights have cosine
 similarity above DUPLICATE_COSINE with another filter of its layer.
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fields import Field, graph_fields
 from .models import ConvLayer, conv_layers
 
 log = logging.getLogger(__name__)
@@ -39,56 +40,6 @@ DUPLICATE_COSINE = 0.95  # two filters this alike are one detector twice over (w
 # counting writes a copy of the activations, the one costly step of the hooks (for `classic` it was 300 of
 # the 360 ms an epoch's hooks took; maxima only read), and 500 images x every position pin a share to 0.1 %.
 POSITIVE_EVERY = 4
-# Modules that move the sampling grid; everything else (activations, dropout, norms) maps a position to itself.
-_GRID_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-_STOP_MODULES = (nn.Flatten, nn.Linear)  # past these, positions mean nothing
-
-
-@dataclass(frozen=True)
-class Field:
-    """Where a conv layer's output position (y, x) looks in the input: rows y*jump+first ... +size-1."""
-
-    size: int  # the receptive field's side, in input pixels
-    jump: int  # input pixels between neighbouring output positions (the product of strides)
-    first: int  # input row (and column) of the top-left of position 0's field; negative with padding
-
-    def boxes(self, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
-        """(..., 4) int32 (y0, x0, y1, x1), ends exclusive, of positions (ys, xs), clipped at the border of a
-        `size` x `size` image."""
-        y0, x0 = ys * self.jump + self.first, xs * self.jump + self.first
-        return np.stack([np.maximum(0, y0), np.maximum(0, x0), np.minimum(size, y0 + self.size),
-                         np.minimum(size, x0 + self.size)], axis=-1).astype(np.int32)
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
-
-
-def receptive_fields(model: nn.Module) -> dict[str, Field]:
-    """Every conv layer's receptive field, from the grid-moving modules in definition order.
-
-    For each module of kernel k, stride s, padding p, dilation d: the effective kernel is d(k-1)+1, the
-    field grows by (effective kernel - 1) x jump, the first field moves by -p x jump, the jump is multiplied
-    by s. Square kernels and strides are assumed where the two sides differ (the presets have none).
-    """
-    size, jump, first = 1, 1, 0
-    fields: dict[str, Field] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, _STOP_MODULES):
-            break
-        if not isinstance(module, _GRID_MODULES):
-            continue
-        k = _pair(module.kernel_size)[0]
-        s = _pair(module.stride if module.stride is not None else module.kernel_size)[0]
-        p = _pair(module.padding)[0] if isinstance(module.padding, (int, tuple)) else 0
-        d = _pair(module.dilation)[0] if isinstance(module, (nn.Conv2d, nn.MaxPool2d)) else 1
-        span = d * (k - 1) + 1
-        size += (span - 1) * jump
-        first -= p * jump
-        jump *= s
-        if isinstance(module, nn.Conv2d):
-            fields[name] = Field(size, jump, first)
-    return fields
 
 
 def duplicates(weight: np.ndarray, threshold: float = DUPLICATE_COSINE) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +189,8 @@ class Collector:
             self.count += b
             self.sampled += sample.shape[0]
 
-    def finish(self, model: nn.Module, fields: dict[str, Field], size: int) -> tuple[LayerAnalysis, ...]:
+    def finish(self, model: nn.Module, fields: dict[str, Field], size: int | tuple[int, int],
+               ) -> tuple[LayerAnalysis, ...]:
         """The layers' analyses as plain arrays; weights for the duplicate test come from `model` now."""
         started = time.perf_counter()
         weights = {layer.name: layer.conv.weight.detach().float().cpu().numpy() for layer in self._layers}
@@ -265,7 +217,7 @@ class Analyst:
     def __init__(self, model: nn.Module, size: int, emit: Callable[[object], None]) -> None:
         self._model = model
         self._layers = conv_layers(model)
-        self._fields = receptive_fields(model)
+        self._fields = receptive_fields(model, size)
         self._size = size
         self._emit = emit
         self._pending: Collector | None = None
@@ -313,4 +265,13 @@ def analyse(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> tuple[Layer
                 model(x[i:i + batch])
     finally:
         model.train(was_training)
-    return collector.finish(model, receptive_fields(model), int(x.shape[-1]))
+    return collector.finish(model, receptive_fields(model, int(x.shape[-1])), int(x.shape[-1]))
+
+
+def receptive_fields(model: nn.Module, size: int) -> dict[str, Field]:
+    """Every conv layer's receptive field for `size` x `size` inputs, on the graph that runs (fields.py)."""
+    layers = conv_layers(model)
+    if not layers:
+        return {}
+    return graph_fields(model, {layer.name: layer.conv for layer in layers},
+                        (layers[0].conv.in_channels, size, size))

@@ -145,9 +145,17 @@ export const api = {
   top: (id, seq, layer) => request('GET', `${run(id)}/snapshots/${seq}/top/${encodeURIComponent(layer)}`),
   /** Every test image of a data set, uint8 (N, C, H, W), and its shape. */
   async testPixels(dataset) {
-    const response = await fetch(`/api/datasets/${encodeURIComponent(dataset)}/test.u8`);
+    const response = await fetch(testPixelsUrl(dataset));
     if (!response.ok) throw new ApiError(response.status, `The test images could not be read (${response.status}).`);
     return { buffer: await response.arrayBuffer(), shape: response.headers.get('X-Shape').split(',').map(Number) };
   },
-  testImageUrl: (dataset, index) => `/api/datasets/${encodeURIComponent(dataset)}/test/${index}.png`,
+  testImageUrl: (dataset, index) => (ownImages(dataset)
+    ? `/api/runs/${encodeURIComponent(ownImages(dataset))}/images/${index}.png`
+    : `/api/datasets/${encodeURIComponent(dataset)}/test/${index}.png`),
 };
+
+/** A watched run's images are its own (config.dataset `run:<id>`), kept with the run: the run's id, else null. */
+const ownImages = (dataset) => (dataset.startsWith('run:') ? dataset.slice(4) : null);
+const testPixelsUrl = (dataset) => (ownImages(dataset)
+  ? `/api/runs/${encodeURIComponent(ownImages(dataset))}/images.u8`
+  : `/api/datasets/${encodeURIComponent(dataset)}/test.u8`);

@@ -168,7 +168,7 @@ export class Session {
       if (seq === null) continue;
       for (const layer of snap.layers) this.fetchTop(seq, layer.name);
     }
-    this.fetchTestPixels(store.run?.config?.dataset);
+    if (store.analyses.length) this.fetchTestPixels(store.run?.config?.dataset); // none: no patches to cut
   }
 
   fetchTop(seq, layer) {

@@ -39,7 +39,7 @@ HAND = {
 
 @pytest.mark.parametrize("preset", sorted(HAND))
 def test_receptive_fields_match_the_hand_worked_sizes(preset: str) -> None:
-    fields = receptive_fields(build_model(preset, 1, 28, 10))
+    fields = receptive_fields(build_model(preset, 1, 28, 10), 28)
     assert {name: (f.size, f.jump, f.first) for name, f in fields.items()} == HAND[preset]
 
 
@@ -48,7 +48,7 @@ def test_an_output_position_depends_on_no_pixel_outside_its_box(preset: str) -> 
     """The gradient of one response reaches only input pixels inside the box (and some at its far corner)."""
     torch.manual_seed(0)
     model = build_model(preset, 1, 28, 10).eval()
-    fields = receptive_fields(model)
+    fields = receptive_fields(model, 28)
     seen: dict[str, torch.Tensor] = {}
     for layer in conv_layers(model):
         handle = layer.conv.register_forward_hook(lambda _m, _i, out: seen.update(out=out))
@@ -93,7 +93,7 @@ def test_top_patches_are_those_a_brute_force_search_of_every_image_and_position_
         model(x)  # the whole test set in one batch: every image, every position
     for h in hooks:
         h.remove()
-    fields = receptive_fields(model)
+    fields = receptive_fields(model, 28)
     checked = 0
     for name, out in full.items():
         a = analysis[name]

@@ -139,15 +139,21 @@ export class ControlsView {
     const offline = attached && state.connection === 'reconnecting';
     // A shared link watches: only the browser that started the run holds its token and may control it.
     // Trained by another process (`filterscope train`): the server follows it but cannot reach into it.
+    const watched = attached && run?.kind === 'watch';
     const producer = attached && !state.isFinal ? run?.producer : null;
-    if (producer) {
+    if (watched) {
+      this.producerNote.textContent = `This is ${run.config.model}, a person's own model, recorded by their training `
+        + `script (filterscope.watch${producer ? `, process ${producer.pid}` : ''}): pause, step, stop and the `
+        + 'learning rate belong to that script, and an image cannot be run through the model here, since the '
+        + 'server has neither its code nor its weights at each moment. Everything recorded is here to explore.';
+    } else if (producer) {
       this.producerNote.textContent = `This run is trained by process ${producer.pid} (${producer.what ?? 'another '
         + 'process'}), not by this server: you can watch it live and try your own images, but only that process `
         + 'can pause or stop it (Ctrl+C there interrupts it; then it can be resumed here).';
     }
-    this.producerNote.hidden = !producer;
-    const viewer = attached && (!state.canControl || Boolean(producer));
-    this.viewerNote.hidden = !viewer || Boolean(producer);
+    this.producerNote.hidden = !producer && !watched;
+    const viewer = attached && (!state.canControl || Boolean(producer) || watched);
+    this.viewerNote.hidden = !viewer || Boolean(producer) || watched;
     for (const action of ['pause', 'step', 'stop']) this.buttons[action].hidden = viewer;
     for (const field of this.form.elements) {
       if (!field.name) continue;

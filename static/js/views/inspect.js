@@ -107,6 +107,11 @@ export class InspectView {
       this.showError('Start a run (or open one) first: the image is run through its model.');
       return;
     }
+    if (this.store.run?.capabilities?.inspectable === false) {
+      this.showError('This run is a person\'s own model, recorded by their script (filterscope.watch): the server '
+        + 'has neither its code nor its weights at each moment, so an image cannot be run through it here.');
+      return;
+    }
     try {
       const answer = await this.session.inspect(file, this.seq());
       this.answer = decodeBase64Arrays(answer);

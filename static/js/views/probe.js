@@ -73,7 +73,8 @@ export class ProbeView {
     }
     this.ctx.putImageData(this.image, 0, 0);
     const label = probe.label ?? null;
-    const where = probe.source === 'upload' ? 'uploaded image' : `test image #${probe.index}`;
+    const where = probe.source === 'upload' ? 'uploaded image'
+      : probe.source === 'watch' ? "the script's probe image" : `test image #${probe.index}`;
     const truth = label === null ? '' : ` · true class: ${this.classes[label] ?? label}`;
     this.caption.textContent = `${where}${truth}`;
     if (probe.probs) this.bars.update(probe.probs, this.classes, label);

@@ -78,7 +78,8 @@ export class RunsView {
       badge.dataset.status = r.status;
       badge.textContent = r.status;
       const what = document.createElement('span');
-      what.textContent = `${r.config.dataset} · ${r.config.model}${best >= 0 ? ` · ${(100 * best).toFixed(1)}%` : ''}`;
+      const title = r.kind === 'watch' ? `${r.config.name} · your model` : `${r.config.dataset} · ${r.config.model}`;
+      what.textContent = `${title}${best >= 0 ? ` · ${(100 * best).toFixed(1)}%` : ''}`;
       head.append(badge, what);
       const facts = document.createElement('div');
       facts.className = 'run-facts';
