@@ -101,6 +101,8 @@ class Watcher:
         self._handles: list[Any] = []
         self._grads: dict[str, np.ndarray] = {}  # dL/dW of the coming snapshot step, from the step pre-hook
         self._grad_step = -1
+        self._grad_refs: dict[str, torch.Tensor | None] = {}  # the gradients the optimizer last stepped with
+        self._grad_ref_step = -1
         self._pending: list[float] = []  # losses since the latest snapshot
         self._epoch_losses: list[float] = []
         self._unsent: tuple[list[int], list[float], dict[str, list[float]]] = ([], [], {})
@@ -260,13 +262,17 @@ class Watcher:
         if self._off is not None or self._record is None:
             return
         upcoming = self.steps + 1
-        if not is_snapshot_step(upcoming, self._every):
-            return
         started = time.perf_counter()
         try:
-            self._grads = {p.name: _rows(self._convs[p.name].weight.grad, p) for p in self._plan
-                           if self._convs[p.name].weight.grad is not None}
-            self._grad_step = upcoming
+            # References, not copies (nothing to copy on most steps): a script that sets .grad to None after
+            # the step leaves these for an epoch end's or the final snapshot; one that zeroes .grad in place
+            # leaves zeros there. On the cadence's steps the gradient is copied now, exact whatever follows.
+            self._grad_refs = {p.name: self._convs[p.name].weight.grad for p in self._plan}
+            self._grad_ref_step = upcoming
+            if is_snapshot_step(upcoming, self._every):
+                self._grads = {name: _rows(g, plan) for plan in self._plan
+                               if (g := self._grad_refs[(name := plan.name)]) is not None}
+                self._grad_step = upcoming
         except Exception as exc:
             self._stop(f"{type(exc).__name__}: {exc}")
         self.instrument_seconds += time.perf_counter() - started
@@ -340,9 +346,12 @@ class Watcher:
         for p in self._plan:
             conv = self._convs[p.name]
             weight = _rows(conv.weight, p)
+            latest = self._grad_refs.get(p.name) if self._grad_ref_step == self.steps else None
             if self._grad_step == self.steps and p.name in self._grads:
                 grad = self._grads[p.name]
-            else:  # no optimizer given (or no gradient this step): the gradient as it is now
+            elif latest is not None:  # off the cadence (an epoch's end): the step's gradient, as it is now
+                grad = _rows(latest, p)
+            else:  # no optimizer given: the gradient as the model holds it now
                 grad = _rows(conv.weight.grad, p) if conv.weight.grad is not None else np.zeros_like(weight)
             previous = self._previous.get(p.name)
             tensors = {"weight": weight, "grad": grad,
