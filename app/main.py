@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import __version__
-from .api import analysis, compare, errors, history, inspect, meta, pages, runs, sweeps, watched, ws
+from .api import analysis, compare, errors, history, inspect, meta, pages, runs, sweeps, watched, worked, ws
 from .api.guard import Guard
 from .config import Settings, get_settings
 from .paths import STATIC
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
                        body_timeout=settings.body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, meta, runs, history, analysis, inspect, ws, sweeps, compare, watched):
+    for module in (pages, meta, runs, history, analysis, inspect, worked, ws, sweeps, compare, watched):
         app.include_router(module.router)
     return app
 
