@@ -3,7 +3,8 @@
 A ResNet-50 has 53 conv layers and 23 M conv weights: a snapshot of all of it (W, dL/dW and ΔW at two bytes
 each, and the probe's maps) would be ~140 MB. Filters are learnt most visibly in the first layers, and a page
 shows a few dozen tiles of a deep layer at most. So layers are taken in the order they run: each is kept whole
-while it fits in what is left of the budget (keeping a small share for every layer still to come); past that a
+while it fits in what is left of the budget (keeping a small share for every layer still to come, at most
+half of what is left); past that a
 layer keeps its first filters and, of each, its first input channels, as many as its share allows. The layer's
 meta says so (`sampled`), and the page says which layers are sampled and how.
 """
@@ -64,7 +65,7 @@ def plan_layers(convs: dict[str, nn.Conv2d], read: ProbeRead, budget: int) -> li
         conv, layer = convs[name], read.layers[name]
         o, i, kh, kw = (int(v) for v in conv.weight.shape)
         _, h, w = layer.preact.shape
-        reserve = FLOOR * (len(names) - k - 1)
+        reserve = min(FLOOR * (len(names) - k - 1), left // 2)  # for the layers to come, at most half
         whole = cost(o, i, kh, kw, h, w, layer.relu)
         if whole <= left - reserve:
             filters, channels = o, i

@@ -3,7 +3,7 @@ a small ResNet (BatchNorm, F.relu in forward, residual adds, a strided 1x1 downs
 a net of depthwise, grouped, dilated, strided and 1x7 convs without bias on non-square colour images, and a
 VGG-style net pooling with F.max_pool2d.
 
-    python -m tests.watching.nets ARCH STEPS DATA_DIR OUT [--unwatched] [--hang-after N]
+    python -m tests.watching.nets ARCH STEPS DATA_DIR OUT [--unwatched] [--hang-after N] [--budget BYTES]
 
 trains ARCH for STEPS steps (seed 0, one thread), watched into DATA_DIR unless --unwatched, and saves the
 final state dict to OUT; with --hang-after N it prints "hanging" after N steps and sleeps (to be killed).
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--unwatched", action="store_true")
     parser.add_argument("--hang-after", type=int, default=0)
+    parser.add_argument("--budget", type=int, default=None, help="the watcher's snapshot byte budget")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -122,8 +123,9 @@ def main() -> None:
     watcher = None
     if not args.unwatched:
         import filterscope
+        options = {} if args.budget is None else {"budget": args.budget}
         watcher = filterscope.watch(model, optimizer=opt, images=test_x, name=f"{args.arch} under test",
-                                    data_dir=args.data_dir, snapshot_every=5)
+                                    data_dir=args.data_dir, snapshot_every=5, **options)
     for i, (x, y) in enumerate(data):
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
