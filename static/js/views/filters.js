@@ -44,6 +44,17 @@ export class FiltersView {
     this.scaling.addEventListener('change', () => store.setView({ scale: this.scaling.value }));
     this.layers = [];
     this.hover = null;
+    // The inspector (views/kernel.js draws it) is opened from here: focused when it opens, and Escape or its ×
+    // closes it with the keyboard back on the tile.
+    this.detail = container.querySelector('#filter-detail');
+    this.detail.tabIndex = -1;
+    this.detail.querySelector('[data-role=close]').addEventListener('click', () => this.close());
+    container.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.store.view.selected) {
+        e.preventDefault();
+        this.close();
+      }
+    });
     new ResizeObserver(() => this.relayout()).observe(this.list);
     this.reset();
   }
@@ -54,7 +65,8 @@ export class FiltersView {
     this.snapshot = null;
     this.first = null;
     this.hover = null;
-    this.info.textContent = 'Hover over a filter for its numbers; click one to open it.';
+    this.info.textContent = 'Filters are numbered from #0, as in PyTorch (weight[0] is #0). Hover over one, or Tab '
+      + 'to it, for its numbers; click it or press Enter to open it.';
     this.list.innerHTML = '<p class="empty">Filters appear with the first snapshot.</p>';
   }
 
@@ -146,10 +158,14 @@ export class FiltersView {
         const caption = document.createElement('figcaption');
         figure.append(caption);
         pair.append(figure);
+        const at = which === 'now' ? '' : ' at step 0';
         const grid = new TileGrid(figure, {
           gap: geo.gap, maxZoom: rgb || shape[1] === 1 ? 12 : 6, minZoom: 2, maxHeight: 300,
           onHover: (i) => this.onHover(li, i),
           onSelect: (i) => this.onSelect(li, i),
+          onActivate: (i) => this.open(li, i),
+          label: (i) => `${layer.name} filter #${i}${at}`,
+          name: `${layer.name}'s ${shape[0]} filters${at}, numbered from #0: arrow keys move, Enter opens one`,
         });
         grid.canvas.dataset.testid = which === 'now' ? `filter-canvas-${li}` : `filter-start-canvas-${li}`;
         return { figure, caption, grid, map: null, kernelOpts: { ...grid.opts } };
@@ -222,7 +238,7 @@ export class FiltersView {
       const barRange = onlyStart ? startRange : range;
       const kind = l.rgb && (onlyStart || mode === 'weight') ? 'rgb' : 'diverging';
       const note = { filter: 'per filter', run: 'whole run', moment: 'now', weight: "W's scale" }[scale];
-      l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, each of R, G, B` : note);
+      l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, per channel` : note);
       l.bar.root.title = SCALES[scale];
       l.measures.textContent = this.measuresText(layer.measures);
     });
@@ -325,10 +341,38 @@ export class FiltersView {
     else if (sel) this.showStats(sel.layer, sel.index);
   }
 
+  /** A click on a tile: open the filter in the inspector, or close it if it is the one open. */
   onSelect(li, i) {
     const sel = this.store.view.selected;
     const same = sel && sel.layer === li && sel.index === i;
-    this.store.setView({ selected: same ? null : { layer: li, index: i } });
+    if (same) this.close();
+    else this.open(li, i);
+  }
+
+  /** Open filter `i` of layer `li` in the inspector, and bring the inspector into view with the focus in it. */
+  open(li, i) {
+    this.store.setView({ selected: { layer: li, index: i } });
+    // After the next frame has drawn it (frame.js draws in the first animation frame after the change).
+    requestAnimationFrame(() => {
+      if (this.detail.hidden) return;
+      this.detail.focus({ preventScroll: true });
+      const smooth = !matchMedia('(prefers-reduced-motion: reduce)').matches;
+      this.detail.scrollIntoView({ block: 'nearest', behavior: smooth ? 'smooth' : 'auto' });
+    });
+  }
+
+  /** Close the inspector; the keyboard goes back to the tile it was opened from. */
+  close() {
+    const sel = this.store.view.selected;
+    if (!sel) return;
+    const back = this.detail.contains(document.activeElement) || this.list.contains(document.activeElement);
+    this.store.setView({ selected: null });
+    const l = this.layers[sel.layer];
+    const part = l && (l.now.figure.hidden ? l.start : l.now);
+    if (back && part) {
+      part.grid.rove(sel.index);
+      part.grid.focus();
+    }
   }
 
   /** What one filter responds to most, and its health. */

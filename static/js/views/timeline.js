@@ -5,6 +5,8 @@
  */
 
 const MIN_FRAME_MS = 33; // 30 moments a second at most
+const LABEL_EVERY = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]; // epochs between numbered marks
+const MIN_LABEL_PX = 10; // room per digit of an epoch number, its gap included (10 px type)
 const SPEEDS = { 10: 'whole run in 10 s', 30: 'in 30 s', 60: 'in 60 s', fps30: '30 moments a second' };
 
 export class TimelineView {
@@ -27,6 +29,7 @@ export class TimelineView {
     this.playButton.addEventListener('click', () => this.togglePlay());
     this.liveButton.addEventListener('click', () => this.goLive());
     document.addEventListener('keydown', (e) => this.onKey(e));
+    new ResizeObserver(() => this.drawTicks(this.store.index)).observe(this.ticks);
     this.timer = null;
     this.ticksFor = '';
   }
@@ -65,19 +68,30 @@ export class TimelineView {
     this.label.dataset.step = ref ? String(ref.step) : '';
   }
 
-  /** Epoch ends as marks under the slider, where they fall among the snapshots. */
+  /** Epoch ends as marks under the slider, where they fall among the snapshots; numbered every 1, 2, 5, 10...
+   * epochs, as often as their labels fit side by side (a 60-epoch run's 60 numbers would overlap). */
   drawTicks(index) {
-    const key = `${index.length}:${index.filter((r) => r.epoch_end).length}`;
+    const ends = index.filter((r) => r.epoch_end);
+    const width = this.ticks.clientWidth;
+    const key = `${index.length}:${ends.length}:${width}`;
     if (key === this.ticksFor) return;
     this.ticksFor = key;
     const n = Math.max(1, index.length - 1);
+    const gap = MIN_LABEL_PX * String(ends.at(-1)?.epoch ?? 1).length; // px from one number's centre to the next
+    const room = width / Math.max(1, ends.length); // px per epoch, if they fall evenly
+    const every = LABEL_EVERY.find((k) => k * room >= gap) ?? LABEL_EVERY.at(-1);
+    let last = -Infinity; // where the last number went: one that would touch it is left out
     this.ticks.replaceChildren(...index.flatMap((r, i) => {
       if (!r.epoch_end) return [];
       const mark = document.createElement('span');
       mark.className = 'tick';
       mark.style.left = `${(100 * i) / n}%`;
       mark.title = `end of epoch ${r.epoch} (step ${r.step})`;
-      mark.textContent = String(r.epoch);
+      const x = (width * i) / n;
+      if ((r.epoch % every === 0 || every === 1) && x - last >= gap) {
+        mark.textContent = String(r.epoch);
+        last = x;
+      }
       return [mark];
     }));
   }
