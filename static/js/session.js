@@ -75,10 +75,16 @@ export class Session {
       case 'hello': store.hello(msg.run); this.loadIndex(msg.run.id); break;
       case 'steps': store.addSteps(msg.steps, msg.losses, msg.ratios); break;
       case 'epoch': store.addEpoch(msg); break;
-      case 'status': // its lr_changes, as the server lists them; once it has ended, every moment it stored
+      case 'status': { // its lr_changes, as the server lists them; once it has ended, every moment it stored
+        const was = store.status;
         store.patchRun(msg);
-        if (store.isFinal) this.refreshIndex(store.runId);
+        // An interrupted run resumed (from this page, another tab or browser) goes on from its last checkpoint:
+        // the server forgot what came after it, so the page reads the run again instead of appending the
+        // steps and snapshots it trains anew to the ones it forgot.
+        if (was === 'interrupted' && !store.isFinal) this.attach(store.runId);
+        else if (store.isFinal) this.refreshIndex(store.runId);
         break;
+      }
       case 'warning': store.addWarning(msg); break;
       case 'error': store.patchRun({ message: msg.message }); store.notice(msg.message); break;
       case 'analysis': store.addAnalysis(msg); break;
@@ -223,11 +229,13 @@ export class Session {
   act(name) { return api[name](this.store.runId); }
 
   pause() { return this.act('pause'); }
-  /** Resume a paused run; an interrupted one continues from its last checkpoint, so its history is read again. */
-  async resume() {
-    const interrupted = this.store.status === 'interrupted';
-    const run = await this.act('resume');
-    if (interrupted) this.attach(run.id);
+  /** Resume run `id` (the one shown by default). A paused one goes on; an interrupted one continues from its last
+   * checkpoint, so its history is read again: here, unless its socket's status message already did that. */
+  async resume(id = this.store.runId) {
+    const paused = id === this.store.runId && this.store.status === 'paused';
+    const socket = this.socket;
+    const run = await api.resume(id);
+    if (!paused && !(id === this.store.runId && this.socket !== socket)) this.attach(run.id);
     return run;
   }
   step() { return this.act('step'); }

@@ -98,7 +98,8 @@ export class Store extends Emitter {
     this.runId = null;
     this.run = null;
     this.history = [];
-    this.steps = { x: [], y: [], ratios: {} }; // ratios: per conv layer, ||ΔW|| / ||W|| of each step
+    // ratios: per conv layer, ||ΔW|| / ||W|| of each step; cuts: how many times the run went back (addSteps)
+    this.steps = { x: [], y: [], ratios: {}, cuts: 0 };
     this.warnings = []; // {kind, step, message}: the run's warnings, oldest first
     this.snapshot = null; // the moment every panel shows: the head while live, else the one scrubbed to
     this.head = null; // the newest snapshot the socket brought
@@ -139,6 +140,17 @@ export class Store extends Emitter {
   }
 
   addSteps(steps, losses, ratios = {}) {
+    // Steps are appended in order. Ones at or before the last known step mean the run went back to a checkpoint
+    // (a resume) and trains them anew: what the page holds past that point is forgotten, as the server forgot it,
+    // so the charts never get an x that goes backwards.
+    const x = this.steps.x;
+    if (steps.length && x.length && steps[0] <= x[x.length - 1]) {
+      const keep = x.findIndex((s) => s >= steps[0]);
+      this.steps.x = x.slice(0, keep);
+      this.steps.y = this.steps.y.slice(0, keep);
+      for (const name of Object.keys(this.steps.ratios)) this.steps.ratios[name] = this.steps.ratios[name].slice(0, keep);
+      this.steps.cuts += 1; // the charts start again from the steps kept
+    }
     const known = this.steps.ratios;
     for (const name of Object.keys(ratios)) known[name] ??= new Array(this.steps.x.length).fill(null);
     for (let i = 0; i < steps.length; i++) {

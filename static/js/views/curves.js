@@ -59,7 +59,10 @@ export class CurvesView {
   /** state: the store; only what is new since the last call is appended. */
   update(state) {
     const { x, y } = state.steps;
-    if (x.length < this.stepsSeen) this.reset();
+    if (x.length < this.stepsSeen || state.steps.cuts !== this.cuts) {
+      this.reset();
+      this.cuts = state.steps.cuts;
+    }
     for (let i = this.stepsSeen; i < x.length; i++) {
       const v = finite(y[i]);
       const prev = this.ema.length ? this.ema[this.ema.length - 1] : null;
@@ -134,7 +137,7 @@ export class CurvesView {
       axes: [
         { label: 'step', size: 34, labelSize: 14 },
         { scale: 'loss', label: 'loss', labelSize: 14, values: (u, v) => v.map(fmt), size: axisSize },
-        { scale: 'acc', side: 1, size: 44, grid: { show: false }, values: (u, v) => v.map((t) => `${t}%`) },
+        { scale: 'acc', side: 1, size: 44, grid: { show: false }, values: (u, v) => v.map((t) => `${+t.toFixed(1)}%`) },
       ],
       series: [
         { label: 'step' },
@@ -172,7 +175,11 @@ export class CurvesView {
       text = `after epoch ${last.epoch}: test accuracy ${(100 * last.test_accuracy).toFixed(1)}%, test loss ${last.test_loss?.toPrecision(3) ?? '–'}`;
       if (Number.isFinite(last.train_accuracy)) {
         const gap = 100 * (last.train_accuracy - last.test_accuracy);
-        text += ` · train accuracy ${(100 * last.train_accuracy).toFixed(1)}%: a gap of ${gap.toFixed(1)} points`;
+        const points = `${Math.abs(gap).toFixed(1)} point${Math.abs(gap).toFixed(1) === '1.0' ? '' : 's'}`;
+        // Above test: the overfitting gap; below it (dropout, augmentation, a noisy small test set): no gap at all.
+        const versus = gap >= 0.05 ? `${points} above test accuracy` : gap <= -0.05
+          ? `${points} below test accuracy: no sign of overfitting` : 'the same as test accuracy';
+        text += ` · train accuracy ${(100 * last.train_accuracy).toFixed(1)}%, ${versus}`;
       }
       // Overfitting's signature: the test loss climbs back from its best while the training images are learnt.
       const best = this.history.reduce((b, h) => (Number.isFinite(h.test_loss) && (!b || h.test_loss < b.test_loss) ? h : b), null);

@@ -34,8 +34,9 @@ export class RatiosView {
   update(state) {
     const { x, ratios } = state.steps;
     const names = Object.keys(ratios ?? {});
-    if (x.length < this.seen || names.join() !== this.names.join()) {
+    if (x.length < this.seen || state.steps.cuts !== this.cuts || names.join() !== this.names.join()) {
       this.reset();
+      this.cuts = state.steps.cuts;
       this.names = names;
       for (const name of names) this.series[name] = [];
     }

@@ -138,8 +138,7 @@ export class RunsView {
     try {
       if (action === 'open') this.session.attach(run.id);
       else if (action === 'resume') {
-        await api.resume(run.id);
-        this.session.attach(run.id);
+        await this.session.resume(run.id);
       } else if (action === 'stop') await api.stop(run.id);
       else if (action === 'delete') {
         if (!window.confirm(`Delete run ${run.id} and its whole history?`)) return;
