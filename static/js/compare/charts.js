@@ -11,6 +11,7 @@ import { requestDraw } from '../frame.js';
 import { smooth } from '../smooth.js';
 
 const EMA = 0.95; // loss smoothing: ~20 batches of memory, as on the run's own page
+const EPOCH_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 
 /** Steps 1..n of every run on one x axis (each run's step i sits at index i - 1). */
 function alignSteps(runs, steps, pick) {
@@ -83,7 +84,9 @@ export class CompareCharts {
       ]);
       return new uPlot({
         ...this.size(name), scales: { x: { time: false }, y: { range: [0, 100] } },
-        axes: [{ label: 'epoch', size: 30 }, { values: (u, v) => v.map((t) => `${t}%`), size: 44 }],
+        // Epochs are whole numbers: ticks at 1, 2, 5, 10... of them, never at 1.5; percents as short numbers.
+        axes: [{ label: 'epoch', size: 30, incrs: EPOCH_TICKS, values: (u, v) => v.map(String) },
+          { values: (u, v) => v.map((t) => `${+t.toFixed(1)}%`), size: 54 }],
         series: [{ label: 'epoch' }, ...both],
       }, [[], ...both.map(() => [])], this.boxes[name]);
     }

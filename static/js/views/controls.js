@@ -160,6 +160,10 @@ export class ControlsView {
       const liveField = LIVE_FIELDS.has(field.name) && !viewer && !offline
         && !(status === 'queued' && run?.queue_position);
       field.disabled = this.busy || (live && !liveField) || (attached && !run && !liveField);
+      if (field.name === 'lr') {
+        field.title = live && viewer ? 'Only the browser that started this run can change its learning rate.'
+          : live && liveField ? 'Change it while the run trains: the next batch uses it.' : '';
+      }
     }
     for (const button of this.presets) button.disabled = this.busy || live || (attached && !run);
     for (const button of this.sweeps) button.disabled = this.busy || offline;

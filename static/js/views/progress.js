@@ -40,7 +40,9 @@ export class ProgressView {
 
   /** Connection state from the store: 'idle' | 'connecting' | 'live' | 'reconnecting' | 'gone' | 'closed'. */
   connection(state, detail) {
-    this.offline = state === 'reconnecting';
+    const offline = state === 'reconnecting';
+    if (offline && !this.offline) this.lostAt = performance.now(); // the clock stops where the contact did
+    this.offline = offline;
     this.render();
     this.conn.dataset.state = state;
     this.conn.textContent = { idle: '', connecting: 'connecting…', live: 'live', closed: '', gone: 'run not found' }[state]
@@ -108,7 +110,9 @@ export class ProgressView {
       return;
     }
     let t = run.elapsed ?? 0;
-    if (run.status === 'running' && run.receivedAt) t += (performance.now() - run.receivedAt) / 1000;
+    // Only while the run is known to train: not past the moment the server stopped answering (it may be gone).
+    const now = this.offline ? this.lostAt : performance.now();
+    if (run.status === 'running' && run.receivedAt) t += Math.max(0, now - run.receivedAt) / 1000;
     this.elapsed.textContent = clock(t);
   }
 }
