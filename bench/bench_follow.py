@@ -4,7 +4,8 @@ The producer encodes each snapshot (its header's `sent_at`, Unix time) and commi
 directory's run log; the server's follower notices the commit (SQLite's data_version, looked at ten
 times a second), reads the rows and publishes them; a WebSocket client here receives them. The figure is receipt
 minus `sent_at`, per frame, for a run the server follows, beside the same for a run the server trains
-itself (published from its own commit), both on the same machine and clock.
+itself (published from its own commit), and for a person's own script under `filterscope.watch`
+(examples/watch_resnet.py, one epoch), all on the same machine and clock.
 
     .venv/bin/python -m bench.bench_follow [--rounds 2]
 """
@@ -16,6 +17,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +60,21 @@ def followed(base: str, data_dir: Path) -> list[float]:
         proc.stdout.close()
 
 
+def watched(base: str, data_dir: Path) -> list[float]:
+    """The same for a person's own script under filterscope.watch (examples/watch_resnet.py, one epoch)."""
+    proc = subprocess.Popen([sys.executable, "examples/watch_resnet.py", "--epochs", "1", "--data-dir", str(data_dir)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().split("recording run ")[1].split()[0]
+    while httpx.get(f"http://{base}/api/runs/{run_id}").status_code != 200:
+        time.sleep(0.05)
+    try:
+        return asyncio.run(latencies(base, run_id))
+    finally:
+        proc.wait(300)
+        proc.stdout.close()
+
+
 def own(base: str) -> list[float]:
     run = httpx.post(f"http://{base}/api/runs", json=CONFIG).json()
     return asyncio.run(latencies(base, run["id"]))
@@ -70,9 +87,11 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="filterscope-bench-follow-"))
     server, base = serve({"FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_TRAINING_THREADS": "1"})
     try:
-        figures: dict[str, list[float]] = {"followed (filterscope train)": [], "the server's own": []}
-        for _ in range(args.rounds):  # alternating, so the machine's mood falls on both
+        figures: dict[str, list[float]] = {"followed (filterscope train)": [], "watched (filterscope.watch)": [],
+                                           "the server's own": []}
+        for _ in range(args.rounds):  # alternating, so the machine's mood falls on all
             figures["followed (filterscope train)"] += followed(base, data_dir)
+            figures["watched (filterscope.watch)"] += watched(base, data_dir)
             figures["the server's own"] += own(base)
         for name, values in figures.items():
             ms = [v * 1000 for v in values]

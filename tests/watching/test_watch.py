@@ -161,3 +161,41 @@ def test_a_model_without_conv_layers_or_with_bad_arguments_is_said_plainly(tmp_p
         watcher = filterscope.watch(torch.nn.Linear(3, 2), data_dir=tmp_path, say=False)
     watcher.step(1.0)  # never raises into the loop
     watcher.close()
+
+
+def run_in_process(model: torch.nn.Module, data_dir: Path, optimizer: bool, steps: int = 4) -> Any:
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    (x, y), = batches("vggish", 1)
+    watcher = filterscope.watch(model, optimizer=opt if optimizer else None, data_dir=data_dir, say=False)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        watcher.step(loss)  # without optimizer=, dL/dW is read here: .grad still holds it
+    watcher.close()
+    return watcher
+
+
+def test_without_an_optimizer_the_gradient_is_read_at_each_step(data_dir: Path) -> None:
+    torch.manual_seed(0)
+    watcher = run_in_process(Vggish(), data_dir, optimizer=False)
+    assert watcher._off is None and watcher.snapshots == 5  # step 0 (the first forward's image) and steps 1-4
+    with owner_client() as client:
+        run = only_run(client)
+        assert run["config"]["optimizer"] is None and run["config"]["lr"] is None
+        _, arrays = frame(client, run["id"], 4)
+        assert np.abs(arrays["layers.0.grad"]).max() > 0
+
+
+def test_a_compiled_model_still_trains_and_is_recorded_from_its_own_module(data_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = Vggish()
+    compiled = torch.compile(model, backend="eager")  # no compiler needed; the wrapper is the same
+    watcher = run_in_process(compiled, data_dir, optimizer=True)  # type: ignore[arg-type]
+    assert watcher._off is None and watcher.module is model
+    with owner_client() as client:
+        run = only_run(client)
+        assert run["config"]["compiled"] is True and run["step"] == 4
+        _, arrays = frame(client, run["id"], run["snapshots"] - 1)
+        np.testing.assert_allclose(arrays["layers.0.weight"], model.conv1.weight.detach().numpy(), atol=1e-4)
