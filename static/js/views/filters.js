@@ -80,7 +80,7 @@ export class FiltersView {
     this.view = { ...state.view };
     this.state = state;
     const ds = state.run && state.dataset(state.run.config?.dataset);
-    this.channels = ds?.channels ?? 1;
+    this.channels = ds?.channels ?? state.run?.config?.input?.[0] ?? 1; // a watched model: its own input
     // Called at every snapshot: write to the DOM only what changed (each write costs the page a style pass).
     const press = (b, on) => { if (b.getAttribute('aria-pressed') !== String(on)) b.setAttribute('aria-pressed', String(on)); };
     for (const b of this.modeButtons) press(b, b.dataset.mode === this.view.mode);
@@ -111,6 +111,13 @@ export class FiltersView {
       const dims = document.createElement('span');
       dims.className = 'dims';
       dims.textContent = `${shape[0]} filters · ${shape[1]}×${shape[2]}×${shape[3]}${rgb ? ' (RGB)' : ''}`;
+      // A watched model's deep layer is recorded in part, within the snapshot byte budget: say how.
+      const sampled = this.state?.run?.layers?.find((l) => l.name === layer.name)?.sampled;
+      if (sampled) {
+        const channels = shape[1] < sampled.channels
+          ? `, each with its first ${shape[1]} of ${sampled.channels} input channels` : '';
+        dims.textContent += ` · sampled: the first ${shape[0]} of ${sampled.filters} filters${channels}`;
+      }
       title.append(' ', dims);
       const exports = document.createElement('span');
       exports.className = 'exports';
