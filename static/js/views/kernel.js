@@ -1,8 +1,9 @@
 /**
  * The kernel inspector: one filter opened up at the timeline's moment. This shell draws the filter's images (W at
  * step 0, W now, dW and ΔW per input channel, its feature map on the probe) and its summary, and feeds the views
- * beside them: the kernel's entries as numbers (kernelgrid.js), the update worked out (kernelupdate.js), every
- * entry and the norms over the run (kernelhistory.js) and the filmstrip (kernelstrip.js). The input channel
+ * beside them: the kernel's entries as numbers (kernelgrid.js), the update worked out (kernelupdate.js), the
+ * convolution worked forward and backward at a pixel of its map (convolution.js), every entry and the norms
+ * over the run (kernelhistory.js) and the filmstrip (kernelstrip.js). The input channel
  * shown and the entry picked are the inspector's own; the filter's history over the run comes from the store.
  */
 
@@ -10,6 +11,7 @@ import { ColorBar, fmt, grey, seqIndex } from '../colormap.js';
 import { requestDraw } from '../frame.js';
 import { fromStart, GAP, paint, stats } from '../kernels.js';
 import { TileGrid } from '../tilegrid.js';
+import { ConvolutionView } from './convolution.js';
 import { KernelGridView } from './kernelgrid.js';
 import { KernelHistoryView } from './kernelhistory.js';
 import { KernelStripView } from './kernelstrip.js';
@@ -47,9 +49,12 @@ export class KernelView {
     const fbox = document.createElement('figure');
     fbox.className = 'detail-part';
     const fcap = document.createElement('figcaption');
-    fcap.textContent = 'its feature map on the probe';
+    fcap.textContent = 'its feature map on the probe (click a pixel: worked below)';
     fbox.append(fcap);
-    this.fmap = new TileGrid(fbox, { gap: 0, maxZoom: 12, maxHeight: 150, background: GAP });
+    this.fmap = new TileGrid(fbox, {
+      gap: 0, maxZoom: 12, maxHeight: 150, background: GAP, onSelect: (_i, at) => at && this.pickPixel(at),
+    });
+    this.fmap.canvas.dataset.testid = 'detail-fmap';
     this.fmapBar = new ColorBar(fbox);
     this.body.append(fbox);
 
@@ -64,7 +69,9 @@ export class KernelView {
       requestDraw(this);
     };
     this.grid = new KernelGridView($('numbers'), { onPick });
-    this.worked = new KernelUpdateView($('worked'), { optimizers: store.boot.optimizers });
+    const onArrive = () => this.selected && requestDraw(this);
+    this.worked = new KernelUpdateView($('worked'), { optimizers: store.boot.optimizers, onArrive });
+    this.conv = new ConvolutionView($('convolution'), { onPick: (at) => this.pickPixel(at), onArrive });
     this.history = new KernelHistoryView($('history'), { onPick });
     this.strip = new KernelStripView($('strip'), { onSeek: (seq) => session.seek(seq) });
     new ResizeObserver(() => this.selected && requestDraw(this)).observe(container);
@@ -78,7 +85,14 @@ export class KernelView {
     this.selectedKey = null;
     this.channel = 0;
     this.entry = null;
-    for (const view of [this.grid, this.worked, this.history, this.strip]) view.reset();
+    this.pixel = null; // the feature-map pixel worked out ({y, x}, from 0); null: the map's largest
+    for (const view of [this.grid, this.worked, this.history, this.strip, this.conv]) view.reset();
+  }
+
+  /** A pixel of the filter's feature map picked: work the convolution out there. */
+  pickPixel({ x, y }) {
+    this.pixel = { y, x };
+    requestDraw(this);
   }
 
   update(state) {
@@ -90,6 +104,7 @@ export class KernelView {
       this.selectedKey = key;
       this.channel = 0;
       this.entry = null;
+      this.pixel = null;
     }
     this.selected = sel;
     this.root.hidden = !(sel && this.snapshot);
@@ -121,9 +136,9 @@ export class KernelView {
     this.channelPick.hidden = inCh < 2;
     const data = {
       layer, snapshot: snap, filter: f, channel: this.channel, entry: this.entry, run: store.run, index: store.index,
-      history: store.knownFilterHistory(layer.name, f),
+      history: store.knownFilterHistory(layer.name, f), runId: store.runId, pixel: this.pixel,
     };
-    for (const view of [this.grid, this.worked, this.history, this.strip]) view.update(data);
+    for (const view of [this.grid, this.worked, this.history, this.strip, this.conv]) view.update(data);
   }
 
   drawImages(layer, sel, inCh, kh, kw, n, f) {

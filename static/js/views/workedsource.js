@@ -1,0 +1,76 @@
+/**
+ * The inspector's worked numbers from the server (GET …/snapshots/{seq}/convolution|update/{layer}/{filter}):
+ * the answers kept by path, and at most one request in flight per source, the latest wanted next, so a live
+ * run's stream of moments asks for one at a time and never queues replays on the server's low-priority worker.
+ */
+
+import { ApiError } from '../api.js';
+
+const KEEP = 48; // answers kept: clicking around a few moments and filters asks the server once each
+const RETRY_MS = 2000; // a refusal that may pass (a snapshot not stored yet) is asked again after this long
+
+/** GET `path` as JSON; failures as ApiError with the server's sentence. */
+async function getJson(path) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { Accept: 'application/json' } });
+  } catch {
+    throw new ApiError(0, 'The server cannot be reached; is it running?');
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = typeof body?.detail === 'string' ? body.detail : `The server answered ${response.status}.`;
+    throw new ApiError(response.status, detail);
+  }
+  return body;
+}
+
+/** The path of a worked answer: kind 'convolution' or 'update'; query: {y, x} or nothing. */
+export function workedPath(kind, runId, seq, layer, filter, query = null) {
+  const base = `/api/runs/${encodeURIComponent(runId)}/snapshots/${seq}/${kind}/${encodeURIComponent(layer)}/${filter}`;
+  return query ? `${base}?${new URLSearchParams(query)}` : base;
+}
+
+export class WorkedSource {
+  /** onArrive(): an answer (or a refusal) came; the views redraw from `get`. */
+  constructor(onArrive) {
+    this.onArrive = onArrive;
+    this.answers = new Map(); // path -> {body} | {error, at}
+    this.busy = false;
+    this.wanted = null;
+  }
+
+  reset() {
+    this.answers.clear();
+    this.wanted = null;
+  }
+
+  /** {body} or {error} for `path` if known; otherwise null, and it is asked for (after the one in flight). */
+  get(path) {
+    const known = this.answers.get(path);
+    if (known && !(known.error && known.retry && performance.now() - known.at > RETRY_MS)) return known;
+    this.wanted = path;
+    this.pump();
+    return known ?? null;
+  }
+
+  async pump() {
+    if (this.busy || !this.wanted) return;
+    const path = this.wanted;
+    this.wanted = null;
+    this.busy = true;
+    let answer;
+    try {
+      answer = { body: await getJson(path) };
+    } catch (e) {
+      // 409 "not stored yet" and a server out of reach may pass; every other refusal is the answer.
+      answer = { error: e.message, retry: e.status === 0 || /again/.test(e.message), at: performance.now() };
+    }
+    this.answers.delete(path);
+    this.answers.set(path, answer);
+    while (this.answers.size > KEEP) this.answers.delete(this.answers.keys().next().value);
+    this.busy = false;
+    this.onArrive();
+    this.pump();
+  }
+}
