@@ -42,5 +42,17 @@ def load_images(data_dir: Path, run_id: str) -> np.ndarray | None:
         return None
 
 
+def images_bytes(data_dir: Path, run_id: str | None = None) -> int:
+    """Bytes run `run_id`'s images take on disk (every run's when None): the disk budget counts them."""
+    paths = [images_path(data_dir, run_id)] if run_id is not None else list((data_dir / IMAGES).glob("*.npy"))
+    total = 0
+    for path in paths:
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
 def remove_images(data_dir: Path, run_id: str) -> None:
     images_path(data_dir, run_id).unlink(missing_ok=True)

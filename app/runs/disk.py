@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..record.images import images_bytes
 from ..streaming.hub import Hub
 from ..streaming.protocol import StatusChange
 from ..training.events import StateError, Status
@@ -49,6 +51,7 @@ class Disk:
 
     store: Store
     hub: Hub
+    data_dir: Path
     _max_disk: int
     _lock: threading.RLock
     _runs: dict[str, Run]
@@ -77,7 +80,7 @@ class Disk:
         that nobody watches; never the newest run, one still training, or one another process writes."""
         with self._lock:
             runs = sorted(self._runs.values(), key=lambda r: r.record.created_at)
-            total = max(self.store.disk_bytes(), sum(r.record.size for r in runs))
+            total = max(self.store.disk_bytes(), sum(r.record.size for r in runs)) + images_bytes(self.data_dir)
             if total <= self._max_disk:
                 return
             for run in runs[:-1]:  # the newest stays: it is what the person is looking at
@@ -85,7 +88,7 @@ class Disk:
                     break
                 if not run.status.ended or run.watchers() > 0 or run.producer is not None:
                     continue
-                total -= run.record.size
+                total -= run.record.size + images_bytes(self.data_dir, run.id)
                 del self._runs[run.id]
                 self.following.forget(run.id)
                 log.warning("disk budget %d MB: removed run %s (%.1f MB), the oldest ended one",

@@ -255,7 +255,8 @@ class Watcher:
         self._record.on_event(self._status(Status.RUNNING, None))
         if self._say:
             print(f"filterscope: recording run {self.run_id} ({config.name}) into {self.data_dir}; "  # noqa: T201
-                  f"`filterscope serve` there shows it at /?run={self.run_id}", flush=True)
+                  f"`filterscope serve` there shows it at /?run={self.run_id} (control token, to delete it: "
+                  f"{self.token})", flush=True)
 
     def _before_step(self, _opt: torch.optim.Optimizer, _args: object, _kwargs: object) -> None:
         """The optimizer is about to step: if a snapshot follows this step, copy dL/dW it is about to use."""

@@ -199,3 +199,24 @@ def test_a_compiled_model_still_trains_and_is_recorded_from_its_own_module(data_
         assert run["config"]["compiled"] is True and run["step"] == 4
         _, arrays = frame(client, run["id"], run["snapshots"] - 1)
         np.testing.assert_allclose(arrays["layers.0.weight"], model.conv1.weight.detach().numpy(), atol=1e-4)
+
+
+def test_a_watched_runs_images_count_in_the_disk_budget_and_go_with_the_run(data_dir: Path) -> None:
+    from filterscope.record.images import images_bytes, images_path
+    torch.manual_seed(0)
+    model = Vggish()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    (x, y), = batches("vggish", 1)
+    with filterscope.watch(model, optimizer=opt, images=x, data_dir=data_dir, say=False) as watcher:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        watcher.step(loss)
+    assert watcher.run_id is not None and watcher.token is not None
+    path = images_path(data_dir, watcher.run_id)
+    assert path.exists() and images_bytes(data_dir) == path.stat().st_size > 16 * 28 * 28
+    with owner_client() as client:
+        res = client.delete(f"/api/runs/{watcher.run_id}", headers={"Authorization": f"Bearer {watcher.token}"})
+        assert res.status_code in (200, 204)
+    assert not path.exists() and images_bytes(data_dir) == 0
