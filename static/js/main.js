@@ -58,6 +58,7 @@ const tick = throttle(() => {
   if (changed.has('run') && store.status !== lastStatus) {
     lastStatus = store.status;
     runs.update(store);
+    detail.update(store); // a live run paused: its step can be worked out now
   }
   if (changed.has('steps') || changed.has('epoch')) chartTick();
   if (changed.has('epoch')) inspect.update(store);

@@ -4,6 +4,7 @@ equal to the snapshot's, for SGD and for Adam."""
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from typing import Any
@@ -113,3 +114,18 @@ def test_the_worked_update_is_the_snapshots_delta(page: Any, server: str, optimi
         expect(worked).to_contain_text("the optimizer's own m now")
     else:
         expect(worked).to_contain_text("ΔW = −lr × (dW + weight decay × W)")
+
+
+def test_a_live_run_waits_for_a_pause_to_work_its_step(page: Any, ui: Any) -> None:
+    page.goto("/")
+    ui.start_run(page, epochs="20")
+    ui.wait_for_seq_above(page, 1)
+    page.get_by_test_id("filter-canvas-0").click(position={"x": 5, "y": 5})
+    worked = page.get_by_test_id("kernel-update")
+    expect(worked).to_contain_text("Pause the run or pick a moment")  # no replay for every live moment
+    expect(page.get_by_test_id("conv-map")).to_be_visible()  # the forward pass is cheap: shown live
+    page.get_by_test_id("pause").click()
+    expect(page.get_by_test_id("status")).to_have_text("paused")
+    # the moment paused at, worked: one batch (the same step) or the last of several
+    expect(worked).to_contain_text(re.compile(r"✓ the same step|the one worked above is the last of them"))
+    expect(worked).to_contain_text("(the optimizer's own m now: ")

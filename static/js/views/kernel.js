@@ -137,6 +137,7 @@ export class KernelView {
     const data = {
       layer, snapshot: snap, filter: f, channel: this.channel, entry: this.entry, run: store.run, index: store.index,
       history: store.knownFilterHistory(layer.name, f), runId: store.runId, pixel: this.pixel,
+      following: store.cursor === null && store.status === 'running', // the live head, moving on
     };
     for (const view of [this.grid, this.worked, this.history, this.strip, this.conv]) view.update(data);
   }

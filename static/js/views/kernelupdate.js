@@ -45,18 +45,25 @@ export class KernelUpdateView {
     this.source.reset();
   }
 
-  /** data: {layer, snapshot, filter, channel, entry, run, runId, index} — index: the run's snapshot refs. */
+  /** data: {layer, snapshot, filter, channel, entry, run, runId, index, following} — index: the run's snapshot
+   * refs; following: the moment shown is a live run's head, moving on. */
   update(data) {
     this.rule.textContent = this.text(data);
     const { layer, snapshot: snap, filter, runId, index } = data;
     const at = index.findIndex((r) => r.seq === snap.seq);
     const asked = runId && snap.step > 0 && at >= 0
       ? workedPath('update', runId, snap.seq, layer.name, filter) : null;
-    const answer = asked ? this.source.get(asked) : null;
-    const key = `${asked}:${data.channel}:${this.entryOf(data)}:${answer ? 'a' : '-'}:${snap.seq}`;
+    // Working a step out replays the run from its last checkpoint: not for every moment of a run training live.
+    const answer = asked && !data.following ? this.source.get(asked) : null;
+    const key = `${asked}:${data.channel}:${this.entryOf(data)}:${answer ? 'a' : '-'}:${snap.seq}:${data.following}`;
     if (key === this.shownKey) return;
     this.shownKey = key;
     if (!asked) this.lines.replaceChildren();
+    else if (data.following) {
+      this.lines.replaceChildren(line('Pause the run or pick a moment on the timeline to see this step worked with '
+        + 'the optimizer\'s own numbers (working it out trains the run again from its last checkpoint, which is '
+        + 'not done for every moment of a run training live).', 'hint'));
+    }
     else if (!answer) this.lines.replaceChildren(line(`Working out the step that made step ${snap.step}…`, 'hint'));
     else if (answer.error) this.lines.replaceChildren(line(answer.error, 'hint'));
     else this.lines.replaceChildren(...this.worked(data, answer.body));
