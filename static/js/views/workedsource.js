@@ -71,6 +71,7 @@ export class WorkedSource {
     while (this.answers.size > KEEP) this.answers.delete(this.answers.keys().next().value);
     this.busy = false;
     this.onArrive();
+    if (answer.retry) setTimeout(() => this.onArrive(), RETRY_MS + 50); // the views ask again then
     this.pump();
   }
 }
