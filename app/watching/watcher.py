@@ -68,7 +68,7 @@ class Watcher:
 
     def __init__(self, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
                  probe: torch.Tensor | None = None, images: torch.Tensor | None = None,
-                 labels: torch.Tensor | None = None, classes: list[str] | None = None, name: str | None = None,
+                 classes: list[str] | None = None, name: str | None = None,
                  data_dir: str | os.PathLike[str] | None = None, snapshot_every: int = SNAPSHOT_EVERY,
                  budget: int = BUDGET, epochs: int | None = None, steps_per_epoch: int | None = None,
                  say: bool = True) -> None:
@@ -89,7 +89,7 @@ class Watcher:
         self.snapshots = 0
         self._snapshot_step = -1  # the step of the latest snapshot
         self.instrument_seconds = 0.0  # seconds of the person's loop spent here
-        self._name, self._classes, self._labels = name, classes, labels
+        self._name, self._classes = name, classes
         self._images = None if images is None else images[:ANALYSIS_IMAGES]
         self._every, self._budget = snapshot_every, budget
         self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
@@ -177,8 +177,11 @@ class Watcher:
     def _stop(self, why: str) -> None:
         if self._off is None:
             self._off = why
-            warnings.warn(f"filterscope: not recording this run any more ({why}); training goes on.",
-                          RuntimeWarning, stacklevel=3)
+            sentence = f"filterscope: not recording this run any more ({why}); training goes on."
+            try:
+                warnings.warn(sentence, RuntimeWarning, stacklevel=3)
+            except Warning:  # warnings made errors (-W error): still never an exception in the loop
+                log.warning(sentence)
             if self._record is not None:
                 with _quietly():
                     self._record.on_event(self._status(Status.FAILED, f"Recording stopped: {why}"[:500]))
