@@ -1,11 +1,22 @@
-"""Low-priority workers for heavy work done on behalf of requests: one thread for decoding uploads and running
-an image through a snapshot's model, two processes for making exports.
+"""Low-priority workers for heavy work done on behalf of requests: three lanes (one thread each) for decoding
+uploads and running an image through a snapshot's model, two processes for making exports.
 
 Starlette's default thread pool runs such work at the training thread's priority on as many threads as there
 are requests: two 12-megapixel uploads in flight kept both cores busy and training fell to 0.31 of its speed
-(bench/bench_sharing.py). Here they queue for one thread whose scheduling priority is lowered (nice +5, Linux:
-per thread), so a core contended with the training thread goes mostly to training, and uploads wait their turn.
+(bench/bench_sharing.py). Here each lane is one thread whose scheduling priority is lowered (nice +5, Linux:
+per thread), so a core contended with the training thread goes mostly to training, and work waits its turn.
 At nice +10 a 12 MP photo took 400-500 ms while a run trained (60 ms alone); at +5 it takes 60-200 ms.
+
+The lanes are who waits behind whom (issue 21: seven queued old-moment inspects made a viewer's inspect of the
+latest moment take 26.6 s, and the owner's probe uploads waited behind them on one shared thread):
+- `owner`: whatever a run's owner (its control token) asks, so it never waits behind anyone else's;
+- `viewers`: a viewer's image through a model that needs no replay (built, in memory, or a checkpoint): at
+  most a few hundred milliseconds each;
+- `rebuilds`: a viewer's image at an old moment whose model is rebuilt by replaying up to 625 steps of
+  training (seconds), so the quick ones never wait behind it; and the worked arithmetic (in_background).
+How many may wait on a viewer's lane is bounded in api/limits.py. Three threads at nice +5 take no more of
+the training thread's core than one did while only one is busy, which is the common case; all three busy at
+once take up to three quarters of a shared core.
 
 Exports read every frame of a run, much of it in Python code that holds the GIL: on threads, even at nice +19,
 eight clients exporting held a training run to 0.64 of its speed (bench/bench_exports.py), the training loop
@@ -48,13 +59,32 @@ def _init_worker() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
 
-_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="filterscope-background", initializer=_init_worker)
+class Lane:
+    """One worker thread at NICENESS and the jobs waiting for it, taken in order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"filterscope-{name}",
+                                        initializer=_init_worker)
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Queue `fn()`; its future (cancelling it before it starts takes it off the queue)."""
+        return self._pool.submit(fn)
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` on this lane and await its result (cancelled: taken off the queue if it
+        has not started; if it has, it runs to its end)."""
+        return await asyncio.wrap_future(self.submit(functools.partial(fn, *args, **kwargs)))
+
+
+owner = Lane("owner")
+viewers = Lane("viewers")
+rebuilds = Lane("rebuilds")
 
 
 async def in_background(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run `fn(*args, **kwargs)` on the low-priority worker and await its result."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool, functools.partial(fn, *args, **kwargs))
+    """Run `fn(*args, **kwargs)` on the rebuild lane (heavy work asked by anyone) and await its result."""
+    return await rebuilds.run(fn, *args, **kwargs)
 
 
 class LowPriorityProcesses:

@@ -1,35 +1,53 @@
-"""Uploads: what the model, at any kept snapshot, makes of a person's own image; or make it the live probe."""
+"""Uploads: what the model, at any kept snapshot, makes of a person's own image; or make it the live probe.
+
+The work goes to the lane of whoever asks (api/limits.py): the run's owner (the request carries its control
+token) on theirs, a viewer's on the rebuild lane if the moment's model must be replayed, else on the quick one.
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
-from ..background import in_background
-from ..runs import Waiting
+from ..record.follows import SnapshotRef as Moment
+from ..runs import Run, RunManager, Waiting
 from ..schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
 from ..streaming.codec import encode_u8_json
 from ..training.datasets import get_dataset
 from ..training.events import StateError
-from .deps import ManagerDep, OwnedRunDep, RunDep, SettingsDep
+from ..training.preprocess import Prepared
+from .deps import ManagerDep, OwnedRunDep, RunDep, SettingsDep, bearer
+from .limits import Lanes, lanes
 from .meta import png_bytes
 from .runs import CONFLICT, OWNER, run_out
-from .uploads import UPLOAD_BODY, prepare_upload, read_upload
+from .uploads import UPLOAD_BODY, decode, prepare_upload, read_upload
 
 router = APIRouter(prefix="/api/runs", tags=["inspect"])
 
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "File too large, or too many pixels"},
                  415: {"description": "Not an image, or a format that is not accepted"},
-                 422: {"description": "Empty, truncated or unreadable file, or no field 'file'"}}
+                 422: {"description": "Empty, truncated or unreadable file, or no field 'file'"},
+                 429: {"description": "As many images are being worked on as this server keeps waiting"}}
+LanesDep = Annotated[Lanes, Depends(lanes)]
+
+
+def needs_replay(runs: RunManager, run: Run, snap: Moment) -> bool:
+    """Whether the model at `snap` must be rebuilt by replaying training (RunManager.model_state's last way):
+    not built, not in memory, no checkpoint at its step. Blocking (a store read)."""
+    if run.inspector.has(snap.seq) or run.record.recent_state(snap.seq) is not None:
+        return False
+    exact = runs.store.checkpoint(run.id, at_or_before_step=snap.step)
+    return exact is None or exact.step != snap.step
 
 
 @router.post("/{run_id}/inspect", openapi_extra=UPLOAD_BODY,
              responses={**CONFLICT, **UPLOAD_ERRORS, 404: {"description": "Unknown run or snapshot"}})
-async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, request: Request,
-                  snapshot: int | None = None) -> InspectOut:
+async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, lanes: LanesDep, request: Request,
+                  snapshot: int | None = None, authorization: Annotated[str | None, Header()] = None) -> InspectOut:
     """Run an uploaded image (multipart field `file`) through the model as it was at snapshot `snapshot`
     (default: the latest). Any snapshot of any stored run: an old one may take a second or two, replayed from
     the checkpoint before it."""
@@ -42,13 +60,19 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, request:
         raise HTTPException(404, f"Run {run.id} has no snapshot {snapshot}; GET /api/runs/{run.id}/snapshots "
                                  "lists its snapshots.")
     info = get_dataset(run.config.dataset).info
-    prepared = await prepare_upload(await read_upload(request, settings), info, settings)
+    data = await read_upload(request, settings)
 
-    def work() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def work() -> tuple[Prepared, dict[str, np.ndarray], np.ndarray]:
+        prepared = decode(data, info, settings)
         state = None if run.inspector.has(snap.seq) else runs.model_state(run, snap.seq, snap.step)
-        return run.inspector.run(snap.seq, state, prepared.normalised(info))
+        return prepared, *run.inspector.run(snap.seq, state, prepared.normalised(info))
 
-    maps, probs = await in_background(work)
+    token = bearer(authorization)
+    if token is not None and run.owned_by(token):
+        prepared, maps, probs = await lanes.run(lanes.owner, None, work)
+    else:
+        lane = lanes.rebuilds if await run_in_threadpool(needs_replay, runs, run, snap) else lanes.viewers
+        prepared, maps, probs = await lanes.run(lane, request.client.host if request.client else "?", work)
     best = int(probs.argmax())
     return InspectOut(
         snapshot=SnapshotRef(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end),
@@ -66,12 +90,13 @@ NOT_INSPECTABLE = ("This run is a person's own model, recorded by their script (
 
 
 @router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**OWNER, **UPLOAD_ERRORS})
-async def upload_probe(run: OwnedRunDep, runs: ManagerDep, settings: SettingsDep, request: Request) -> RunOut:
+async def upload_probe(run: OwnedRunDep, runs: ManagerDep, settings: SettingsDep, lanes: LanesDep,
+                       request: Request) -> RunOut:
     """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
     if not run.capabilities.inspectable:
         raise HTTPException(409, NOT_INSPECTABLE)
     prepared = await prepare_upload(await read_upload(request, settings), get_dataset(run.config.dataset).info,
-                                    settings)
+                                    settings, lanes)
     try:
         runs.control(run, lambda h: h.set_probe_pixels(prepared.pixels))
     except (StateError, Waiting) as exc:

@@ -1,5 +1,6 @@
-"""How many exports are made at once: as many as there are export processes for the whole server, one per
-client, and a 429 with `Retry-After` past that.
+"""How much heavy work anyone may ask at once: exports (as many as there are export processes, one per client),
+and images run through a snapshot's model (the owner's on a lane of their own, viewers' a few at a time); past a
+bound the answer is a 429 with `Retry-After`.
 
 An export (weights.npz, filters.gif, one filter's trajectory) reads every frame of a run, and anyone with the
 link may ask for one: eight at once of a long run took a training run down to 0.08 of its speed (issue 21).
@@ -10,6 +11,17 @@ export of an ended run that is already being made waits for that one (taking no 
 Sending a kept export costs the server's own CPU (the event loop copies every byte): eight clients fetching
 kept exports in a loop sent 95 MB/s and held training to 0.17-0.34 of its speed. All export answers together
 are paced to SEND_RATE instead (Pace), which still sends the 68 MB npz of a long `classic` run in ~2 s.
+
+An inspect (or a probe upload) decodes an image and runs it through the model at some snapshot; an old moment's
+model is first rebuilt by replaying up to 625 steps of training, seconds of CPU. Seven queued anonymous inspects
+of old moments made a viewer's inspect of the latest moment take 26.6 s, and the owner's probe uploads waited
+behind them. So each kind of work has its own lane (app/background.py) and its own bound (Lanes):
+- the owner's (the request carries the run's control token): OWNER_JOBS on their lane, never behind a viewer's;
+- a viewer's quick one (the model needs no replay): VIEWER_JOBS in all, a few hundred milliseconds each;
+- a viewer's old moment (a replay): REBUILD_JOBS in all, each up to a few seconds;
+- and one at a time for each viewer's address, on either lane: eight tabs of one person share one slot.
+A slot is held until its work ends, even if the request went away first (queued work that has not started is
+dropped then), so refused requests cost the server next to nothing and waiting ones cannot pile up.
 """
 
 from __future__ import annotations
@@ -22,9 +34,12 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
-from ..background import LowPriorityProcesses
+from ..background import Lane, LowPriorityProcesses
+from ..background import owner as owner_lane
+from ..background import rebuilds as rebuild_lane
+from ..background import viewers as viewer_lane
 
 T = TypeVar("T")
 
@@ -99,9 +114,92 @@ class Builds:
                 del self._jobs[job]
 
 
-def busy(sentence: str) -> HTTPException:
-    """429 with `sentence` and a Retry-After."""
-    return HTTPException(429, sentence, headers={"Retry-After": str(RETRY_SECONDS)})
+def busy(sentence: str, retry: int = RETRY_SECONDS) -> HTTPException:
+    """429 with `sentence` and a Retry-After of `retry` seconds."""
+    return HTTPException(429, sentence, headers={"Retry-After": str(retry)})
+
+
+# ---- images through a model: the owner's lane, and viewers' lanes of bounded length -------------------------
+
+# The owner is one person with a secret token (their tabs, a script): their jobs wait only for each other. Each
+# waiting job holds its upload (up to 10 MB by default), so even theirs are bounded: 8 is more than a person
+# clicking moments asks at once, and at most ~80 MB of uploads.
+OWNER_JOBS = 8
+# A quick inspect (a 12 MP photo decoded and one forward pass) takes 60-200 ms beside a training run: one
+# running and three waiting answer the last within about a second.
+VIEWER_JOBS = 4
+# A replay of up to 625 steps takes ~3 s of `tiny` beside a training run: one running and one waiting answer
+# the second within ~6 s, about the longest a person waits for a click to show something.
+REBUILD_JOBS = 2
+VIEWER_PER_CLIENT = 1  # one image at a time for each viewer's address, whichever lane it is on
+REBUILD_RETRY_SECONDS = 3  # about one replay: when a place on the rebuild lane may be free again
+
+
+class Lanes:
+    """The jobs admitted to each lane and for each viewer's address (counts under a lock, any thread; given back
+    when a job ends or is taken off its lane unstarted)."""
+
+    def __init__(self, owner: Lane = owner_lane, viewers: Lane = viewer_lane, rebuilds: Lane = rebuild_lane,
+                 per_client: int = VIEWER_PER_CLIENT) -> None:
+        self.owner, self.viewers, self.rebuilds = owner, viewers, rebuilds
+        self._most = {owner.name: OWNER_JOBS, viewers.name: VIEWER_JOBS, rebuilds.name: REBUILD_JOBS}
+        self.per_client = per_client
+        self._lock = threading.Lock()
+        self._lanes: Counter[str] = Counter()
+        self._clients: Counter[str] = Counter()
+
+    def jobs(self, lane: Lane) -> int:
+        """How many jobs `lane` holds for this app, waiting or running."""
+        with self._lock:
+            return self._lanes[lane.name]
+
+    async def run(self, lane: Lane, client: str | None, fn: Callable[[], T]) -> T:
+        """`fn()` on `lane`, or 429 if the lane holds as many as it may, or `client` (a viewer's address; None
+        for the owner) has a job on a lane already."""
+        with self._lock:
+            self._admit(lane, client)
+            self._lanes[lane.name] += 1
+            if client is not None:
+                self._clients[client] += 1
+        try:
+            done = lane.submit(fn)
+        except BaseException:
+            self._release(lane, client)
+            raise
+        done.add_done_callback(lambda _: self._release(lane, client))
+        return await asyncio.wrap_future(done)
+
+    def _admit(self, lane: Lane, client: str | None) -> None:
+        if client is not None and self._clients[client] >= self.per_client:
+            raise busy(f"An image you sent is still being worked on, and this server works on {self.per_client} "
+                       "at a time for each viewer; send the next once it has arrived.")
+        if self._lanes[lane.name] < self._most[lane.name]:
+            return
+        if lane is self.owner:
+            raise busy(f"{OWNER_JOBS} of your images are being worked on already, the most this server keeps "
+                       "waiting for a run's owner; send the next once one has arrived.")
+        if lane is self.rebuilds:
+            raise busy(f"{REBUILD_JOBS} older moments are being rebuilt for others (each replays up to a few "
+                       f"seconds of training); ask again in {REBUILD_RETRY_SECONDS} s, or pick a recent moment, "
+                       "which needs no replay.", REBUILD_RETRY_SECONDS)
+        raise busy(f"{VIEWER_JOBS} images are being worked on for other viewers, the most this server keeps "
+                   f"waiting (so that training keeps its CPU); ask again in {RETRY_SECONDS} s.")
+
+    def _release(self, lane: Lane, client: str | None) -> None:
+        with self._lock:
+            self._lanes[lane.name] -= 1
+            if client is not None:
+                self._clients[client] -= 1
+                if self._clients[client] <= 0:
+                    del self._clients[client]
+
+
+async def lanes(request: Request) -> Lanes:
+    """The app's lanes' counts, made on first use (on the event loop: one per app)."""
+    found: Lanes | None = getattr(request.app.state, "lanes", None)
+    if found is None:
+        found = request.app.state.lanes = Lanes()
+    return found
 
 
 class Pace:

@@ -1,4 +1,5 @@
-"""Reading an uploaded image: the size limit enforced while the body streams in, then preprocessing off the loop."""
+"""Reading an uploaded image: the size limit enforced while the body streams in, then preprocessing off the loop
+(on the lane of whoever sent it: api/limits.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
-from ..background import in_background
 from ..config import Settings
 from ..training.datasets import DatasetInfo
 from ..training.preprocess import ImageRejected, Prepared, prepare
+from .limits import Lanes
 
 ACCEPTED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
 STATUS = {"empty": 422, "not_an_image": 415, "unsupported_format": 415, "too_many_pixels": 413,
@@ -74,9 +75,14 @@ async def read_upload(request: Request, settings: Settings) -> bytes:
         await form.close()
 
 
-async def prepare_upload(data: bytes, info: DatasetInfo, settings: Settings) -> Prepared:
-    """Decode and shape the image for `info` in a worker thread; a bad file is a 4xx with its reason."""
+def decode(data: bytes, info: DatasetInfo, settings: Settings) -> Prepared:
+    """The image decoded and shaped for `info` (blocking: call it on a lane); a bad file is a 4xx with its reason."""
     try:
-        return await in_background(prepare, data, info, max_pixels=settings.max_image_pixels)
+        return prepare(data, info, max_pixels=settings.max_image_pixels)
     except ImageRejected as exc:
         raise HTTPException(STATUS[exc.reason], str(exc)) from None
+
+
+async def prepare_upload(data: bytes, info: DatasetInfo, settings: Settings, lanes: Lanes) -> Prepared:
+    """The owner's upload decoded and shaped for `info` on their lane (429 if it holds as many as it may)."""
+    return await lanes.run(lanes.owner, None, lambda: decode(data, info, settings))
