@@ -72,7 +72,10 @@ export class Session {
   onMessage(msg) {
     const { store } = this;
     switch (msg.type) {
-      case 'hello': store.hello(msg.run); this.loadIndex(msg.run.id); break;
+      case 'hello': // a fresh live run's start is shown slowly, unless the URL asked for a moment
+        store.hello(msg.run, { slow: this.wantStep === null });
+        this.loadIndex(msg.run.id);
+        break;
       case 'steps': store.addSteps(msg.steps, msg.losses, msg.ratios); break;
       case 'epoch': store.addEpoch(msg); break;
       case 'status': { // its lr_changes, as the server lists them; once it has ended, every moment it stored
@@ -117,10 +120,11 @@ export class Session {
     store.setCursor(seq);
     if (seq === null) return;
     // What was only fetched ahead for an earlier moment waits behind this one, or is dropped when scrubbing.
-    if (!store.playing) this.queue = this.queue.filter((job) => job.background);
+    const moving = store.playing || store.slow !== null; // a replay, or the slow start: frames ahead are wanted
+    if (!moving) this.queue = this.queue.filter((job) => job.background);
     this.fetchFrame(seq, true);
     const at = store.index.findIndex((r) => r.seq === seq);
-    const ahead = store.playing ? PREFETCH.playing : PREFETCH.seeking;
+    const ahead = moving ? PREFETCH.playing : PREFETCH.seeking;
     for (const ref of store.index.slice(at + 1, at + 1 + ahead)) this.fetchFrame(ref.seq, false);
   }
 

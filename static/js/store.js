@@ -25,6 +25,10 @@ export function atOrBefore(refs, step) {
 }
 
 const HISTORY_MS = 2000; // a live run's filter history is fetched again at most this often
+// The dense start (recorder.py): a snapshot after each of the first 10 batches, then every 5 up to batch 100. Live,
+// those 100 steps pass in well under a second; the page shows them slowly, then catches up (TimelineView).
+export const SLOW_UNTIL_STEP = 100;
+const SLOW_KEY = 'filterscope.slowStart'; // '0': the person turned the slow start off (remembered per browser)
 
 /**
  * Decoded frames by seq, newest use kept: the timeline revisits them. Bounded by their bytes (a decoded
@@ -107,6 +111,9 @@ export class Store extends Emitter {
     this.index = []; // every snapshot of the run, oldest first: {seq, step, epoch, epoch_end}
     this.cursor = null; // null: follow the head (live); else the seq of the moment wanted
     this.playing = false;
+    // The slow start of a fresh live run: {until, startedAt} while the page shows its first steps slowly (the
+    // cursor walks them one stored moment at a time), then null once it has caught up with the head.
+    this.slow = null;
     this.frames?.clear();
     this.view.selected = null;
     this.analyses = []; // seqs of the snapshots with a filter analysis (step 0 and every epoch end), ascending
@@ -116,11 +123,17 @@ export class Store extends Emitter {
 
   dataset(name) { return this.boot.datasets.find((d) => d.name === name) ?? null; }
 
-  /** The socket's hello: the full run with its history; everything before it is dropped. */
-  hello(run) {
+  /** The socket's hello: the full run with its history; everything before it is dropped. `slow`: the page may
+   * show the run's start slowly (not when a moment was asked for); it does when the setting is on and the run
+   * is live and not past its dense start yet. */
+  hello(run, { slow = false } = {}) {
     this.blank();
     this.runId = run.id;
     this.run = { ...run, receivedAt: performance.now() };
+    if (slow && this.slowStart && statuses.isLive(run.status) && (run.step ?? 0) < SLOW_UNTIL_STEP) {
+      this.slow = { until: SLOW_UNTIL_STEP, startedAt: performance.now() };
+      this.cursor = 0; // step 0 first; TimelineView moves the cursor on
+    }
     this.history = [...(run.history ?? [])];
     this.warnings = [...(run.warnings ?? [])];
     this.analyses = [...(run.analyses ?? [])].sort((a, b) => a - b);
@@ -135,6 +148,10 @@ export class Store extends Emitter {
     const { type, ...rest } = fields;
     Object.assign(this.run, rest);
     if ('elapsed' in rest) this.run.receivedAt = performance.now();
+    if (this.slow && rest.status === 'paused') { // a pause stops training where it is: the page shows that moment
+      this.endSlow();
+      this.setCursor(null);
+    }
     this.emit('run', this);
     if ('lr_changes' in rest) this.emit('steps', this); // marked on the loss chart
   }
@@ -230,6 +247,37 @@ export class Store extends Emitter {
     this.cursor = seq;
     const frame = this.cursor === null ? this.head : this.frames.get(seq);
     if (frame) this.show(frame);
+    this.emit('timeline', this);
+  }
+
+  /** Whether a fresh live run's start is shown slowly (on unless this browser turned it off). */
+  get slowStart() {
+    try {
+      return localStorage.getItem(SLOW_KEY) !== '0';
+    } catch {
+      return true; // storage refused (a private window's policy): the default
+    }
+  }
+
+  /** Turn the slow start on or off, remembered in this browser; off ends one under way (the page goes live). */
+  setSlowStart(on) {
+    try {
+      localStorage.setItem(SLOW_KEY, on ? '1' : '0');
+    } catch {
+      // not remembered, still obeyed for this run
+    }
+    if (!on && this.slow) {
+      this.endSlow();
+      this.setCursor(null); // live at once
+    } else {
+      this.emit('timeline', this);
+    }
+  }
+
+  /** The slow start is over (caught up, or the person went live or looked elsewhere). */
+  endSlow() {
+    if (!this.slow) return;
+    this.slow = null;
     this.emit('timeline', this);
   }
 

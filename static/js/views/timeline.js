@@ -2,11 +2,20 @@
  * The timeline: one scrubber over the run's snapshots that drives every panel, Live to follow the head,
  * Play to replay from any moment. Keys: ← → Home End, and space plays when the page is not following a
  * training run (then space pauses training, as the controls say).
+ *
+ * The slow start: live, a fresh run's first 100 steps (its fastest-changing, densely stored moments) pass in well
+ * under a second. The page walks them one stored moment at a time, none skipped, over about SLOW_MS, then goes
+ * live; training is never slowed, only the moment shown lags behind it and catches up. A checkbox turns it off
+ * (remembered in this browser); Live, End or any scrub ends it at once.
  */
+
+import { SLOW_UNTIL_STEP } from '../store.js';
 
 const MIN_FRAME_MS = 33; // 30 moments a second at most
 const LABEL_EVERY = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]; // epochs between numbered marks
 const MIN_LABEL_PX = 10; // room per digit of an epoch number, its gap included (10 px type)
+const SLOW_MS = 4000; // the dense start's ~29 moments over 4 s: ~140 ms each, long enough for an eye to follow
+const SLOW_BEAT_MS = [60, 250]; // the slowest and fastest beat, whatever the number of moments
 const SPEEDS = { 10: 'whole run in 10 s', 30: 'in 30 s', 60: 'in 60 s', fps30: '30 moments a second' };
 
 export class TimelineView {
@@ -30,12 +39,18 @@ export class TimelineView {
     this.liveButton.addEventListener('click', () => this.goLive());
     document.addEventListener('keydown', (e) => this.onKey(e));
     new ResizeObserver(() => this.drawTicks(this.store.index)).observe(this.ticks);
+    this.slowBox = $('slow');
+    this.slowBox.checked = store.slowStart;
+    this.slowBox.addEventListener('change', () => store.setSlowStart(this.slowBox.checked));
     this.timer = null;
+    this.slowTimer = null;
+    this.slowOn = false;
     this.ticksFor = '';
   }
 
   reset() {
     this.stop();
+    this.stopSlow();
     this.ticksFor = '';
     this.ticks.replaceChildren();
   }
@@ -52,16 +67,20 @@ export class TimelineView {
     this.liveButton.setAttribute('aria-pressed', String(live));
     this.liveButton.disabled = live;
     this.liveButton.textContent = state.isLive ? 'Live' : 'Last';
-    this.playButton.textContent = state.playing ? '❚❚ Pause' : '▶ Play';
+    this.playButton.textContent = state.playing || state.slow ? '❚❚ Pause' : '▶ Play';
     this.playButton.disabled = n < 2;
     this.drawTicks(state.index);
+    this.slowBox.checked = state.slowStart;
+    if (state.slow && !this.slowOn) this.startSlow();
+    else if (!state.slow && this.slowOn) this.stopSlow();
     const ref = state.index[at];
     const shown = state.snapshot;
     const waiting = state.cursor !== null && shown && shown.seq !== state.cursor;
     let text = 'no snapshot yet';
     if (ref) {
       const epoch = ref.epoch_end ? `end of epoch ${ref.epoch}` : `epoch ${ref.epoch + 1}`;
-      const where = live ? (state.isLive ? ' · live' : ' · the last moment') : state.playing ? ' · replaying' : '';
+      const where = live ? (state.isLive ? ' · live' : ' · the last moment')
+        : state.slow ? ` · ${this.slowText(at)}` : state.playing ? ' · replaying' : '';
       text = `step ${ref.step} · ${epoch} · snapshot ${at + 1} of ${n}${where}${waiting ? ' · loading…' : ''}`;
     }
     if (this.label.textContent !== text) this.label.textContent = text; // no layout for an unchanged label
@@ -100,7 +119,10 @@ export class TimelineView {
     const { index } = this.store;
     if (!index.length) return;
     const at = Math.max(0, Math.min(index.length - 1, i));
-    if (byHand) this.stop();
+    if (byHand) {
+      this.stop();
+      this.store.endSlow(); // the person looks where they want
+    }
     this.session.seek(at === index.length - 1 && byHand && this.store.isLive ? null : index[at].seq);
   }
 
@@ -110,12 +132,91 @@ export class TimelineView {
 
   goLive() {
     this.stop();
+    this.store.endSlow();
     this.session.seek(null);
   }
 
   togglePlay() {
-    if (this.store.playing) this.stop();
+    if (this.store.slow) this.store.endSlow(); // pause the slow start at the moment shown
+    else if (this.store.playing) this.stop();
     else this.play();
+  }
+
+  /** The moments the slow start will show: step 0 and the cadence's steps up to SLOW_UNTIL_STEP (recorder.py's
+   * is_snapshot_step; epoch ends within them come on top), or fewer for a run shorter than that. */
+  slowMoments() {
+    const { run } = this.store;
+    const every = run?.config?.snapshot_every ?? 20;
+    const last = Math.min(SLOW_UNTIL_STEP, run?.total_steps ?? SLOW_UNTIL_STEP);
+    let n = 1;
+    for (let s = 1; s <= last; s++) if (s <= 10 || s % 5 === 0 || s % every === 0) n += 1;
+    return n;
+  }
+
+  slowBeatMs() {
+    const [fast, slow] = SLOW_BEAT_MS;
+    return Math.min(slow, Math.max(fast, SLOW_MS / this.slowMoments()));
+  }
+
+  /** '… the first 100 steps at 1/5 speed · live in 2 s': how much slower than training, and how long still. */
+  slowText(at) {
+    const { head, slow } = this.store;
+    const left = Math.max(0, this.slowMoments() - (at + 1));
+    const seconds = Math.ceil((left * this.slowBeatMs()) / 1000);
+    let pace = 'slowed down';
+    if (head && head.step >= 20 && head.elapsed > 0) { // training's pace so far, against the page's
+      const trained = (slow.until * head.elapsed) / head.step;
+      const factor = (this.slowMoments() * this.slowBeatMs()) / 1000 / trained;
+      if (factor >= 1.5) pace = `at 1/${Math.round(factor)} speed`;
+    }
+    return `the first ${slow.until} steps ${pace} · live in ${seconds} s`;
+  }
+
+  startSlow() {
+    this.slowOn = true; // one beat at a time: what the beat itself causes must not start a second one
+    this.slowNextAt = performance.now();
+    this.scheduleSlow();
+  }
+
+  stopSlow() {
+    this.slowOn = false;
+    clearTimeout(this.slowTimer);
+    this.slowTimer = null;
+  }
+
+  scheduleSlow() {
+    this.slowNextAt += this.slowBeatMs();
+    this.slowTimer = setTimeout(() => this.slowBeat(), Math.max(0, this.slowNextAt - performance.now()));
+  }
+
+  /** One stored moment further: the next seq (seqs count the stored snapshots, so none is skipped), once the one
+   * wanted is shown; past the dense start, or caught up with a run that no longer trains, live. */
+  slowBeat() {
+    const { store, session } = this;
+    this.slowTimer = null;
+    if (!store.slow) {
+      this.slowOn = false;
+      return;
+    }
+    const wanted = store.cursor;
+    const known = (seq) => store.index.find((r) => r.seq === seq);
+    if (store.snapshot?.seq !== wanted) { // its frame has not come: wait, fetching it once the list names it
+      if (known(wanted)) session.fetchFrame(wanted, true);
+      this.slowNextAt = performance.now();
+    } else {
+      const next = known(wanted + 1);
+      const training = store.status === 'running' || store.status === 'queued';
+      if (next && next.step <= store.slow.until) {
+        session.seek(next.seq);
+      } else if (next || (!training && (store.head?.seq ?? -1) <= wanted)) {
+        store.endSlow(); // the start has been shown (or the run stopped within it): follow the run
+        session.seek(null);
+        return;
+      } else if ((store.head?.seq ?? -1) > wanted) {
+        session.refreshIndex(store.runId); // the socket skipped it: the list brings it
+      }
+    }
+    this.scheduleSlow();
   }
 
   play() {
