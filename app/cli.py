@@ -3,6 +3,8 @@
 `filterscope serve [--host 127.0.0.1] [--port 8000] [--allow-host NAME ...]`: the server and its page.
 `filterscope train [--config JSON] [--data-dir DIR]`: one run trained in this process, into the data
 directory a server reads (it shows the run live); no server needed.
+`filterscope dataset add PATH [--name N] [--size S] [--channels C] [--data-dir DIR]`: a zip or a folder of
+`<class>/<image>` files imported as a data set (training/datasets/uploaded.py); a server started after lists it.
 """
 
 from __future__ import annotations
@@ -77,6 +79,29 @@ def _train(config_json: str, data_dir: Path) -> int:
     return 0 if status is Status.FINISHED else 1
 
 
+def _dataset_add(path: Path, name: str | None, size: int | None, channels: int | None, data_dir: Path) -> int:
+    """`filterscope dataset add`: 0 when imported (what was made said in a few lines), 2 with the reason if not."""
+    from .training.datasets import uploaded
+
+    if not path.exists():
+        print(f"filterscope: {path} does not exist", file=sys.stderr)  # noqa: T201
+        return 2
+    name = name or re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_")[:40]
+    try:
+        result = uploaded.import_images(path, data_dir, name, size=size, channels=channels)
+    except uploaded.ImportRefused as exc:
+        print(f"filterscope: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    info = result.info
+    print(f"filterscope: imported {info.name!r}: {len(info.classes)} classes, {info.size}x{info.size} "  # noqa: T201
+          f"{'RGB' if info.channels == 3 else 'grey'}, {info.train_count} to train, {info.test_count} to test")
+    for cls in info.classes:
+        print(f"  {cls}: {result.train_per_class[cls]} + {result.test_per_class[cls]}")  # noqa: T201
+    if result.skipped:
+        print("  skipped: " + ", ".join(f"{n} {why}" for why, n in result.skipped.items()))  # noqa: T201
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run it."""
     parser = argparse.ArgumentParser(prog="filterscope", description="Watch a CNN learn its filters, live.")
@@ -93,7 +118,17 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--config", default="{}", help='the run config as JSON, e.g. \'{"epochs": 1}\' (default: '
                                                       "the defaults; GET /openapi.json lists every field)")
     train.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    for command in (serve, train):
+    dataset = sub.add_parser("dataset", help="a data set of your own pictures").add_subparsers(
+        dest="action", required=True)
+    add = dataset.add_parser("add", help="import a .zip or folder of <class>/<image> files into the data directory")
+    add.add_argument("path", type=Path, help="the zip, or the folder holding one sub-folder per class")
+    add.add_argument("--name", default=None, help="the data set's name (default: from the path)")
+    add.add_argument("--size", type=int, default=None, help="side in pixels, 16-64 (default: 32 for colour, 28 "
+                                                            "for grey, at most the pictures' median side)")
+    add.add_argument("--channels", type=int, choices=[1, 3], default=None,
+                     help="1 grey or 3 RGB (default: RGB if any picture has colour)")
+    add.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    for command in (serve, train, add):
         command.add_argument("--data-dir", type=Path, default=None,
                              help="where runs are kept (default: FILTERSCOPE_DATA_DIR, else the per-user data dir)")
     args = parser.parse_args(argv)
@@ -103,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Settings().data_dir  # not get_settings(): the environment is still being set below
     if args.command == "train":
         sys.exit(_train(args.config, data_dir))
+    if args.command == "dataset":
+        sys.exit(_dataset_add(args.path, args.name, args.size, args.channels, data_dir))
     if (data_dir.exists() and not os.access(data_dir, os.W_OK)) or \
             (not data_dir.exists() and not os.access(next(p for p in data_dir.parents if p.exists()), os.W_OK)):
         sys.exit(f"filterscope: the data directory {data_dir} is read-only: filterscope keeps its runs there. Make "

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(3.0, gt=0)
     # 10 MB covers a 12-megapixel phone JPEG with room to spare; larger files are refused unread.
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    # A zip of a person's own pictures (POST /api/datasets): 100 MB is a few hundred phone photos, more than a
+    # 64-px data set needs; refused unread past it (the pictures inside are capped again: datasets/uploaded.py).
+    max_dataset_upload_bytes: int = Field(100 * 1024 * 1024, ge=1)
     # 40 megapixels decodes in well under a second; a larger declared size is treated as a decompression bomb.
     max_image_pixels: int = Field(40_000_000, ge=1)
     # Host names the server answers to besides localhost, 127.0.0.1 and [::1] (`serve` adds the bound address

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .api import analysis, compare, errors, history, inspect, meta, pages, runs, sweeps, watched, worked, ws
+from .api import datasets as own_datasets
 from .api.guard import Guard
 from .config import Settings, get_settings
 from .paths import STATIC
@@ -22,7 +23,7 @@ from .record.store import Damaged, Store
 from .record.writer import StorageFailed
 from .runs import RunManager
 from .streaming.hub import Hub
-from .training.datasets import get_dataset
+from .training.datasets import get_dataset, uploaded
 from .training.threads import serial_torch
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except BaseException:
             lock.release()
             raise
+        # A person's own data sets, imported earlier, before the runs that trained on them come back.
+        own = await asyncio.to_thread(uploaded.load_all, settings.data_dir)
         manager = await asyncio.to_thread(
             RunManager, hub, asyncio.get_running_loop(), store, settings.max_active_runs, settings.max_disk,
             settings.training_threads, settings.checkpoint_seconds, lock=lock)
@@ -61,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         # Training threads stop at their next batch; joining them must not block the loop.
         await asyncio.to_thread(manager.shutdown)
+        for name in own + [n for n in own_datasets.imported(app) if n not in own]:
+            uploaded.forget(name)  # the registry is per process; another app may serve another directory
 
     app = FastAPI(title="filterscope", version=__version__, lifespan=lifespan,
                   description="Watch a convolutional network learn its filters. Wire protocol: docs/protocol.md.")
@@ -78,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Guard, allowed_hosts=settings.allowed_hosts, max_json_bytes=settings.max_json_bytes,
                        body_timeout=settings.body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, meta, runs, history, analysis, inspect, worked, ws, sweeps, compare, watched):
+    for module in (pages, meta, own_datasets, runs, history, analysis, inspect, worked, ws, sweeps, compare, watched):
         app.include_router(module.router)
     return app
 

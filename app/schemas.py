@@ -36,6 +36,7 @@ class DatasetOut(BaseModel):
     licence: str
     train_count: int
     test_count: int
+    source: Literal["shipped", "uploaded"] = "shipped"  # uploaded: a person's own folder, DELETE removes it
 
 
 class PoolOut(BaseModel):

