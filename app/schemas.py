@@ -256,7 +256,9 @@ class MatchOut(BaseModel):
     b: MatchSide
     permutation: list[int] = Field(description="for each filter i of A, the filter of B that matches it")
     similarity: list[float] = Field(description="cosine similarity of each pair (1: the same kernel)")
-    shared: list[bool] = Field(description="pairs similar enough (cosine >= 0.8) to be one detector both learnt")
+    moved_a: list[bool] = Field(description="whether A's filter i moved from A's step 0 (cosine with it below 0.9)")
+    moved_b: list[bool] = Field(description="whether B's filter permutation[i] moved from B's step 0")
+    shared: list[bool] = Field(description="one detector both learnt: alike (cosine >= 0.8) and both filters moved")
 
 
 class PatchOut(BaseModel):

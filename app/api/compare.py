@@ -1,5 +1,5 @@
 """Comparing runs: the compare page, every step of a run (losses and update ratios) for its curves, and one
-layer's filters of two runs matched to each other."""
+layer's filters of two runs matched to each other, with whether each filter moved from its own random start."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from ..runs import Run, RunManager
 from ..schemas import MatchOut, MatchSide, StepsOut
 from ..streaming.codec import decode_frame
-from ..training.matching import match_filters
+from ..training.matching import match_filters, moved_from
 from .deps import ManagerDep, RunDep
 from .pages import page_context, templates
 
@@ -50,7 +50,9 @@ def _weights(runs: RunManager, run: Run, layer: str, seq: int | None) -> tuple[o
 def match(runs: ManagerDep, a: str, b: str, layer: str = "conv1", seq_a: int | None = Query(None, ge=0),
           seq_b: int | None = Query(None, ge=0)) -> MatchOut:
     """Pair each filter of run A's `layer` (at snapshot `seq_a`, default its latest) with its counterpart in
-    run B, by optimal assignment on the cosine similarity of their weights."""
+    run B, by optimal assignment on the cosine similarity of their weights; a pair is one detector both runs
+    learnt only if it is alike and each of its filters moved from its run's step 0 (runs of one seed start
+    alike, so two that never learnt match perfectly)."""
     found = []
     for run_id in (a, b):
         run = runs.get(run_id)
@@ -64,5 +66,10 @@ def match(runs: ManagerDep, a: str, b: str, layer: str = "conv1", seq_a: int | N
     except ValueError as exc:
         raise HTTPException(422, f"{layer} of {a} and of {b} cannot be matched: {exc}; compare runs of one "
                                  "model and data set.") from None
+    moved_a = moved_from(wa, _weights(runs, found[0], layer, 0)[0])  # type: ignore[arg-type]
+    moved_b = moved_from(wb, _weights(runs, found[1], layer, 0)[0])  # type: ignore[arg-type]
+    moved_b = [moved_b[j] for j in m.permutation]  # in A's order, as every list of the answer
+    shared = [s and ma and mb for s, ma, mb in zip(m.shared, moved_a, moved_b, strict=True)]
     return MatchOut(layer=layer, a=MatchSide(run=a, seq=sa, step=ta), b=MatchSide(run=b, seq=sb, step=tb),
-                    permutation=m.permutation, similarity=m.similarity, shared=m.shared)
+                    permutation=m.permutation, similarity=m.similarity, moved_a=moved_a, moved_b=moved_b,
+                    shared=shared)

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 SHARED = 0.8  # cosine similarity above which a pair counts as one detector both runs learnt
+# A filter has moved from its random start once its cosine with it falls below this: weight decay alone only
+# shrinks a kernel (cosine 1), and runs of one seed start from the same kernels, so a stalled or dead run's
+# filters still point where they began and would match each other perfectly without learning anything.
+MOVED = 0.9
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,17 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     fa = np.divide(fa, na, out=np.zeros_like(fa), where=na > 0)
     fb = np.divide(fb, nb, out=np.zeros_like(fb), where=nb > 0)
     return np.asarray(fa @ fb.T)  # (O_a, O_b)
+
+
+def moved_from(now: np.ndarray, start: np.ndarray) -> list[bool]:
+    """Per filter (O, I, kh, kw): whether it turned away from its step-0 kernel (cosine below MOVED); a filter
+    with NaN or zero weights has not learnt anything."""
+    fa = now.reshape(now.shape[0], -1).astype(np.float64)
+    fb = start.reshape(start.shape[0], -1).astype(np.float64)
+    norms = np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.einsum("ij,ij->i", fa, fb) / norms
+    return [bool(np.isfinite(c) and c < MOVED) for c in cos]
 
 
 def match_filters(a: np.ndarray, b: np.ndarray) -> Match:

@@ -1,8 +1,9 @@
 /**
  * Each run's filters of one layer at the same moment, one row per run. With "match" on, every row after the
  * first is drawn in the order that pairs its filters with the first run's (GET /api/compare/match), with each
- * pair's cosine under its tile, and a tick under the first run's filters that every run learnt. One slider (by step or epoch)
- * moves every row.
+ * pair's cosine under its tile, and a tick under the first run's filters that every run learnt: alike in every row and,
+ * in every row, moved from that run's own start (the server's `shared`: runs of one seed start alike, so a stalled
+ * run's filters match one another without having learnt anything). One slider (by step or epoch) moves every row.
  */
 
 import { ColorBar, fmt } from '../colormap.js';
@@ -157,7 +158,7 @@ export class CompareFilters {
     const matching = store.view.match && store.runs.length > 1 && refs[0] && layers[0];
     const matches = store.runs.map((r, k) => (k > 0 && matching && refs[k] && layers[k] ? this.matchFor(k, refs) : null));
     const shared = layers[0] ? Array.from({ length: layers[0].weight.shape[0] }, (_, f) => matching
-      && matches.slice(1).every((m) => m && !m.error && m.similarity[f] >= SHARED)) : [];
+      && matches.slice(1).every((m) => m && !m.error && m.shared[f])) : [];
     const ranges = layers.map((l) => (l ? l.weight.maxAbs() : 0));
     const top = Math.max(0, ...ranges);
     this.rows.forEach((row, k) => {
@@ -199,7 +200,8 @@ export class CompareFilters {
       row.sims.replaceChildren(...(k === 0 && matching ? shared.map((on, i) => {
         const span = document.createElement('span');
         span.textContent = on ? '✓' : '·';
-        span.title = on ? `filter #${i}: every run learnt a filter like it (cosine ≥ ${SHARED})` : `filter #${i}`;
+        span.title = on ? `filter #${i}: every run learnt a filter like it (cosine ≥ ${SHARED}, each moved from its start)`
+          : `filter #${i}`;
         if (on) span.className = 'alike';
         return span;
       }) : []));
@@ -215,12 +217,16 @@ export class CompareFilters {
     }
     const mean = m.similarity.reduce((a, b) => a + b, 0) / m.similarity.length;
     const n = m.shared.filter(Boolean).length;
-    row.info.textContent = `matched to the first run: mean cosine ${mean.toFixed(2)} · ${n} of ${m.shared.length} pairs alike (≥ ${SHARED})`;
+    const still = m.moved_b.filter((on) => !on).length;
+    row.info.textContent = `matched to the first run: mean cosine ${mean.toFixed(2)} · ${n} of ${m.shared.length} pairs `
+      + `alike (≥ ${SHARED}) and learnt${still ? ` · ${still} of this run's filters still at their start` : ''}`;
     row.sims.replaceChildren(...m.similarity.map((s, i) => {
       const span = document.createElement('span');
       span.textContent = s.toFixed(2);
       span.title = `this row's filter #${m.permutation[i]} ↔ the first run's #${i}: cosine ${s.toFixed(3)}`;
-      if (s >= SHARED) span.className = 'alike';
+      if (m.shared[i]) span.className = 'alike';
+      else if (!m.moved_b[i]) span.className = 'unmoved';
+      if (!m.moved_b[i]) span.title += ' · still at its random start (cosine ≥ 0.9 with its step 0)';
       return span;
     }));
   }
