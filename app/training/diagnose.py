@@ -7,7 +7,8 @@ never fire again and no gradient flows (dead). Too small: the loss stays at chan
 the weights by almost nothing. So the diagnosis watches, per batch, the loss and each conv layer's update
 ratio ||dW_step|| / ||W|| (about 1e-3 is the usual healthy size), and per snapshot how many filters got no
 gradient at all. Each warning is raised once per run; a healthy default run raises none (tests hold it to
-that for every data set).
+that for every data set). Advice never suggests what the run already uses: a learning rate it has, or the
+initial weights it started from.
 """
 
 from __future__ import annotations
@@ -43,23 +44,41 @@ LARGE_RATIO = 1e-2  # above this: every step rewrites a good part of the weights
 
 
 
+INIT_NAMES = {"small": "the small initial weights", "default": "PyTorch's default initial weights"}
+
+
 def diverged(value: float, step: int, epoch: int, lr: float, optimizer: str) -> str:
     """Why a run whose loss became `value` at `step` (1-based, in `epoch`) ended, and what to try."""
-    return (f"The loss became {value} at step {step} (epoch {epoch}): the learning rate {lr:g} is too high for "
-            f"{optimizer}. Start again with a smaller one (try 0.001-0.01 for adam, 0.01-0.1 for sgd).")
-
-
-def _lr_advice(optimizer: str) -> str:
     lo, hi = GOOD_LR.get(optimizer, GOOD_LR["sgd"])
+    name = OPTIMIZER_NAMES.get(optimizer, optimizer)
+    # Smaller than the one that diverged, whatever it was: the good range if it lies below, else a tenth of it.
+    advice = f"{lo:g}-{hi:g}" if hi < lr else f"{lo:g}" if lo < lr else f"{lr / 10:g}"
+    return (f"The loss became {value} at step {step} (epoch {epoch}): the learning rate {lr:g} is too high for "
+            f"{name}. Start again with a smaller one (try {advice}).")
+
+
+def _lr_advice(optimizer: str, lr: float | None = None) -> str:
+    """The learning rates that train `tiny` on mnist for `optimizer`; the other end of them if `lr` is within."""
+    lo, hi = GOOD_LR.get(optimizer, GOOD_LR["sgd"])
+    if lr is not None and lo <= lr <= hi:
+        other = lo if lr - lo > hi - lr else hi  # the end farther from what the run already uses
+        return f"try {other:g} (the learning rates that train tiny on mnist: {lo:g}-{hi:g})"
     return f"try {lo:g}-{hi:g}"
+
+
+def _other_init(init: str | None) -> str:
+    """', or X,' naming the initial weights the run did not start from ('' when they are not known)."""
+    other = {"small": "default", "default": "small"}.get(init or "")
+    return f", or {INIT_NAMES[other]}," if other else ""
 
 
 class Diagnosis:
     """Watches one run's batches and snapshots (training thread); returns the warnings due, each once."""
 
-    def __init__(self, classes: int, optimizer: str) -> None:
+    def __init__(self, classes: int, optimizer: str, init: str | None = None) -> None:
         self.chance = math.log(classes)  # the cross-entropy of a uniform guess
         self.optimizer = optimizer
+        self.init = init  # the run's initial weights ("small", "default"; None: not known, not advised on)
         self.raised: set[str] = set()
         self._losses: deque[float] = deque(maxlen=STALL_WINDOW)
         self._sum = 0.0  # of the losses in the window, and of its last EXPLODE_WINDOW: kept as they come
@@ -128,7 +147,8 @@ class Diagnosis:
                     f"(it moves the conv weights by {ratio:.1e} of their size; about 1e-3 learns); "
                     f"{_lr_advice(self.optimizer)}.")
         return (f"{where}: the weights move (by {ratio:.1e} of their size a step) but the loss does not follow; "
-                f"try another learning rate than {lr:g} ({_lr_advice(self.optimizer)} for {self._name()}).")
+                f"try another learning rate than {lr:g} for {self._name()} ({_lr_advice(self.optimizer, lr)})"
+                f"{_other_init(self.init).rstrip(',')}.")
 
     def snapshot(self, step: int, grads: dict[str, np.ndarray], lr: float) -> list[WarningEvent]:
         """Take one trained snapshot's dL/dW per conv layer, (O, I, kh, kw) each; the warnings due now."""
@@ -148,7 +168,7 @@ class Diagnosis:
         if self._too_high(lr):
             cause = f"the learning rate {lr:g} is too high for {self._name()}; {_lr_advice(self.optimizer)}"
         else:
-            cause = f"a smaller learning rate than {lr:g}, or the small initial weights, keeps them alive"
+            cause = f"a smaller learning rate than {lr:g}{_other_init(self.init)} may keep them alive"
         return [self._raise("dead", step, f"The ReLUs have died: {what} got no gradient at all for "
                                           f"{DEAD_STEPS} steps (they never fire, so they cannot learn again); "
                                           f"{cause}.")]

@@ -60,7 +60,7 @@ class Recorder:
         self._views: WeightViews | None = None  # on the CPU: NumPy views of W and W a batch ago (see _numpy_views)
         self._last: dict[str, torch.Tensor] = {}  # elsewhere: copies of W a batch ago
         self._watch_weights()
-        self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer)
+        self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer, loop.config.init)
 
     def batch(self, loss: float, elapsed: float) -> bool:
         """Record one batch's loss; take a snapshot if the cadence says so (True if it did)."""

@@ -20,9 +20,15 @@ export const MODES = {
 // 820 px lets `tiny`'s 32 conv2 mosaics (46 px each) be drawn at 2x in a 460 px wide panel.
 const DETECTS_GRID = { maxZoom: 8, minZoom: 1, maxHeight: 820 };
 
+// What the health line's two counts mean for the layer (analysis.py: dead, and DUPLICATE_COSINE).
+const HEALTH_MEANING = 'Dead: the filter responds positively to no test image, so after its ReLU it passes nothing on, '
+  + 'no gradient comes back through it and it has stopped learning. Near-duplicate: its kernel has cosine above '
+  + '0.95 with another filter of the layer, the same detector twice; both take up a filter that could detect '
+  + 'something else.';
+
 /** The colour scales, as the colour bar names them. */
 export const SCALES = {
-  run: 'same scale over the whole run so far',
+  run: "one scale for every moment: the run's largest |value| (so far, while it trains)",
   moment: 'scaled to this moment',
   filter: 'each filter scaled to its own ±max',
   weight: "on W's scale (the run's largest |W|): a ΔW as faint as it is small next to W, so the learning rate shows",
@@ -244,7 +250,8 @@ export class FiltersView {
       for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
       const barRange = onlyStart ? startRange : range;
       const kind = l.rgb && (onlyStart || mode === 'weight') ? 'rgb' : 'diverging';
-      const note = { filter: 'per filter', run: 'whole run', moment: 'now', weight: "W's scale" }[scale];
+      const whole = this.store.isLive ? 'whole run so far' : 'whole run'; // while training, its largest yet
+      const note = { filter: 'per filter', run: whole, moment: 'now', weight: "W's scale" }[scale];
       l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, per channel` : note);
       l.bar.root.title = SCALES[scale];
       l.measures.textContent = this.measuresText(layer.measures);
@@ -299,11 +306,14 @@ export class FiltersView {
     const n = top.filters.length;
     const positive = top.filters.reduce((sum, f) => sum + f.positive, 0) / Math.max(1, n);
     l.health.textContent = `at step ${top.step}: ${top.dead} of ${n} filters dead · ${top.duplicates} near-duplicate`
-      + ` · responses above zero: ${(100 * positive).toFixed(0)} % on average`;
+      + ` · responses above zero: ${(100 * positive).toFixed(0)} % on average. ${HEALTH_MEANING}`;
     l.warning.hidden = top.dead <= n / 2;
+    // The other initial weights than the run's, as the server's 'dead' warning says (diagnose.py): never the ones chosen.
+    const init = this.store.run?.config?.init;
+    const other = { small: ", or PyTorch's default initial weights,", default: ', or the small initial weights,' }[init] ?? '';
     l.warning.textContent = `Most of ${l.name} is dead: ${top.dead} of ${n} filters respond positively nowhere on`
-      + ' the test set, so no gradient reaches them and they stop learning. A smaller learning rate, or the default'
-      + ' init, usually keeps more of them alive.';
+      + ` the test set, so no gradient reaches them and they stop learning. A smaller learning rate${other} may`
+      + ' keep more of them alive.';
   }
 
   /** What the analyses cost, as a share of the training time so far. */
@@ -314,11 +324,16 @@ export class FiltersView {
       + `(${((100 * seconds) / run.elapsed).toFixed(1)} %).`;
   }
 
-  /** The ±range the colours span: the run's largest |value| so far, or this array's. */
+  /** The ±range the colours span: the run's largest |value| (over the whole run once it has ended, so far while it
+   * trains), or this array's. */
   range(layer, kind, arr, scale) {
-    // The whole run's largest |value| keeps faint early filters faint; older servers sent no peaks.
-    if (scale === 'weight') return Math.max(layer.peaks?.weight ?? 0, layer.weight.maxAbs()); // ΔW beside W
-    return scale === 'run' ? Math.max(layer.peaks?.[kind] ?? 0, arr.maxAbs()) : arr.maxAbs();
+    // The whole run's largest |value| keeps faint early filters faint; older servers sent no peaks. Each frame's
+    // peaks are the run's up to it: the newest frame's (the head's; an ended run's last holds the run's own) keep
+    // one scale over a replay, where the moment shown's own would rescale every frame and hide the weights' growth.
+    const head = this.store.head?.layers.find((h) => h.name === layer.name)?.peaks;
+    const peak = (k) => Math.max(layer.peaks?.[k] ?? 0, head?.[k] ?? 0);
+    if (scale === 'weight') return Math.max(peak('weight'), layer.weight.maxAbs()); // ΔW beside W
+    return scale === 'run' ? Math.max(peak(kind), arr.maxAbs()) : arr.maxAbs();
   }
 
   paintGrid(l, part, arr, range, perFilter) {
