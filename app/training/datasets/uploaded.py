@@ -5,7 +5,7 @@ directory and registered like a shipped set, so that a run config names it as `d
 Stored as `<data_dir>/datasets/<name>/` holding `data.npz` (uint8 images, int64 labels) and `info.json`; the folder
 is written under a temporary name and renamed into place, so a crash never leaves half a data set. Each image is
 turned by its EXIF orientation, converted to grey or RGB, centre-cropped to a square (the largest centred one: no
-padding, so no border the network could learn from) and resized with Lanczos. Every archive entry is checked
+padding, so no border the network could learn from) and resized with Lanczos. Every entry is checked (archive.py)
 before anything is decoded, and nothing is ever extracted: only the finished arrays are written, inside the data
 directory. Plain Python, NumPy and Pillow, as all of `training/`; the routes and the CLI are thin callers.
 """
@@ -19,11 +19,9 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import threading
-import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,10 +30,13 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .archive import Entry, ImportRefused, folder_entries, open_zip, zip_entries
 from .base import Dataset, DatasetInfo
 from .registry import names, register, unregister
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ImportRefused", "Imported", "import_images", "load_all", "forget", "remove", "is_uploaded"]
 
 # Bounds, each with its reason (the README repeats them).
 # 200 MB of pictures decoded at a time is what a class's phone photos come to; a zip bomb declares or inflates
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 MAX_TOTAL_BYTES = 200 * 1024 * 1024
 # 20,000 images import in well under a minute and, at 64x64 RGB, are a 245 MB array: more would crowd memory.
 MAX_IMAGES = 20_000
-# Entries of any kind (folders, skipped files): bounds the work of reading a central directory.
-MAX_ENTRIES = 50_000
 MIN_CLASSES = 2  # one class is not a classification problem: every prediction would be right
 MAX_CLASSES = 100  # the page lists every class's count and probability; CIFAR-100 is the largest set people know
 # 4 to train and 1 to test is the least that gives a test accuracy at all; fewer is a typo in a folder name.
@@ -63,15 +62,6 @@ _lock = threading.Lock()  # one import at a time reaches the final rename and th
 _registered_here: dict[str, Path] = {}  # uploaded sets registered by this process -> their folder
 
 
-class ImportRefused(ValueError):
-    """The archive or folder cannot become a data set; `reason` says which kind of refusal (the API maps it to a
-    status: "too_large" 413, "taken" 409, "not_a_zip" 415, everything else 422)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 @dataclass
 class Imported:
     """What an import made: the data set's info, counts per class, and what was skipped and why."""
@@ -81,13 +71,6 @@ class Imported:
     test_per_class: dict[str, int]
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     skipped_examples: list[str] = field(default_factory=list)  # the first few skipped paths, with their reason
-
-
-@dataclass(frozen=True)
-class _Entry:
-    parts: tuple[str, ...]  # path inside the archive or folder, e.g. ("cats", "tom.jpg")
-    size: int  # declared uncompressed bytes
-    read: Callable[[int], bytes]  # reads at most n bytes
 
 
 def datasets_dir(data_dir: Path) -> Path:
@@ -102,63 +85,6 @@ def check_name(name: str) -> None:
     if name in names():
         raise ImportRefused("taken", f"A data set named {name!r} exists already; choose another name, or delete "
                                      "that one first.")
-
-
-# ---- reading entries -------------------------------------------------------------------------------------------
-
-def _open_zip(source: str | Path | IO[bytes]) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        raise ImportRefused("not_a_zip", "The file is not a zip archive; zip the folder of class folders "
-                                         "(e.g. cats/, dogs/) and send that.") from None
-
-
-def _zip_entries(archive: zipfile.ZipFile) -> Iterator[_Entry]:
-    infos = archive.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise ImportRefused("too_large", f"The archive has {len(infos):,} entries; at most {MAX_ENTRIES:,} "
-                                         "are read.")
-    for info in infos:
-        name = info.filename
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-            raise ImportRefused("unsafe", f"The archive holds a path that leaves its folder ({name[:80]!r}); "
-                                          "it was refused and nothing was written.")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise ImportRefused("unsafe", f"The archive holds a symbolic link ({name[:80]!r}); links are "
-                                          "refused, zip the pictures themselves.")
-        if info.is_dir():
-            continue
-        if info.flag_bits & 0x1:
-            raise ImportRefused("unsafe", f"{name[:80]!r} is encrypted; zip the pictures without a password.")
-
-        def read(n: int, info: zipfile.ZipInfo = info) -> bytes:
-            with archive.open(info) as f:
-                return f.read(n)
-
-        yield _Entry(parts, info.file_size, read)
-
-
-def _folder_entries(root: Path) -> Iterator[_Entry]:
-    count = 0
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for filename in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            path = Path(dirpath) / filename
-            count += 1
-            if count > MAX_ENTRIES:
-                raise ImportRefused("too_large", f"The folder has more than {MAX_ENTRIES:,} files.")
-            parts = path.relative_to(root).parts
-            if path.is_symlink():
-                yield _Entry(parts, -1, lambda n: b"")  # size -1: skipped as a link, never followed
-                continue
-
-            def read(n: int, path: Path = path) -> bytes:
-                with path.open("rb") as f:
-                    return f.read(n)
-
-            yield _Entry(parts, path.stat().st_size, read)
 
 
 # ---- decoding ----------------------------------------------------------------------------------------------
@@ -200,15 +126,15 @@ def _square(im: Image.Image, size: int, channels: int) -> np.ndarray:
 
 # ---- the import ---------------------------------------------------------------------------------------------
 
-def _classify(entries: Iterator[_Entry], skipped: Counter[str], examples: list[str]
-              ) -> list[tuple[tuple[str, ...], _Entry]]:
+def _classify(entries: Iterator[Entry], skipped: Counter[str], examples: list[str]
+              ) -> list[tuple[tuple[str, ...], Entry]]:
     """Image entries and their paths; everything else counted in `skipped`, nested archives refused."""
     def skip(reason: str, parts: tuple[str, ...]) -> None:
         skipped[reason] += 1
         if len(examples) < 10:
             examples.append(f"{'/'.join(parts)[:80]}: {reason}")
 
-    kept: list[tuple[tuple[str, ...], _Entry]] = []
+    kept: list[tuple[tuple[str, ...], Entry]] = []
     declared = 0
     for entry in entries:
         parts = entry.parts
@@ -259,7 +185,7 @@ def _check_classes(counts: Counter[str]) -> None:
                                    f"test); too few in: " + ", ".join(f"{c!r} ({counts[c]})" for c in short[:10]))
 
 
-def _build(name: str, images: list[tuple[tuple[str, ...], _Entry]], size: int | None, channels: int | None,
+def _build(name: str, images: list[tuple[tuple[str, ...], Entry]], size: int | None, channels: int | None,
            skipped: Counter[str], examples: list[str], source: str) -> tuple[Imported, dict[str, np.ndarray]]:
     """Decode, split and describe the pictures; nothing is written."""
     budget = MAX_TOTAL_BYTES
@@ -341,11 +267,11 @@ def import_images(source: str | Path | IO[bytes], data_dir: Path, name: str, *, 
     examples: list[str] = []
     label = label or (Path(source).name if isinstance(source, (str, Path)) else "an upload")
     if isinstance(source, (str, Path)) and Path(source).is_dir():
-        images = _classify(_folder_entries(Path(source)), skipped, examples)
+        images = _classify(folder_entries(Path(source)), skipped, examples)
         result, arrays = _build(name, images, size, channels, skipped, examples, label)
     else:
-        with _open_zip(source) as archive:
-            images = _classify(_zip_entries(archive), skipped, examples)
+        with open_zip(source) as archive:
+            images = _classify(zip_entries(archive), skipped, examples)
             result, arrays = _build(name, images, size, channels, skipped, examples, label)
     _store(data_dir, result, arrays)
     return result
