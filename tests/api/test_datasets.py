@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import stat
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def test_a_zip_becomes_a_data_set_listed_as_uploaded(data_dir: Path) -> None:
         assert listed["pets"]["train_count"] == 16 and listed["pets"]["test_count"] == 4
         assert client.get("/healthz").status_code == 200
         assert client.get("/api/datasets/pets/test/0.png").status_code == 200
+        assert '"pets"' in client.get("/").text  # the run form's Data set menu offers it on the next page load
     data = get_dataset("pets") if "pets" in dataset_names() else None
     assert data is None  # the app's shutdown forgot it: the registry is per process, the folder stays
     assert (data_dir / "datasets" / "pets" / "data.npz").exists()
@@ -210,3 +212,25 @@ def test_names_taken_or_unsafe(data_dir: Path) -> None:
         assert post(client, archive(good_files())).status_code == 201
         assert post(client, archive(good_files())).status_code == 409
     assert outside(data_dir) == before
+
+
+def test_the_server_answers_while_an_import_runs(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    build = uploaded._build
+
+    def slow_build(*args: Any) -> Any:
+        started.set()
+        assert release.wait(20)
+        return build(*args)
+
+    monkeypatch.setattr(uploaded, "_build", slow_build)
+    with owner_client(data_dir=data_dir) as client:
+        answer: dict[str, Any] = {}
+        poster = threading.Thread(target=lambda: answer.update(res=post(client, archive(good_files()))))
+        poster.start()
+        assert started.wait(20)
+        assert client.get("/healthz").status_code == 200  # the import holds a worker thread, not the event loop
+        assert post(client, archive(good_files()), name="second").status_code == 429  # one import at a time
+        release.set()
+        poster.join(20)
+        assert answer["res"].status_code == 201
