@@ -358,6 +358,10 @@ export class Store extends Emitter {
 
   setView(fields) {
     Object.assign(this.view, fields);
+    if (fields.selected && this.slow) { // a filter picked to look at: the live run, not a replay of its start (whose
+      this.endSlow(); // every moment would have the inspector replay training to work its step)
+      this.setCursor(null);
+    }
     this.emit('view', this);
   }
 

@@ -81,6 +81,7 @@ export class RatiosView {
     this.seen = 0;
     this.cursorStep = null;
     this.states = [];
+    this.stateKey = '';
     this.stateLine.replaceChildren();
     this.chart?.destroy();
     this.chart = null;
