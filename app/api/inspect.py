@@ -52,7 +52,7 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, lanes: L
     (default: the latest). Any snapshot of any stored run: an old one may take a second or two, replayed from
     the checkpoint before it."""
     if not run.capabilities.inspectable:
-        raise HTTPException(409, NOT_INSPECTABLE)
+        raise HTTPException(409, run.not_inspectable())
     snap = run.record.find(snapshot)
     if snap is None:
         if snapshot is None:
@@ -85,16 +85,12 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, lanes: L
     )
 
 
-NOT_INSPECTABLE = ("This run is a person's own model, recorded by their script (filterscope.watch): the server has "
-                   "neither its code nor its weights at each moment, so an image cannot be run through it here.")
-
-
 @router.post("/{run_id}/probe", openapi_extra=UPLOAD_BODY, responses={**OWNER, **UPLOAD_ERRORS})
 async def upload_probe(run: OwnedRunDep, runs: ManagerDep, settings: SettingsDep, lanes: LanesDep,
                        request: Request) -> RunOut:
     """Make an uploaded image (multipart field `file`) the run's probe; a fresh snapshot follows on the socket."""
     if not run.capabilities.inspectable:
-        raise HTTPException(409, NOT_INSPECTABLE)
+        raise HTTPException(409, run.not_inspectable())
     prepared = await prepare_upload(await read_upload(request, settings), get_dataset(run.config.dataset).info,
                                     settings, lanes)
     try:

@@ -40,7 +40,6 @@ from ..training.worked import (
 from .deps import INDEX_MAX, FilterPath, ManagerDep, RunDep, SeqPath
 from .errors import shown
 from .history import conv_layer
-from .inspect import NOT_INSPECTABLE
 
 router = APIRouter(prefix="/api/runs", tags=["worked"])
 
@@ -187,7 +186,7 @@ class StepOut(BaseModel):
 
 def _snapshot(run: Run, seq: int) -> tuple[SnapshotRef, SnapshotRef | None]:
     if not run.capabilities.inspectable:
-        raise HTTPException(409, NOT_INSPECTABLE)
+        raise HTTPException(409, run.not_inspectable())
     refs = [SnapshotRef(seq=r.seq, step=r.step, epoch=r.epoch, epoch_end=r.epoch_end)
             for r in run.record.snapshot_list()]
     for i, ref in enumerate(refs):

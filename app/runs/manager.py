@@ -266,12 +266,12 @@ class RunManager(Queue, Disk):
                 return
             if status is not Status.INTERRUPTED:
                 raise NotResumable(f"Only a paused or interrupted run can be resumed; this one is {status.value}.")
+            if isinstance(run.config, TrainConfig) and run.config.dataset not in dataset_names():
+                raise NotResumable(f"This run trained on {run.config.dataset!r}, a data set deleted since: it "
+                                   "cannot go on training; its history stays as it is.")
             if not run.capabilities.resumable:
                 raise NotResumable("This run was recorded by a script, not trained by a preset: filterscope "
                                    "cannot go on training it; its history stays as it is.")
-            if run.preset.dataset not in dataset_names():
-                raise NotResumable(f"This run trained on {run.preset.dataset!r}, a data set deleted since: it "
-                                   "cannot go on training; its history stays as it is.")
             self.check_slot()
             self._lease(run)
             point = self.store.checkpoint(run.id, resumable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -85,7 +85,20 @@ class Run:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities.of(self.record.meta)
+        """As stored with the run, less what needs a model the server can no longer build (a run whose data
+        set, a person's own, was deleted since)."""
+        caps = Capabilities.of(self.record.meta)
+        if isinstance(self.inspector, NoModel) and self.kind != "watch":
+            caps = replace(caps, resumable=False, replayable=False, inspectable=False)
+        return caps
+
+    def not_inspectable(self) -> str:
+        """Why no image can be run through this run's model here (when capabilities say so)."""
+        if self.kind == "watch":
+            return ("This run is a person's own model, recorded by their script (filterscope.watch): the server "
+                    "has neither its code nor its weights at each moment, so an image cannot be run through it here.")
+        return (f"This run trained on {self.config.dataset!r}, a data set deleted since: its model cannot be built "
+                "here any more, so an image cannot be run through it; its history stays as it is.")
 
     @property
     def status(self) -> Status:

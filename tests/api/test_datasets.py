@@ -147,10 +147,15 @@ def test_delete_waits_for_live_runs_and_old_runs_still_load(data_dir: Path) -> N
         assert client.delete("/api/datasets/pets").status_code == 404
         assert client.delete("/api/datasets/mnist").status_code == 409
         assert not (data_dir / "datasets" / "pets").exists()
+    tokens = dict(client.tokens)
     with owner_client(data_dir=data_dir) as client:  # the run that used it still loads, and says so on resume
+        client.tokens.update(tokens)  # the same person, after a restart
         res = client.get(f"/api/runs/{run['id']}")
         assert res.status_code == 200 and res.json()["config"]["dataset"] == "pets"
         assert client.get(f"/api/runs/{run['id']}/snapshots").status_code == 200
+        assert res.json()["capabilities"]["inspectable"] is False
+        inspect = client.post(f"/api/runs/{run['id']}/inspect", files={"file": ("x.png", b"\x89PNG", "image/png")})
+        assert inspect.status_code == 409 and "deleted since" in inspect.json()["detail"]
         assert post(client, archive(good_files())).status_code == 201  # the name is free again
 
 
