@@ -46,6 +46,11 @@ def assert_complete(page: Any, base: str, run_id: str) -> None:
     steps = http_json("GET", f"{base}/api/runs/{run_id}/steps")["steps"]
     page.wait_for_function("n => window.filterscope.store.steps.x.length === n", arg=len(steps))
     assert page.evaluate("window.filterscope.store.steps.x") == steps
+    try:  # the chart redraws at most every 500 ms: wait for its next draw
+        page.wait_for_function("n => (window.filterscope.views.ratios.x ?? []).length === n", arg=len(steps),
+                               timeout=5_000)
+    except Exception:
+        pass
     charted = page.evaluate("window.filterscope.views.ratios.x")
     assert charted == steps, "the step-size chart does not hold every step in order"
 
