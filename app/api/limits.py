@@ -129,7 +129,8 @@ OWNER_JOBS = 8
 # running and three waiting answer the last within about a second.
 VIEWER_JOBS = 4
 # A replay of up to 625 steps takes ~3 s of `tiny` beside a training run: one running and one waiting answer
-# the second within ~6 s, about the longest a person waits for a click to show something.
+# the second within ~6 s, about the longest a person waits for a click to show something (bench/bench_lanes.py:
+# p95 5.7 s; 20 s on a day the machine was shared three ways, which more waiting would only lengthen).
 REBUILD_JOBS = 2
 VIEWER_PER_CLIENT = 1  # one image at a time for each viewer's address, whichever lane it is on
 REBUILD_RETRY_SECONDS = 3  # about one replay: when a place on the rebuild lane may be free again
