@@ -89,6 +89,8 @@ def prepare(data: bytes, info: DatasetInfo, *, max_pixels: int = 40_000_000) -> 
     if info.kind == "digits":
         glyph, inverted = digit_glyph(seen if seen.ndim == 2 else _luma(seen), info.size)
         pixels = np.repeat(glyph[None], info.channels, axis=0)  # (C, size, size)
+    elif info.kind == "photos":  # a person's own photos: shaped as their import shaped them, never inverted
+        pixels, inverted = _centre_square(seen, info.size), False
     else:
         # Fashion-MNIST and grey shapes are bright on black; colour shapes keep their colours.
         may_invert = info.kind == "objects" or info.channels == 1
@@ -260,6 +262,15 @@ def _border(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     k = max(1, round(0.04 * min(h, w)))
     return np.concatenate([grey[:k].ravel(), grey[-k:].ravel(), grey[:, :k].ravel(), grey[:, -k:].ravel()])
+
+
+def _centre_square(seen: np.ndarray, size: int) -> np.ndarray:
+    """The largest centred square, resized to size x size -> (C, size, size) uint8 (datasets/uploaded.py's way)."""
+    h, w = seen.shape[:2]
+    side = min(h, w)
+    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    small = np.asarray(Image.fromarray(seen).resize((size, size), Image.Resampling.LANCZOS, box=box), np.uint8)
+    return np.ascontiguousarray(small[None] if small.ndim == 2 else small.transpose(2, 0, 1))
 
 
 def _fit(seen: np.ndarray, size: int, may_invert: bool, *, pad_with_background: bool) -> tuple[np.ndarray, bool]:

@@ -56,3 +56,16 @@ def test_the_same_folder_splits_the_same_way(tmp_path: Path) -> None:
         splits.append(get_dataset(name).x_test.copy())
         uploaded.forget(name)
     assert np.array_equal(splits[0], splits[1])
+
+
+def test_an_image_to_inspect_is_shaped_as_the_import_shaped_its_pictures(tmp_path: Path) -> None:
+    """Grey photos with a light background are not inverted as digits are, and are centre-cropped, not padded."""
+    from filterscope.training.preprocess import prepare
+    uploaded.import_images(_folder(tmp_path / "pics"), tmp_path / "data", "upright", size=16)
+    try:
+        data = get_dataset("upright")
+        prepared = prepare(_portrait_taken_sideways(), data.info)
+        assert not prepared.inverted
+        assert np.abs(prepared.pixels.astype(int) - data.x_train[0].astype(int)).max() <= 2
+    finally:
+        uploaded.forget("upright")
