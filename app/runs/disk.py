@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..record.exports_cache import exports_bytes
 from ..record.images import images_bytes
 from ..streaming.hub import Hub
 from ..streaming.protocol import StatusChange
@@ -80,7 +81,9 @@ class Disk:
         that nobody watches; never the newest run, one still training, or one another process writes."""
         with self._lock:
             runs = sorted(self._runs.values(), key=lambda r: r.record.created_at)
-            total = max(self.store.disk_bytes(), sum(r.record.size for r in runs)) + images_bytes(self.data_dir)
+            # Everything the data directory holds counts: the run log, watched runs' images and kept exports.
+            total = max(self.store.disk_bytes(), sum(r.record.size for r in runs)) + images_bytes(self.data_dir) \
+                + exports_bytes(self.data_dir)
             if total <= self._max_disk:
                 return
             for run in runs[:-1]:  # the newest stays: it is what the person is looking at
