@@ -115,6 +115,13 @@ export class Session {
 
   /** Show the moment `seq` (null: live). Its frame comes from the cache or the server; frames after it
    * are fetched ahead, so that playing and scrubbing find them waiting. */
+  /** A moment a person asked for elsewhere than the timeline (a warning's step, the filmstrip): a slow start
+   * under way ends there, instead of moving the page on past it. */
+  look(seq) {
+    this.store.endSlow();
+    this.seek(seq);
+  }
+
   seek(seq) {
     const { store } = this;
     store.setCursor(seq);

@@ -73,7 +73,7 @@ export class KernelView {
     this.worked = new KernelUpdateView($('worked'), { optimizers: store.boot.optimizers, onArrive });
     this.conv = new ConvolutionView($('convolution'), { onPick: (at) => this.pickPixel(at), onArrive });
     this.history = new KernelHistoryView($('history'), { onPick });
-    this.strip = new KernelStripView($('strip'), { onSeek: (seq) => session.seek(seq) });
+    this.strip = new KernelStripView($('strip'), { onSeek: (seq) => session.look(seq) });
     new ResizeObserver(() => this.selected && requestDraw(this)).observe(container);
     this.reset();
   }

@@ -39,7 +39,7 @@ export class WarningsView {
     at.title = 'Show the network at this moment';
     at.addEventListener('click', () => {
       const ref = this.store.refAtStep(w.step);
-      if (ref) this.session.seek(ref.seq);
+      if (ref) this.session.look(ref.seq);
     });
     p.append(title, ' ', at, `: ${w.message}`);
     return p;
