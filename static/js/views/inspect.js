@@ -112,6 +112,13 @@ export class InspectView {
         + 'has neither its code nor its weights at each moment, so an image cannot be run through it here.');
       return;
     }
+    // One image in flight per page (the server takes one at a time from a viewer's address and refuses more
+    // with 429): an image given meanwhile waits, and only the latest of those is sent once the answer is in.
+    if (this.inFlight) {
+      this.waiting = file;
+      return;
+    }
+    this.inFlight = true;
     try {
       const answer = await this.session.inspect(file, this.seq());
       this.answer = decodeBase64Arrays(answer);
@@ -119,6 +126,11 @@ export class InspectView {
       requestDraw(this);
     } catch (err) {
       this.showError(err.message);
+    } finally {
+      this.inFlight = false;
+      const next = this.waiting;
+      this.waiting = null;
+      if (next) this.inspect(next);
     }
   }
 
