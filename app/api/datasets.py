@@ -14,11 +14,10 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 from ..training.datasets import get_info, uploaded
 from .deps import CreatorDep, ManagerDep, SettingsDep
-from .uploads import ENVELOPE
+from .uploads import TooLarge, counted
 
 router = APIRouter(tags=["datasets"])
 
@@ -53,10 +52,6 @@ class ImportOut(BaseModel):
     skipped_examples: list[str] = Field(description="the first few files left out, each with its reason")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def imported(app: FastAPI) -> list[str]:
     """The data sets imported through this app (forgotten by the registry when it shuts down)."""
     names: list[str] | None = getattr(app.state, "imported_datasets", None)
@@ -86,19 +81,7 @@ def _int_field(form: Any, key: str) -> int | None:
 async def add_dataset(request: Request, settings: SettingsDep, _creator: CreatorDep) -> ImportOut:
     """Import a zip of one folder per class as a data set every model can train on."""
     limit = settings.max_dataset_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + ENVELOPE:
-        raise _too_large(limit)  # refused before a byte of the body is read
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > limit + ENVELOPE:
-            raise _TooLarge
-        return message
-
+    body = counted(request, limit, _too_large(limit))
     busy: asyncio.Lock | None = getattr(request.app.state, "import_lock", None)
     if busy is None:  # made on the event loop: one per app
         busy = request.app.state.import_lock = asyncio.Lock()
@@ -106,8 +89,8 @@ async def add_dataset(request: Request, settings: SettingsDep, _creator: Creator
         raise HTTPException(429, "Another data set is being imported; try again when it is done.")
     async with busy:
         try:
-            form = await Request(request.scope, receive).form(max_files=1, max_fields=4)
-        except _TooLarge:
+            form = await body.form(max_files=1, max_fields=4)
+        except TooLarge:
             raise _too_large(limit) from None
         except HTTPException:
             raise

@@ -27,8 +27,27 @@ UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"mu
 }}}}}
 
 
-class _TooLarge(Exception):
-    pass
+class TooLarge(Exception):
+    """A `counted` request's body passed its limit while it was read."""
+
+
+def counted(request: Request, limit: int, refusal: HTTPException) -> Request:
+    """`request` with its body counted as it is read: `refusal` (a 413) at once when Content-Length says more
+    than `limit` plus the multipart envelope, TooLarge from the read as soon as more than that has arrived."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + ENVELOPE:
+        raise refusal  # refused before a byte of the body is read
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit + ENVELOPE:
+            raise TooLarge
+        return message
+
+    return Request(request.scope, receive)
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -39,25 +58,12 @@ def _too_large(limit: int) -> HTTPException:
 async def read_upload(request: Request, settings: Settings) -> bytes:
     """The bytes of multipart field `file`; 413 as soon as the body passes the limit, 422 if there is no file."""
     limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + ENVELOPE:
-        raise _too_large(limit)  # refused before a byte of the body is read
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > limit + ENVELOPE:
-            raise _TooLarge
-        return message
-
-    counted = Request(request.scope, receive)
+    body = counted(request, limit, _too_large(limit))
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(422, f"Send the image as multipart/form-data in a field named 'file' ({ACCEPTED}).")
     try:
-        form = await counted.form(max_files=1, max_fields=4)
-    except _TooLarge:
+        form = await body.form(max_files=1, max_fields=4)
+    except TooLarge:
         raise _too_large(limit) from None
     except HTTPException:  # the guard's answer to a body that stalled (408)
         raise
