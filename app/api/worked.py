@@ -42,6 +42,7 @@ from .errors import shown
 from .history import conv_layer
 
 router = APIRouter(prefix="/api/runs", tags=["worked"])
+L = TypeVar("L")  # a worked answer's layer (the forward pass's or the step's)
 
 T = TypeVar("T")
 Numbers = Any  # nested lists of floats, shaped as the array they come from (the shape in each field's comment)
@@ -262,10 +263,7 @@ async def convolution(run: RunDep, runs: ManagerDep, kept: SourcesDep, seq: SeqP
     if (y is None) != (x is None):
         raise HTTPException(422, "Give both y and x (the pixel's row and column, counted from 0), or neither.")
     seen = await _source(lambda: _probe_pass(runs, run, ref), kept, (run.id, ref.seq, "probe"))
-    found = seen.layers.get(layer)
-    if found is None:
-        raise HTTPException(404, f"This run has no conv layer {shown(layer)!r}; its layers are "
-                                 f"{', '.join(seen.layers)}.")
+    found = _layer(seen.layers, layer)
     _filter(run, layer, index, found.weight.shape[0])
     ho, wo = found.geometry.output
     if y is None or x is None:
@@ -295,6 +293,14 @@ async def convolution(run: RunDep, runs: ManagerDep, kept: SourcesDep, seq: SeqP
     )
 
 
+def _layer(layers: dict[str, L], layer: str) -> L:
+    """Layer `layer` of a worked answer's layers, or a 404 naming them."""
+    found = layers.get(layer)
+    if found is None:
+        raise HTTPException(404, f"This run has no conv layer {shown(layer)!r}; its layers are {', '.join(layers)}.")
+    return found
+
+
 @router.get("/{run_id}/snapshots/{seq}/update/{layer}/{index}",
             responses={404: {"description": "Unknown run, snapshot, layer or filter"},
                        409: {"description": "Snapshot 0 (no step yet), or a run that cannot be replayed here"}})
@@ -308,10 +314,7 @@ async def update(run: RunDep, runs: ManagerDep, kept: SourcesDep, seq: SeqPath, 
         raise HTTPException(409, f"Snapshot {seq} is the model before its first batch: no step has been made yet; "
                                  "ask for a later snapshot.")
     step = await _source(lambda: _last_step(runs, run, ref), kept, (run.id, ref.seq, "step"))
-    found = step.layers.get(layer)
-    if found is None:
-        raise HTTPException(404, f"This run has no conv layer {shown(layer)!r}; its layers are "
-                                 f"{', '.join(step.layers)}.")
+    found = _layer(step.layers, layer)
     _filter(run, layer, index, found.before.shape[0])
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in step.settings.items()}
     return StepOut(
