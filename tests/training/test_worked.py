@@ -5,7 +5,6 @@ snapshot's ΔW."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -34,15 +33,6 @@ INFO = get_info("mnist")
 # 12 steps an epoch: the dense start (a snapshot after each of the first 10 batches) and a little past it.
 BASE = TrainConfig(dataset="mnist", model="tiny", batch_size=32, train_subset=384, epochs=1, seed=5,
                    snapshot_every=5)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Training and replay on one thread: the same float sums, in the same order."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def trained(config: TrainConfig) -> dict[int, Snapshot]:
