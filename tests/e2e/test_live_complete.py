@@ -5,20 +5,15 @@ browser watches. No page error on the way (the page fixture fails on any)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import FILTERSCOPE, wait_healthy
-from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, http_json
+from tests.e2e.conftest import ARTIFACTS, _free_port, http_json, own_server
 
 pytestmark = pytest.mark.e2e
 
@@ -78,22 +73,6 @@ def test_a_classic_run_reaches_the_timeline_whole(page: Any, ui: Any, server: st
     assert_complete(page, server, run_id)
 
 
-@contextmanager
-def own_server(port: int, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A server of this test's own, which it kills (checkpoints twice a second: there is one to resume from)."""
-    env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": "0.5"}
-    with open(ARTIFACTS / "live-complete-server.log", "ab") as log:
-        proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", process=proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(15)
-
-
 def test_an_interrupted_run_resumed_reaches_both_pages_whole(browser: Any, tmp_path: Path, ui: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
@@ -109,14 +88,14 @@ def test_an_interrupted_run_resumed_reaches_both_pages_whole(browser: Any, tmp_p
         pages.append(p)
     owner, viewer = pages
     try:
-        with own_server(port, tmp_path) as proc:
+        with own_server(port, tmp_path, "live-complete-server.log") as proc:
             owner.goto("/")
             run_id = ui.start_run(owner, dataset="mnist", epochs="4", train_subset="3200")
             viewer.goto(f"/?run={run_id}")
             owner.wait_for_function("window.filterscope.store.steps.x.length > 150", timeout=60_000)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
-        with own_server(port, tmp_path):
+        with own_server(port, tmp_path, "live-complete-server.log"):
             for p in pages:  # each page reconnects by itself, past its longest backoff
                 expect(p.get_by_test_id("status")).to_have_text("interrupted", timeout=15_000)
             # The run goes back to its last checkpoint: steps and snapshots after it are trained anew.

@@ -3,36 +3,16 @@ was interrupted, and Resume goes on from the last checkpoint to the end, every l
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import FILTERSCOPE, wait_healthy
-from tests.e2e.conftest import ARTIFACTS, ROOT, _free_port, http_json
+from tests.e2e.conftest import ARTIFACTS, _free_port, http_json, own_server
 
 pytestmark = pytest.mark.e2e
-
-
-@contextmanager
-def server(port: int, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": "0.5"}
-    with open(ARTIFACTS / "restart-server.log", "ab") as log:
-        proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", process=proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(15)
 
 
 def test_a_killed_server_comes_back_and_the_page_resumes_the_run(browser: Any, tmp_path: Path, ui: Any) -> None:
@@ -45,7 +25,7 @@ def test_a_killed_server_comes_back_and_the_page_resumes_the_run(browser: Any, t
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        with server(port, tmp_path) as proc:
+        with own_server(port, tmp_path, "restart-server.log") as proc:
             page.goto("/")
             # 6 epochs of 50 steps: killed a third of the way in, resumed to the end
             run_id = ui.start_run(page, epochs="6", dataset="mnist", train_subset="1600")
@@ -57,7 +37,7 @@ def test_a_killed_server_comes_back_and_the_page_resumes_the_run(browser: Any, t
             expect(page.get_by_test_id("status")).to_have_text("server unreachable")
             for name in ("pause", "step", "stop"):
                 expect(page.get_by_test_id(name)).to_be_disabled()
-        with server(port, tmp_path):
+        with own_server(port, tmp_path, "restart-server.log"):
             # The page reconnects by itself and learns what became of the run: at its next retry, which backs off
             # to 10 s (+20 %) while the server is gone (socket.js), so a slow restart may take that long.
             expect(page.get_by_test_id("status")).to_have_text("interrupted", timeout=15_000)
