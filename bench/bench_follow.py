@@ -45,27 +45,12 @@ async def latencies(base: str, run_id: str) -> list[float]:
     return out[2:]
 
 
-def followed(base: str, data_dir: Path) -> list[float]:
-    proc = subprocess.Popen([*FILTERSCOPE, "train", "--data-dir", str(data_dir), "--config",
-                             json.dumps(CONFIG)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "FILTERSCOPE_TRAINING_THREADS": "1"})
+def produced(base: str, command: list[str], marker: str, env: dict[str, str]) -> list[float]:
+    """The latencies of the run another process makes with `command`, which prints `marker` and the run's id
+    on its first line."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
     assert proc.stdout is not None
-    run_id = proc.stdout.readline().split("training run ")[1].split()[0]
-    while httpx.get(f"http://{base}/api/runs/{run_id}").status_code != 200:
-        time.sleep(0.05)
-    try:
-        return asyncio.run(latencies(base, run_id))
-    finally:
-        proc.wait(120)
-        proc.stdout.close()
-
-
-def watched(base: str, data_dir: Path) -> list[float]:
-    """The same for a person's own script under filterscope.watch (examples/watch_resnet.py, one epoch)."""
-    proc = subprocess.Popen([sys.executable, "examples/watch_resnet.py", "--epochs", "1", "--data-dir", str(data_dir)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.stdout is not None
-    run_id = proc.stdout.readline().split("recording run ")[1].split()[0]
+    run_id = proc.stdout.readline().split(marker)[1].split()[0]
     while httpx.get(f"http://{base}/api/runs/{run_id}").status_code != 200:
         time.sleep(0.05)
     try:
@@ -73,6 +58,17 @@ def watched(base: str, data_dir: Path) -> list[float]:
     finally:
         proc.wait(300)
         proc.stdout.close()
+
+
+def followed(base: str, data_dir: Path) -> list[float]:
+    return produced(base, [*FILTERSCOPE, "train", "--data-dir", str(data_dir), "--config", json.dumps(CONFIG)],
+                    "training run ", {"FILTERSCOPE_TRAINING_THREADS": "1"})
+
+
+def watched(base: str, data_dir: Path) -> list[float]:
+    """The same for a person's own script under filterscope.watch (examples/watch_resnet.py, one epoch)."""
+    return produced(base, [sys.executable, "examples/watch_resnet.py", "--epochs", "1", "--data-dir", str(data_dir)],
+                    "recording run ", {"OMP_NUM_THREADS": "1"})
 
 
 def own(base: str) -> list[float]:
