@@ -272,7 +272,9 @@ class RunRecord(Follows):
             hello = Hello(run).text()
             steps = Steps(self.steps, self.losses, self.ratios).text()
             items: list[tuple[Message, bool]] = [(hello, False), (steps, False)]
-            if self._first is not None and self._first is not self._latest:
+            # One committed snapshot is both the first and the latest, though two reads from disk (load_frames) or
+            # a read and a live commit may hold it as two copies: it is sent once.
+            if self._first is not None and self._first is not self._latest and len(self.snapshots) > 1:
                 items.append((self._first, False))
             if self._latest is not None:
                 items.append((self._latest, True))

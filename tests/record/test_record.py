@@ -183,3 +183,19 @@ def test_when_the_store_falls_behind_intermediate_snapshots_are_skipped_and_coun
     store.close()
     [again] = Store(tmp_path / "runs.db").load_runs()
     assert again.state["skipped_snapshots"] == skipped and len(again.snapshots) == len(kept)
+
+
+def test_a_run_of_one_snapshot_read_from_disk_sends_it_once_to_a_joining_client(tmp_path: Path) -> None:
+    """Its first frame is its latest: two reads of it (load_frames) are still one frame in the backlog (a late
+    socket of a followed run was sent snapshot 0 twice)."""
+    store, record = new_run(tmp_path)
+    record.on_event(StatusEvent(Status.RUNNING, None, 0, 0, 0.01))
+    record.on_event(frame(0, 0))
+    assert store.flush()
+    (stored,) = store.load_runs()
+    again = RunRecord(stored, store)  # as a server that follows the run, or restarted, holds it
+    again.load_frames()
+    backlog, _ = again.backlog({"id": "r1"})
+    frames = [m for m, _ in backlog if isinstance(m, bytes)]
+    assert frames == [b"frame 0"]
+    store.close()
