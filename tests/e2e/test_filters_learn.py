@@ -34,6 +34,8 @@ def test_filters_grow_from_faint_noise_on_one_scale(page: Any, ui: Any) -> None:
     page.goto("/")
     ui.start_run(page, dataset="mnist", epochs="1")
     expect(page.get_by_test_id("status")).to_have_text("finished", timeout=60_000)
+    # A run that ends within the slow start's few seconds is still being walked through: "now" is its end.
+    page.wait_for_function("() => window.filterscope.store.slow === null", timeout=20_000)
 
     # Step 0 beside now, on the whole run's scale: the random start is faint, what was learned is vivid.
     page.get_by_test_id("show-both").click()
