@@ -104,6 +104,24 @@ class LrChangeOut(BaseModel):
     lr: float
 
 
+class FreshOut(BaseModel):
+    layer: str
+    reason: str = Field(description="why it starts random: e.g. `out.weight is 10×64 in run r1 and 4×64 here`")
+
+
+class TransferOut(BaseModel):
+    """Where a fine-tuned run (`init_from`) started, and what it took from there."""
+
+    run: str = Field(description="the source run (it may have been deleted since: the start is kept here)")
+    seq: int
+    step: int
+    model: str = Field(description="the source's model and data set")
+    dataset: str
+    taken: list[str] = Field(description="layers that start with the source's weights")
+    fresh: list[FreshOut] = Field(description="layers that did not fit and start random, with why")
+    frozen: list[str] = Field(description="layers the optimizer does not move (the config's `freeze`)")
+
+
 class RunOut(BaseModel):
     """A run: its config, where it is, and its history of epoch summaries."""
 
@@ -143,6 +161,7 @@ class RunOut(BaseModel):
     capabilities: dict[str, bool] = Field(default_factory=dict, description="what the server can do with it: "
                                           "controllable, resumable, replayable, inspectable")
     producer: dict[str, Any] | None = Field(None, description="while another process trains it: {pid, what}")
+    transfer: TransferOut | None = Field(None, description="a fine-tuned run's start (`init_from`)")
 
 
 class CreatedRunOut(RunOut):

@@ -27,7 +27,8 @@ templates = Jinja2Templates(directory=TEMPLATES)
 WIDE = frozenset({"dataset", "model"})  # the longest choice titles ("Coloured shapes"): a row each
 STEPS = {"dropout": 0.05}  # the spinner's increment where "any" would step by 1 (any value in bounds is accepted)
 PLACEHOLDERS = {"train_subset": "all"}  # what an empty box means
-OFF_FORM = frozenset({"probe_index"})  # chosen on the probe panel, by clicking a test image
+# Chosen on the probe panel (by clicking a test image) and on "fine-tune from here" (the start and frozen layers).
+OFF_FORM = frozenset({"probe_index", "init_from", "freeze"})
 
 
 def page_context() -> dict[str, object]:

@@ -21,7 +21,6 @@ from ..background import in_background
 from ..runs import Run, RunManager
 from ..schemas import SnapshotRef
 from ..streaming.codec import decode_frame
-from ..training import checkpoints
 from ..training.data import normalise
 from ..training.datasets import get_dataset
 from ..training.events import StateError
@@ -223,11 +222,10 @@ def _last_step(runs: RunManager, run: Run, ref: SnapshotRef) -> StepWorked:
         raise StateError("This run cannot be trained again here, so the optimizer's state at that moment cannot "
                          "be rebuilt.")
     config = run.preset
-    start = runs.store.checkpoint(run.id, at_or_before_step=ref.step - 1, resumable=True)
+    start, initial = runs.replay_from(run, ref.step - 1)
     lr_changes = run.record.lr_changes()
-    return replay(config, get_dataset(config.dataset).info, ref.step - 1,
-                  None if start is None else checkpoints.load(start.data)["loop"], lr_changes,
-                  run.record.meta.get("threads"), lambda loop: step_worked(loop, lr_changes))
+    return replay(config, get_dataset(config.dataset).info, ref.step - 1, start, lr_changes,
+                  run.record.meta.get("threads"), lambda loop: step_worked(loop, lr_changes), initial)
 
 
 async def _source(make: Callable[[], T], kept: Sources, key: tuple[str, int, str]) -> T:

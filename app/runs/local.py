@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..streaming.codec import encode_snapshot
 from ..training import checkpoints
@@ -50,15 +51,16 @@ class LocalRun:
 
     def __init__(self, config: TrainConfig, sink: Callable[[RunEvent], None] | None = None, *,
                  threads: int | str = 0, checkpoint_seconds: float = 3.0, checkpoint: bytes | None = None,
-                 first_seq: int = 0) -> None:
+                 first_seq: int = 0, initial: dict[str, torch.Tensor] | None = None) -> None:
         """Build the run's engine (ValueError with a sentence if the config cannot train); `checkpoint`: go on
-        from this stored checkpoint. `threads`: a setting (0, N, adaptive) or what the run's meta recorded.
+        from this stored checkpoint, else start from `initial` (a fine-tuned run's step 0) or the seed.
+        `threads`: a setting (0, N, adaptive) or what the run's meta recorded.
         Events go to `sink` (set later with `listen`)."""
         serial_torch()  # building the model here must not start a second OpenMP pool (see threads.py)
         self._sink = sink
         state = None if checkpoint is None else checkpoints.load(checkpoint)
         self.engine = Engine(config, emit=self._emit, threads=threads, checkpoint_seconds=checkpoint_seconds,
-                             checkpoint=state, first_seq=first_seq)
+                             checkpoint=state, first_seq=first_seq, initial=initial)
 
     def listen(self, sink: Callable[[RunEvent], None]) -> None:
         """Send every event from now on to `sink` (before `start`)."""

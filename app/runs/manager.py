@@ -17,8 +17,6 @@ import threading
 import time
 from typing import Any
 
-import torch
-
 from ..record.follows import Message
 from ..record.images import remove_images
 from ..record.lease import FileLock, run_lease, server_lock
@@ -26,20 +24,19 @@ from ..record.record import RunRecord, new_stored_run
 from ..record.store import Store, StoredRun, token_hash
 from ..record.writer import StorageFailed
 from ..streaming.hub import Hub
-from ..training import checkpoints
 from ..training.config import TrainConfig
-from ..training.datasets import get_dataset, get_info
+from ..training.datasets import get_info
 from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..training.plan import check
-from ..training.replay import state_at
 from .disk import Disk
 from .follow import Following
 from .handle import LOCAL, RunHandle
 from .local import LocalRun
 from .queue import MAX_QUEUED, Queue, Sweep, TooManyRuns, Waiting
 from .run import NoModel, Run, config_of
+from .starts import Start, Starts
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +54,7 @@ BUDGET_SECONDS = 5.0  # the budget is kept at least this often while runs train
 INTERRUPTED = "The server stopped while this run trained; resume it to go on from its last checkpoint."
 
 
-class RunManager(Queue, Disk):
+class RunManager(Starts, Queue, Disk):
     """Creates, finds, resumes, deletes and stops runs; live runs are interrupted when the app shuts down."""
 
     def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, store: Store, max_active: int,
@@ -163,11 +160,13 @@ class RunManager(Queue, Disk):
 
     # ---- building and starting ------------------------------------------------------------------------------
 
-    def _local(self, record: RunRecord, config: TrainConfig, checkpoint: bytes | None = None) -> LocalRun:
-        """The one place a run of this server gets its training thread's handle (built, not started)."""
-        handle = LocalRun(config, threads=record.meta.get("threads", self._threads),  # the run's own count
+    def _local(self, run: Run, checkpoint: bytes | None = None) -> LocalRun:
+        """The one place a stored run of this server gets its training thread's handle (built, not started):
+        from `checkpoint`, else from its start (its seed's weights, or those it is fine-tuned from)."""
+        record = run.record
+        handle = LocalRun(run.preset, threads=record.meta.get("threads", self._threads),  # the run's own count
                           checkpoint_seconds=self._checkpoint_seconds, checkpoint=checkpoint,
-                          first_seq=record.next_seq())
+                          first_seq=record.next_seq(), initial=None if checkpoint else self.initial(run))
         handle.listen(record.on_event)
         return handle
 
@@ -183,28 +182,37 @@ class RunManager(Queue, Disk):
                                  f"({who.get('what', 'another process')}); it can't be trained here at the same time.")
             self._leases[run.id] = lease
 
-    def create(self, config: TrainConfig) -> tuple[Run, str]:
+    def create(self, config: TrainConfig, start: Start | None = None) -> tuple[Run, str]:
         """Build a run and start it, or queue it behind the runs that hold every training slot; returns it and
-        its control token (blocking: call it off the event loop)."""
+        its control token (blocking: call it off the event loop). `start`: its `start_for`, if worked out."""
         check(config)  # a config that cannot run is refused (422) whatever the queue holds, before 429
+        if start is None:
+            start = self.start_for(config)  # outside the lock: it may replay the source for seconds
         with self._lock:
             self.check_room(1)
             run_id = "r" + secrets.token_hex(4)
             token = secrets.token_urlsafe(24)
-            handle = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds)
+            handle = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds,
+                              initial=None if start is None else start.model)
             meta = {**handle.meta(), "kind": "local", "capabilities": LOCAL.as_dict()}
+            if start is not None:
+                meta["transfer"] = start.meta(config.freeze)
             self.check_fits(meta)
             stored = new_stored_run(run_id, token_hash(token), meta, config.lr)
             self._add(stored)
             record = RunRecord(stored, self.store)
+            if start is not None:  # the run owns its start before it is acknowledged (starts.py)
+                record.on_event(start.blob())
+                if not self.store.flush():
+                    raise StorageFailed(self.store.writer.failure or "The run could not be saved in time; try again.")
             handle.listen(record.on_event)
             run = self._wrap(record, handle)
             self._runs[run_id] = run
             self._lease(run)
-            start = self.free_slots() > 0 and self.queued() == [run]
-            if start:
+            now = self.free_slots() > 0 and self.queued() == [run]
+            if now:
                 handle.start()
-        log.info("run %s %s: %s", run_id, "started" if start else f"queued ({self.position(run_id)})",
+        log.info("run %s %s: %s", run_id, "started" if now else f"queued ({self.position(run_id)})",
                  config.model_dump_json())
         return run, token
 
@@ -224,14 +232,14 @@ class RunManager(Queue, Disk):
                 if not run.waiting:
                     raise StateError(run.refuse_controls() or f"run {run.id} has no handle")
                 self._lease(run)
-                run.handle = self._local(run.record, run.preset)
+                run.handle = self._local(run)
             return run.handle
 
     def build(self, run: Run) -> RunHandle:
         """Give a waiting run its handle, built outside the manager's lock (loading a data set and building a
         model take a while; requests meanwhile are answered), unless it has one by then."""
         self._lease(run)
-        handle = self._local(run.record, run.preset)
+        handle = self._local(run)
         with self._lock:
             if run.handle is None:
                 run.handle = handle
@@ -278,10 +286,10 @@ class RunManager(Queue, Disk):
             record = run.record
             if point is None:  # interrupted before its first checkpoint: from the start (its step 0 stays)
                 record.truncate(0, 0, 0)
-                handle = self._local(record, run.preset)
+                handle = self._local(run)
             else:
                 record.truncate(point.seq, point.step, point.epoch)
-                handle = self._local(record, run.preset, checkpoint=point.data)
+                handle = self._local(run, checkpoint=point.data)
             run.handle, run.producer = handle, None
             run.inspector.clear()
         handle.start()
@@ -338,27 +346,6 @@ class RunManager(Queue, Disk):
     def list(self) -> list[Run]:
         """Every run, newest first."""
         return sorted(self.runs(), key=lambda r: r.record.created_at, reverse=True)
-
-    def model_state(self, run: Run, seq: int, step: int) -> dict[str, torch.Tensor]:
-        """The whole model's state at snapshot `seq` (step `step`): kept in memory, a checkpoint, or replayed
-        from the nearest checkpoint before it (blocking, up to a few seconds: call it off the event loop)."""
-        if not run.capabilities.inspectable:
-            raise StateError("This run's model is a person's own, trained by their script: the server has neither "
-                             "its code nor its weights at each moment, so an image cannot be run through it here.")
-        arrays = run.record.recent_state(seq)
-        if arrays is not None:
-            return checkpoints.from_arrays(arrays)
-        exact = self.store.checkpoint(run.id, at_or_before_step=step)
-        if exact is not None and exact.step == step:
-            return dict(checkpoints.load(exact.data)["loop"]["model"])
-        if not run.capabilities.replayable:
-            raise StateError("This run's model at that moment was not recorded, and it cannot be rebuilt by "
-                             "training again; only moments with a checkpoint can be inspected.")
-        start = self.store.checkpoint(run.id, at_or_before_step=step, resumable=True)
-        config = run.preset
-        return state_at(config, get_dataset(config.dataset).info, step,
-                        None if start is None else checkpoints.load(start.data)["loop"], run.record.lr_changes(),
-                        threads=run.record.meta.get("threads"))  # the count it trained on: the same sums
 
     # ---- shutting down ---------------------------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ WHAT = "filterscope train"
 def train(config: TrainConfig, data_dir: Path, threads: int = 0, say: bool = True) -> tuple[str, str, Status]:
     """Train `config` to the end (or until SIGINT/SIGTERM) into `data_dir`; returns (run id, control token,
     final status). ValueError with a sentence if the config cannot train."""
+    if config.init_from is not None:
+        raise ValueError("init_from: a run that starts from another run's weights is started by a server on the "
+                         "data directory (POST /api/runs, or 'fine-tune from here' on the page), which holds the "
+                         "source's record; filterscope train starts from the seed's random weights.")
     handle = LocalRun(config, threads=threads)
     store = Store(data_dir / "runs.db")
     run_id, token = "r" + secrets.token_hex(4), secrets.token_urlsafe(24)

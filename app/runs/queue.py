@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..record.store import Store
     from .handle import RunHandle
     from .run import Run
+    from .starts import Start
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class Queue:
 
     # Provided by RunManager.
     def runs(self) -> list[Run]: raise NotImplementedError
-    def create(self, config: TrainConfig) -> tuple[Run, str]: raise NotImplementedError
+    def create(self, config: TrainConfig, start: Start | None = None) -> tuple[Run, str]: raise NotImplementedError
+    def start_for(self, config: TrainConfig) -> Start | None: raise NotImplementedError
     def delete(self, run: Run) -> None: raise NotImplementedError
     def handle_for(self, run: Run) -> RunHandle: raise NotImplementedError
     def build(self, run: Run) -> RunHandle: raise NotImplementedError
@@ -124,14 +126,15 @@ class Queue:
         """One run per config (they queue behind the cap, in order), kept together as a sweep."""
         for config in configs:  # every run or none: a bad value is refused before the first run starts
             check(config)
+        starts = [self.start_for(config) for config in configs]  # outside the lock: a start may replay its source
         with self._lock:
             if len(self.queued()) + len(configs) > MAX_QUEUED + self.free_slots():
                 raise TooManyRuns(f"{len(self.queued())} runs already wait for a training slot; this sweep's "
                                   f"{len(configs)} would pass the {MAX_QUEUED} the server queues. Stop some, or wait.")
             created: list[tuple[Run, str]] = []
             try:
-                for config in configs:
-                    created.append(self.create(config))
+                for config, start in zip(configs, starts, strict=True):
+                    created.append(self.create(config, start))
             except Exception:  # every run or none
                 for run, _ in created:
                     self.delete(run)

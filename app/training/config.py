@@ -68,8 +68,20 @@ Number = Annotated[float, Strict()]
 Count = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]  # true or false, not 1 or "yes"
 
+LayerName = Annotated[str, Field(min_length=1, max_length=64)]
 DatasetName = Annotated[str, Registered("data set", datasets.names)]
 ModelName = Annotated[str, Registered("model", models.names)]
+
+
+class InitFrom(BaseModel):
+    """Where a fine-tuned run starts: another stored run's weights at one of its snapshots."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", title="Run",
+                     description="The id of the run whose weights this run starts from.")
+    seq: Count | None = Field(None, ge=0, le=10_000_000, title="Snapshot",
+                              description="Which of its snapshots (its number); empty for its latest.")
 
 
 class TrainConfig(BaseModel):
@@ -117,5 +129,12 @@ class TrainConfig(BaseModel):
     augment: Flag = Field(False, title="Augment (random shifts)", description="Shift each training image, "
                           "every time it is drawn, by a random 0 to 2 pixels in each direction (edge pixels "
                           "repeated to fill in); shifts only, no flips.")
+    # Transfer learning (transfer.py): the layers that fit are taken from the source, the others start random.
+    init_from: InitFrom | None = Field(
+        None, title="Start from", description="Another run's weights at one of its snapshots, instead of random "
+        "ones: every layer whose shape fits is taken, the others (a classifier for other classes) start random.")
+    freeze: tuple[LayerName, ...] = Field(
+        (), max_length=32, title="Frozen layers", description="Layers (conv1, fc1, out, ...) whose weights stay "
+        "as they start: the optimizer does not move them. Usually the first layers of a pretrained start.")
     probe_index: Count = Field(0, ge=0, title="Probe image", description="Index of the test image whose feature maps "
                              "are shown.")

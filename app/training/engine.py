@@ -52,7 +52,8 @@ class Engine:
 
     def __init__(self, config: TrainConfig, emit: Callable[[Event], None] | None = None,
                  device: str | None = None, threads: int | str = 0, checkpoint: dict[str, Any] | None = None,
-                 checkpoint_seconds: float = 3.0, first_seq: int = 0) -> None:
+                 checkpoint_seconds: float = 3.0, first_seq: int = 0,
+                 initial: dict[str, torch.Tensor] | None = None) -> None:
         """`threads`: torch threads for training, kept from the first step to the last: 0 the default count
         (threads.default_threads), N that many, `adaptive` (or threads.ADAPTIVE) re-tuned as the load changes.
         A checkpoint's own count wins: a run goes on with the count it was trained on.
@@ -60,13 +61,14 @@ class Engine:
         `checkpoint`: go on from this state (a CheckpointEvent's) instead of starting afresh; snapshots are
         then numbered from `first_seq` on, so no number is ever used twice. `checkpoint_seconds`: a checkpoint
         (replacing the previous one that is not an anchor) after the first snapshot past this much training.
+        `initial`: the model at step 0 of a run that starts from another's weights (TrainLoop's `initial`).
         """
         self.config = config
         self._emit_cb = emit
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.info = check(config)
         if checkpoint is None:
-            self.loop = TrainLoop(config, self.info, self.device)
+            self.loop = TrainLoop(config, self.info, self.device, initial)
         else:
             self.loop = TrainLoop.restore(config, self.info, self.device, checkpoint["loop"])
         self.layers = layer_infos(self.loop.model, self.info)

@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .data import Tensors, augment_shift, balanced_subset, to_tensors
 from .datasets import DatasetInfo, get_dataset
 from .models import INIT_SCALES, build_model, init_weights
+from .transfer import Fit, check_freeze, fit, trainable
 
 # Each optimizer's settings besides lr and weight decay: one place, which the page reads (boot data
 # `optimizers`) to work an update out with the same numbers. PyTorch's defaults for Adam; 0.9, the usual
@@ -43,13 +44,19 @@ class Diverged(Exception):
 class TrainLoop:
     """A model, its optimizer and generator, and where in the data the run is."""
 
-    def __init__(self, config: TrainConfig, info: DatasetInfo, device: torch.device) -> None:
+    def __init__(self, config: TrainConfig, info: DatasetInfo, device: torch.device,
+                 initial: dict[str, torch.Tensor] | None = None) -> None:
+        """`initial`: the whole model's state at step 0, for a run that starts from another's weights (its
+        start record, transfer.py); the random draws happen all the same, so the generator's state after them,
+        and with it the order of the images, is the same as a run from scratch's."""
         self.config = config
         self.info = info
         self.device = device
         self.generator = torch.Generator().manual_seed(config.seed)
         self.model = build_model(config.model, info.channels, info.size, len(info.classes), config.dropout)
         init_weights(self.model, self.generator, INIT_SCALES[config.init])
+        if initial is not None:
+            self.model.load_state_dict(initial)
         self.model.to(device)
         self.optimizer = self._optimizer()
         self.train_count = train_count(config, info)
@@ -164,7 +171,7 @@ class TrainLoop:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
-        params = self.model.parameters()
+        params = trainable(self.model, cfg.freeze)  # a frozen layer's weights are not the optimizer's to move
         settings = OPTIMIZERS[cfg.optimizer]
         if cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=settings["betas"],
@@ -204,7 +211,7 @@ class TrainLoop:
         """A loop that goes on from `state` (which must hold the optimizer's state)."""
         if state.get("optimizer") is None:
             raise ValueError("This checkpoint holds the model only; training cannot go on from it.")
-        loop = cls(config, info, device)
+        loop = cls(config, info, device)  # its random start is overwritten at once: no `initial` needed
         loop.model.load_state_dict(state["model"])
         loop.optimizer.load_state_dict(state["optimizer"])
         loop.generator.set_state(state["generator"])
@@ -246,3 +253,18 @@ def model_only(config: TrainConfig, info: DatasetInfo, state: dict[str, Any]) ->
     model.load_state_dict(state["model"])
     model.eval()
     return model
+
+
+def fine_tune_start(config: TrainConfig, info: DatasetInfo, source: dict[str, torch.Tensor],
+                    what: str) -> tuple[dict[str, torch.Tensor], Fit]:
+    """A fine-tuned run's whole model at step 0: its own random start (drawn from its seed, as any run's),
+    with every layer of `source` (named `what` in messages) that fits. ValueError with a sentence if nothing
+    fits, or `config.freeze` names a layer that would stay random."""
+    model = TrainLoop(config, info, torch.device("cpu")).model
+    fitted = fit(model, source, what)
+    if not fitted.taken:
+        first = fitted.fresh[0]
+        raise ValueError(f"Nothing of {what} fits a {config.model} model for {config.dataset}: {first.reason}. "
+                         "Start from a run of the same model.")
+    check_freeze(model, config.freeze, fitted)
+    return dict(_cpu_copy(model.state_dict())), fitted

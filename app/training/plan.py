@@ -9,7 +9,8 @@ from torch import nn
 from .config import TrainConfig
 from .datasets import DatasetInfo, get_dataset
 from .loop import train_count
-from .models import conv_layers, feature_shapes
+from .models import build_model, conv_layers, feature_shapes
+from .transfer import check_freeze
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ def check(config: TrainConfig) -> DatasetInfo:
         raise ValueError(f"probe_index {config.probe_index} is out of range: the {config.dataset} test set "
                          f"has {info.test_count} images (0-{info.test_count - 1}).")
     train_count(config, info)
+    if config.freeze and config.init_from is None:  # with a start, the fit is checked with the source's weights
+        check_freeze(build_model(config.model, info.channels, info.size, len(info.classes)), config.freeze, None)
     return info
 
 

@@ -61,6 +61,7 @@ class Recorder:
         self._last: dict[str, torch.Tensor] = {}  # elsewhere: copies of W a batch ago
         self._watch_weights()
         self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer, loop.config.init)
+        self._frozen = frozenset(loop.config.freeze)
 
     def batch(self, loss: float, elapsed: float) -> bool:
         """Record one batch's loss; take a snapshot if the cadence says so (True if it did)."""
@@ -70,6 +71,8 @@ class Recorder:
         self._unsent_steps.append(step)
         self._unsent_losses.append(loss)
         ratios = self._update_ratios()
+        if self._frozen:  # a frozen layer's steps are zero by design: no sign of a learning rate too small
+            ratios = {name: r for name, r in ratios.items() if name not in self._frozen}
         for warning in self.diagnosis.batch(step, loss, ratios, self._loop.lr):
             self._emit(warning)
         if len(self._unsent_steps) >= self.STEPS_FLUSH:

@@ -25,18 +25,20 @@ T = TypeVar("T")
 
 
 def state_at(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, Any] | None,
-             lr_changes: dict[int, float], threads: int | str | None = 1) -> dict[str, torch.Tensor]:
+             lr_changes: dict[int, float], threads: int | str | None = 1,
+             initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The model's state after `step` steps, trained from `start` (a checkpoint's loop part; None: step 0).
 
     `lr_changes`: the base learning rate a person set, by the step after which it applied. `threads`: the
     count the run trained on (its meta's `threads`); "adaptive" or None (a run from before counts were
-    recorded) replay on one.
+    recorded) replay on one. `initial`: the model at step 0 of a fine-tuned run (used when `start` is None).
     """
-    return replay(config, info, step, start, lr_changes, threads, _model_copy)
+    return replay(config, info, step, start, lr_changes, threads, _model_copy, initial)
 
 
 def replay(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, Any] | None,
-           lr_changes: dict[int, float], threads: int | str | None, then: Callable[[TrainLoop], T]) -> T:
+           lr_changes: dict[int, float], threads: int | str | None, then: Callable[[TrainLoop], T],
+           initial: dict[str, torch.Tensor] | None = None) -> T:
     """`then(loop)` for the loop replayed to `step` (its model, optimizer and place in the data, exactly as the
     run had them), on the replay's own thread: what `then` trains further is on the run's thread count too."""
     count = threads if isinstance(threads, int) and threads > 0 else 1
@@ -44,7 +46,7 @@ def replay(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, A
     # the caller's (a second pool in the process slows every training thread; threads.py). It inherits the
     # caller's priority, so a replay for a request still yields to training.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay") as pool:
-        return pool.submit(_replay, config, info, step, start, lr_changes, count, then).result()
+        return pool.submit(_replay, config, info, step, start, lr_changes, count, then, initial).result()
 
 
 def advance(loop: TrainLoop, step: int, lr_changes: dict[int, float]) -> None:
@@ -62,10 +64,12 @@ def _model_copy(loop: TrainLoop) -> dict[str, torch.Tensor]:
 
 
 def _replay(config: TrainConfig, info: DatasetInfo, step: int, start: dict[str, Any] | None,
-            lr_changes: dict[int, float], threads: int, then: Callable[[TrainLoop], T]) -> T:
+            lr_changes: dict[int, float], threads: int, then: Callable[[TrainLoop], T],
+            initial: dict[str, torch.Tensor] | None) -> T:
     torch.set_num_threads(threads)
     device = torch.device("cpu")
-    loop = TrainLoop(config, info, device) if start is None else TrainLoop.restore(config, info, device, start)
+    loop = TrainLoop(config, info, device, initial) if start is None else \
+        TrainLoop.restore(config, info, device, start)
     if loop.step_count > step:
         raise ValueError(f"the checkpoint is at step {loop.step_count}, after step {step}")
     advance(loop, step, lr_changes)

@@ -154,7 +154,7 @@ def test_the_protocol_lists_every_config_field_in_order_with_its_default() -> No
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
             if line.startswith("| `")]
     assert [row[0].strip("`") for row in rows] == list(RunConfig.model_fields)
-    defaults = RunConfig().model_dump()
+    defaults = RunConfig().model_dump(mode="json")
     for name, default, _bounds in rows:
         word = default.strip("`").split(" ")[0]
-        assert (json.loads(word) if re.match(r"[-\d]|true|false|null", word) else word) == defaults[name.strip("`")]
+        assert (json.loads(word) if re.match(r"[-\d\[]|true|false|null", word) else word) == defaults[name.strip("`")]
