@@ -61,6 +61,7 @@ class ModelOut(BaseModel):
     description: str
     parameters: int
     layers: list[ModelLayerOut]
+    freezable: list[str] = Field(description="its layers with parameters, in order: the names `freeze` takes")
 
 
 class SampledOut(BaseModel):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .. import __version__
 from ..schemas import DatasetOut, Health, ModelOut
+from ..training import transfer
 from ..training.datasets import DatasetInfo, get_dataset, list_datasets
 from ..training.datasets.registry import names as dataset_names
 from ..training.models import PresetInfo, build_model, conv_layers
@@ -58,7 +59,8 @@ def _model_out(preset: PresetInfo) -> ModelOut:
     layers = [{"name": c.name, "in_channels": c.conv.in_channels, "out_channels": c.conv.out_channels,
                "kernel": tuple(c.conv.kernel_size), "pool": c.pool_info()} for c in conv_layers(model)]
     return ModelOut(name=preset.name, title=preset.title, description=preset.description,
-                    parameters=sum(p.numel() for p in model.parameters()), layers=layers)
+                    parameters=sum(p.numel() for p in model.parameters()), layers=layers,
+                    freezable=transfer.layers(model))
 
 
 @router.get("/api/datasets/{name}/test/{index}.png", response_class=Response,

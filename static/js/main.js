@@ -9,6 +9,7 @@ import { ControlsView } from './views/controls.js';
 import { CurvesView } from './views/curves.js';
 import { FeatureMapsView } from './views/featuremaps.js';
 import { FiltersView } from './views/filters.js';
+import { FineTuneView } from './views/finetune.js';
 import { InspectView } from './views/inspect.js';
 import { KernelView } from './views/kernel.js';
 import { NoticeView } from './views/notice.js';
@@ -39,12 +40,13 @@ const inspect = new InspectView($('inspect'), ctx);
 const notice = new NoticeView($('notice'));
 const timeline = new TimelineView($('timeline'), ctx);
 const runs = new RunsView($('runs'), ctx);
+const finetune = new FineTuneView($('finetune'), ctx);
 const warnings = new WarningsView($('warnings'), ctx);
 
 const snapshotViews = [filters, detail, patches, probe, fmaps];
 // The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
 // notice keeps its sentence until read.
-const perRun = [controls, progress, ...snapshotViews, curves, ratios, timeline, warnings];
+const perRun = [controls, progress, ...snapshotViews, curves, ratios, timeline, warnings, finetune];
 
 store.on('reset', () => perRun.forEach((v) => v.reset()));
 // The stream brings 20-30 messages a second. The views follow it together, in one tick at most every
@@ -54,7 +56,7 @@ const STREAM_MS = 160;
 const changed = new Set();
 let lastStatus = null;
 const tick = throttle(() => {
-  if (changed.has('run')) [controls, progress, probe, inspect, warnings].forEach((v) => v.update(store));
+  if (changed.has('run')) [controls, progress, probe, inspect, warnings, finetune].forEach((v) => v.update(store));
   if (changed.has('run') && store.status !== lastStatus) {
     lastStatus = store.status;
     runs.update(store);
@@ -75,6 +77,7 @@ const chartTick = throttle(() => {
 }, CHART_MS);
 function showMoment() {
   snapshotViews.forEach((v) => v.update(store));
+  finetune.update(store); // from the moment shown
   inspect.update(store);
   curves.moment(store);
   ratios.moment(store);
@@ -142,4 +145,4 @@ if (wanted.run) {
 }
 followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, filters, detail, patches, probe, fmaps, curves, ratios, inspect, timeline, runs, warnings } };
+window.filterscope = { store, session, views: { controls, finetune, filters, detail, patches, probe, fmaps, curves, ratios, inspect, timeline, runs, warnings } };

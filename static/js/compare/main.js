@@ -11,7 +11,7 @@ import { NoticeView } from '../views/notice.js';
 import { CompareCharts } from './charts.js';
 import { CompareFilters } from './filters.js';
 import { CompareStore } from './store.js';
-import { CompareTable } from './table.js';
+import { CompareTable, showValue } from './table.js';
 
 const POLL_MS = 2000; // while a run trains: its curves, history and snapshots, fetched again
 const MAX_FRAMES = 600; // decoded frames kept (about 150 KB each once drawn)
@@ -52,7 +52,8 @@ function labels(runs, sweepField = null) {
   const fields = sweepField ? [sweepField] : Object.keys(runs[0]?.config ?? {}).filter(
     (f) => new Set(runs.map((r) => JSON.stringify(r.config[f]))).size > 1);
   for (const r of runs) {
-    const parts = fields.slice(0, 3).map((f) => `${f} ${r.config[f] ?? '–'}`);
+    const parts = fields.slice(0, 3).map((f) => (f === 'init_from' ? (r.config[f] ? 'pretrained' : 'from scratch')
+      : `${f} ${showValue(f, r.config[f])}`));
     r.label = parts.length ? parts.join(', ') : r.id;
   }
   return runs;

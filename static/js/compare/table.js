@@ -4,9 +4,12 @@
 import { fmt } from '../colormap.js';
 
 const FIELDS = ['dataset', 'model', 'optimizer', 'lr', 'lr_schedule', 'batch_size', 'epochs', 'weight_decay',
-  'dropout', 'augment', 'train_subset', 'init', 'seed', 'snapshot_every'];
+  'dropout', 'augment', 'train_subset', 'init', 'seed', 'snapshot_every', 'init_from', 'freeze'];
 
-function show(v) {
+/** A config value as a person reads it: a fine-tuning start as "run r1 @ snapshot 17", none as "random". */
+export function showValue(field, v) {
+  if (field === 'init_from') return v ? `run ${v.run}${v.seq === null || v.seq === undefined ? '' : ` @ snapshot ${v.seq}`}` : 'random';
+  if (field === 'freeze') return v?.length ? v.join(', ') : 'none';
   if (v === null || v === undefined) return '–';
   if (typeof v === 'number') return fmt(v);
   return String(v);
@@ -60,7 +63,7 @@ export class CompareTable {
     };
     for (const field of FIELDS) {
       const values = runs.map((r) => r.config[field]);
-      row(field, values.map(show), new Set(values.map((v) => JSON.stringify(v))).size > 1, `row-${field}`);
+      row(field, values.map((v) => showValue(field, v)), new Set(values.map((v) => JSON.stringify(v))).size > 1, `row-${field}`);
     }
     row('status', runs.map((r) => (r.status === 'queued' && r.queue_position ? `queued (${r.queue_position} in line)` : r.status)));
     row('best test accuracy', runs.map((r) => {

@@ -125,6 +125,14 @@ export class FiltersView {
         dims.textContent += ` · sampled: the first ${shape[0]} of ${sampled.filters} filters${channels}`;
       }
       title.append(' ', dims);
+      if (this.state?.run?.config?.freeze?.includes(layer.name)) {
+        const frozen = document.createElement('span');
+        frozen.className = 'frozen-badge';
+        frozen.dataset.testid = `frozen-${layer.name}`;
+        frozen.textContent = 'frozen';
+        frozen.title = 'left out of the optimizer: its weights stay exactly as they started';
+        title.append(' ', frozen);
+      }
       const exports = document.createElement('span');
       exports.className = 'exports';
       const gif = document.createElement('a');
@@ -227,7 +235,7 @@ export class FiltersView {
       if (mode === 'detects') {
         this.drawDetects(l, snap, show);
         for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
-        l.measures.textContent = this.measuresText(layer.measures);
+        l.measures.textContent = this.measuresText(layer.measures, layer.name);
         return;
       }
       l.bar.root.hidden = false;
@@ -245,7 +253,8 @@ export class FiltersView {
       }
       if (wantStart) {
         this.paintGrid(l, l.start, w0, startRange, scale === 'filter');
-        l.start.caption.textContent = 'W at step 0, its random start';
+        l.start.caption.textContent = this.state?.run?.transfer ? 'W at step 0, its pretrained start'
+          : 'W at step 0, its random start';
       }
       for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
       const barRange = onlyStart ? startRange : range;
@@ -254,7 +263,7 @@ export class FiltersView {
       const note = { filter: 'per filter', run: whole, moment: 'now', weight: "W's scale" }[scale];
       l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, per channel` : note);
       l.bar.root.title = SCALES[scale];
-      l.measures.textContent = this.measuresText(layer.measures);
+      l.measures.textContent = this.measuresText(layer.measures, layer.name);
     });
     const tell = mode === 'detects' ? (a, b) => this.showDetects(a, b) : (a, b) => this.showStats(a, b);
     if (this.hover) tell(...this.hover);
@@ -345,11 +354,19 @@ export class FiltersView {
     part.grid.commit();
   }
 
-  /** The layer's line: how far its filters are from their start, and how smooth they are. */
-  measuresText(m) {
+  /** The layer's line: how far its filters are from their start (a fine-tuned run's: the pretrained weights),
+   * and how smooth they are; a frozen layer says so, since it never moves. */
+  measuresText(m, name) {
     if (!m || m.moved === null) return '';
-    return `since step 0: ‖W − W₀‖ = ${fmt(m.moved)} × ‖W₀‖ · cosine to W₀ ${fmt(m.cosine_to_start)}`
-      + ` (1 = still its random start) · smoothness ${fmt(m.structure)} (noise ≈ 0, strokes and edges ≈ 0.5+)`;
+    const run = this.state?.run;
+    const smooth = `smoothness ${fmt(m.structure)} (noise ≈ 0, strokes and edges ≈ 0.5+)`;
+    if (run?.config?.freeze?.includes(name)) {
+      return `frozen: the optimizer does not move it, so it stays its ${run.transfer ? 'pretrained' : 'random'} start · ${smooth}`;
+    }
+    const since = run?.transfer ? 'since the pretrained start (step 0)' : 'since step 0';
+    const still = run?.transfer ? 'still the pretrained filter' : 'still its random start';
+    return `${since}: ‖W − W₀‖ = ${fmt(m.moved)} × ‖W₀‖ · cosine to W₀ ${fmt(m.cosine_to_start)}`
+      + ` (1 = ${still}) · ${smooth}`;
   }
 
   onHover(li, i) {

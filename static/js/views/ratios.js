@@ -30,8 +30,9 @@ function decades(u, axis, min, max) {
 /** Per layer of the moment shown, {name, state, text}: 'dead', 'silent', 'small', 'healthy' or 'large'. `ratio`: its
  * step size at that step (null: none yet); `silent`: of its `filters`, how many get no gradient in the snapshot (null
  * at step 0: no step); `died`: the run was told its ReLUs died at or before this step. */
-export function layerState(name, ratio, silent, filters, died, step) {
+export function layerState(name, ratio, silent, filters, died, step, frozen = false) {
   const at = `at step ${step}`;
+  if (frozen) return { name, state: 'frozen', text: `${name} frozen: the optimizer does not move it` };
   const decay = ratio > 0 && Number.isFinite(ratio) ? `; what moves it (${ratio.toExponential(1)} a step) is weight`
     + ' decay, not learning' : '';
   if (silent !== null && filters && (silent === filters || (died && silent > filters / 2))) {
@@ -89,6 +90,7 @@ export class RatiosView {
   }
 
   update(state) {
+    this.frozen = new Set(state.run?.config?.freeze ?? []); // their steps are zero: named so in the legend
     const { x, ratios } = state.steps;
     const names = Object.keys(ratios ?? {});
     if (x.length < this.seen || state.steps.cuts !== this.cuts || names.join() !== this.names.join()) {
@@ -129,7 +131,8 @@ export class RatiosView {
       const silent = snap.step > 0 && layer?.grad ? silentFilters(layer.grad) : null;
       const died = state.warnings.some((w) => w.kind === 'dead' && w.step <= snap.step);
       const ratio = at >= 0 ? this.series[name][at] ?? state.steps.ratios[name]?.[at] ?? null : null; // raw 0 or NaN
-      return layerState(name, ratio, silent, layer?.grad?.shape[0] ?? 0, died, snap.step);
+      const frozen = Boolean(state.run?.config?.freeze?.includes(name));
+      return layerState(name, ratio, silent, layer?.grad?.shape[0] ?? 0, died, snap.step, frozen);
     });
     const key = this.states.map((s) => s.text).join('|');
     if (key === this.stateKey) return;
@@ -175,7 +178,7 @@ export class RatiosView {
         },
       ],
       series: [{ label: 'step' }, ...this.names.map((name, i) => ({
-        label: name, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false }, value: exp,
+        label: this.frozen?.has(name) ? `${name} (frozen)` : name, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false }, value: exp,
       }))],
     }, [[], ...this.names.map(() => [])], this.box);
   }
