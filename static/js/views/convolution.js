@@ -33,6 +33,7 @@ export class ConvolutionView {
   reset() {
     this.root.replaceChildren();
     this.shownKey = null;
+    this.forwardKey = null;
     this.source.reset();
   }
 
@@ -42,17 +43,25 @@ export class ConvolutionView {
     if (!runId) return;
     const path = workedPath('convolution', runId, snap.seq, layer.name, filter, pixel);
     const answer = this.source.get(path);
-    const key = `${path}:${data.channel}:${data.entry}:${answer ? 'a' : '-'}`;
+    const forwardKey = `${path}:${data.channel}:${answer ? 'a' : '-'}`;
+    const key = `${forwardKey}:${data.entry}`;
     if (key === this.shownKey) return;
     this.shownKey = key;
-    if (!answer) {
-      this.root.replaceChildren(para(`Working out ${layer.name}'s filter #${filter} on the probe at step ${snap.step}…`,
-        'hint'));
-    } else if (answer.error) {
-      this.root.replaceChildren(para(answer.error, 'hint'));
-    } else {
-      this.root.replaceChildren(...this.forward(data, answer.body), ...this.backward(data, answer.body));
+    if (!answer || answer.error) {
+      this.forwardKey = null;
+      this.root.replaceChildren(para(answer?.error
+        ?? `Working out ${layer.name}'s filter #${filter} on the probe at step ${snap.step}…`, 'hint'));
+      return;
     }
+    // Another kernel entry changes only the backward part: the forward part (the map a person clicks) stays.
+    if (forwardKey !== this.forwardKey) {
+      this.forwardKey = forwardKey;
+      this.forwardPart = document.createElement('div');
+      this.backwardPart = document.createElement('div');
+      this.forwardPart.append(...this.forward(data, answer.body));
+      this.root.replaceChildren(this.forwardPart, this.backwardPart);
+    }
+    this.backwardPart.replaceChildren(...this.backward(data, answer.body));
   }
 
   forward(data, a) {
