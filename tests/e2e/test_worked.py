@@ -55,6 +55,9 @@ def number(page: Any, testid: str) -> float:
 def test_a_clicked_pixel_is_worked_forward_and_backward(page: Any, server: str) -> None:
     run = finished(server)
     page.goto(f"/?run={run['id']}&step=7&filter=conv1.2")
+    # The URL's moment is sought once the snapshot list is in; until then the page may show the newest one
+    # (and work the convolution out there), so the map to click is step 7's only from then on.
+    page.wait_for_function("() => window.filterscope.store.snapshot?.step === 7")
     conv_map = page.get_by_test_id("conv-map")
     expect(conv_map).to_be_visible()
     conv_map.scroll_into_view_if_needed()
