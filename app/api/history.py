@@ -86,6 +86,17 @@ async def filter_trajectory(run: RunDep, runs: ManagerDep, exports: ExportsDep, 
         raise HTTPException(404, str(exc)) from None
 
 
+@router.get("/{run_id}/measures", responses={200: {"content": {"application/json": {}}},
+                                             404: {"description": "Unknown run, or no snapshot yet"}, **BUSY})
+async def measures(run: RunDep, runs: ManagerDep, exports: ExportsDep, request: Request) -> Response:
+    """How far each conv layer has moved from its start (step 0, or a fine-tuned run's pretrained weights),
+    per snapshot: `{seq, step, epoch: [...], layers: {name: {moved, cosine_to_start, structure: [...]}}}`."""
+    try:
+        return await send_export(run, runs, exports, request, Export("measures"), "application/json")
+    except NothingToExport as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
 @router.get("/{run_id}/export/filters.gif", response_class=Response,
             responses={200: {"content": {"image/gif": {}}}, 404: {"description": "Unknown run or layer"}, **BUSY})
 async def export_gif(run: RunDep, runs: ManagerDep, exports: ExportsDep, request: Request,

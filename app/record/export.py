@@ -182,3 +182,23 @@ def filters_gif(frames: Iterable[tuple[int, bytes]], layer: str, frame_ms: int =
     buf = io.BytesIO()
     write_gif([every[i] for i in sampled(len(every))], layer, buf, frame_ms)
     return buf.getvalue()
+
+
+def measures_json(frames: Iterable[tuple[int, bytes]]) -> bytes:
+    """Every snapshot's measures per conv layer, how far from its start (step 0: random, or a fine-tuned run's
+    pretrained weights) and how smooth, as one JSON document: {seq, step, epoch: [...], layers: {name:
+    {moved, cosine_to_start, structure: [...]}}} (docs/protocol.md); the frames' headers alone are read."""
+    out: dict[str, Any] = {"seq": [], "step": [], "epoch": [], "layers": {}}
+    for _seq, data in frames:
+        header, _ = _parse(data)
+        for key in ("seq", "step", "epoch"):
+            out[key].append(header[key])
+        n = len(out["seq"])
+        for layer in header["layers"]:
+            series = out["layers"].setdefault(layer["name"], {k: [] for k in ("moved", "cosine_to_start", "structure")})
+            for key, values in series.items():
+                values.extend([None] * (n - 1 - len(values)))  # a layer missing from earlier frames
+                values.append(layer.get("measures", {}).get(key))
+    if not out["seq"]:
+        raise NothingToExport("This run has no snapshot yet.")
+    return json.dumps(out, separators=(",", ":")).encode()

@@ -139,6 +139,7 @@ export const api = {
   },
   sweep: (id) => request('GET', `/api/sweeps/${encodeURIComponent(id)}`),
   steps: (id) => request('GET', `${run(id)}/steps`),
+  measures: (id) => request('GET', `${run(id)}/measures`),
   match: (a, b, layer, seqA, seqB) => request('GET', `/api/compare/match?${new URLSearchParams({
     a, b, layer, seq_a: String(seqA), seq_b: String(seqB) })}`),
   /** What each filter of `layer` detects at snapshot `seq` (TopLayerOut). */

@@ -12,6 +12,7 @@ import { FiltersView } from './views/filters.js';
 import { FineTuneView } from './views/finetune.js';
 import { InspectView } from './views/inspect.js';
 import { KernelView } from './views/kernel.js';
+import { MovedView } from './views/moved.js';
 import { NoticeView } from './views/notice.js';
 import { PatchesView } from './views/patches.js';
 import { ProbeView } from './views/probe.js';
@@ -36,6 +37,7 @@ const probe = new ProbeView($('probe'), ctx);
 const fmaps = new FeatureMapsView($('featuremaps'), ctx);
 const curves = new CurvesView($('curves'));
 const ratios = new RatiosView($('curves'));
+const moved = new MovedView($('curves'), ctx);
 const inspect = new InspectView($('inspect'), ctx);
 const notice = new NoticeView($('notice'));
 const timeline = new TimelineView($('timeline'), ctx);
@@ -46,7 +48,7 @@ const warnings = new WarningsView($('warnings'), ctx);
 const snapshotViews = [filters, detail, patches, probe, fmaps];
 // The inspector keeps its upload across a reconnect (it resets itself when the run changes); the
 // notice keeps its sentence until read.
-const perRun = [controls, progress, ...snapshotViews, curves, ratios, timeline, warnings, finetune];
+const perRun = [controls, progress, ...snapshotViews, curves, ratios, moved, timeline, warnings, finetune];
 
 store.on('reset', () => perRun.forEach((v) => v.reset()));
 // The stream brings 20-30 messages a second. The views follow it together, in one tick at most every
@@ -64,8 +66,12 @@ const tick = throttle(() => {
   }
   if (changed.has('steps') || changed.has('epoch')) chartTick();
   if (changed.has('epoch')) inspect.update(store);
-  if (changed.has('snapshot')) showMoment();
+  if (changed.has('snapshot')) {
+    moved.frame(store.head);
+    showMoment();
+  }
   if (changed.has('timeline')) timeline.update(store);
+  if (changed.has('run') || changed.has('timeline')) moved.update(store);
   changed.clear();
 }, STREAM_MS);
 // The two charts are the page's largest canvases: redrawn at most every CHART_MS while the stream flows (a
@@ -81,6 +87,7 @@ function showMoment() {
   inspect.update(store);
   curves.moment(store);
   ratios.moment(store);
+  moved.moment(store);
 }
 for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
   store.on(type, () => {
@@ -145,4 +152,4 @@ if (wanted.run) {
 }
 followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, finetune, filters, detail, patches, probe, fmaps, curves, ratios, inspect, timeline, runs, warnings } };
+window.filterscope = { store, session, views: { controls, finetune, filters, detail, patches, probe, fmaps, curves, ratios, moved, inspect, timeline, runs, warnings } };

@@ -51,6 +51,16 @@ def test_a_fine_tuned_run_starts_from_the_snapshot_and_keeps_it_when_the_source_
     for ref in refs:
         assert np.array_equal(weights(client, tuned["id"], ref["seq"])["conv1"], start["conv1"]), ref  # frozen
     assert not np.array_equal(weights(client, tuned["id"], refs[-1]["seq"])["conv2"], start["conv2"])
+    # How far each layer moved from the pretrained start, snapshot by snapshot: a frozen layer not at all.
+    moved = client.get(f"/api/runs/{tuned['id']}/measures").json()
+    assert moved["seq"] == [r["seq"] for r in refs] and moved["step"] == [r["step"] for r in refs]
+    assert set(moved["layers"]) == {"conv1", "conv2"}
+    assert moved["layers"]["conv1"]["moved"] == [0.0] * len(refs)
+    assert moved["layers"]["conv1"]["cosine_to_start"] == [1.0] * len(refs)
+    conv2 = moved["layers"]["conv2"]["moved"]
+    assert conv2[0] == 0.0 and conv2[-1] > 0.01
+    last_frame = decode_frame(client.get(f"/api/runs/{tuned['id']}/snapshots/{refs[-1]['seq']}").content)[0]
+    assert conv2[-1] == last_frame["layers"][1]["measures"]["moved"]  # the frame's own figure, as sent
 
     png = client.get("/api/datasets/shapes/test/3.png").content
     early = {seq: inspect_probs(client, tuned["id"], seq, png) for seq in (0, 3)}  # step 0 and a replay from it

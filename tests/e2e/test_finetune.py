@@ -15,6 +15,8 @@ from tests.e2e.conftest import http_json
 
 pytestmark = pytest.mark.e2e
 
+# A finished run shown as it ended: not walking through its start in slow motion.
+SETTLED = "() => window.filterscope.store.status === 'finished' && window.filterscope.store.slow === null"
 SOURCE = {"dataset": "fashion-mnist", "model": "tiny", "epochs": 2, "train_subset": 2000, "seed": 1}
 
 
@@ -31,7 +33,7 @@ def finished_source(base: str) -> str:
 def test_fine_tune_from_here_then_pretrained_vs_scratch(page: Any, ui: Any, server: str) -> None:
     source = finished_source(server)
     page.goto(f"/?run={source}")
-    page.wait_for_function("() => window.filterscope.store.status === 'finished' && window.filterscope.store.slow === null")
+    page.wait_for_function(SETTLED)
     expect(page.get_by_test_id("finetune-from")).to_contain_text(f"From run {source} (tiny on fashion-mnist)")
     expect(page.get_by_test_id("finetune-dataset")).to_have_value("mnist")  # another data set of one channel
     page.get_by_test_id("finetune-epochs").fill("2")
@@ -42,8 +44,7 @@ def test_fine_tune_from_here_then_pretrained_vs_scratch(page: Any, ui: Any, serv
     origin = page.get_by_test_id("transfer-origin")
     expect(origin).to_contain_text(f"Fine-tuned from run {source} (tiny on fashion-mnist)")
     expect(origin).to_contain_text("conv1, conv2, fc1, out start with its weights; frozen: conv1")
-    page.wait_for_function("() => window.filterscope.store.status === 'finished' && window.filterscope.store.slow === null",
-                           timeout=120_000)
+    page.wait_for_function(SETTLED, timeout=120_000)
     run = ui.http_run(tuned)
     assert run["config"]["dataset"] == "mnist" and run["config"]["train_subset"] == 300
     assert run["config"]["init_from"]["run"] == source and run["config"]["freeze"] == ["conv1"]
@@ -52,6 +53,13 @@ def test_fine_tune_from_here_then_pretrained_vs_scratch(page: Any, ui: Any, serv
     expect(page.get_by_test_id("measures-conv1")).to_contain_text("frozen: the optimizer does not move it")
     expect(page.get_by_test_id("measures-conv2")).to_contain_text("since the pretrained start (step 0)")
     expect(page.get_by_test_id("ratio-state")).to_contain_text("conv1 frozen")
+    # How far each layer moved from the pretrained start: conv1 not at all, conv2 away from it, at every moment.
+    summary = page.get_by_test_id("moved-summary")
+    expect(summary).to_contain_text("from the pretrained start: conv1 0.0 (frozen) · conv2")
+    page.wait_for_function("() => window.filterscope.views.moved.points.size === window.filterscope.store.index.length")
+    moved = page.evaluate("[...window.filterscope.views.moved.points.values()]"
+                          ".map((p) => [p.moved.conv1, p.moved.conv2])")
+    assert all(c1 == 0 for c1, _ in moved) and max(c2 for _, c2 in moved) > 0.01
     # What the page holds: conv1 at the end is conv1 at step 0, entry for entry; conv2 has moved.
     same = page.evaluate("""() => {
         const s = window.filterscope.store, a = s.first.layers, b = s.snapshot.layers;
