@@ -12,5 +12,6 @@ setup(
         "filterscope.static": ["**/*"],
         "filterscope.templates": ["*.html"],
         "filterscope.training.datasets": ["data/*.npz", "data/*.md"],
+        "filterscope.record": ["data/*.sqlite"],
     },
 )

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # When set, creating a run needs `Authorization: Bearer <server_token>`; `serve` makes one up and prints
     # it when bound to anything but loopback (as Jupyter does), since then the whole network can reach it.
     server_token: str = ""
+    # Add the run filterscope ships (tiny pretrained on Fashion-MNIST, record/bundle.py) to the data directory
+    # once, so a fresh install has a start to fine-tune from; deleting it is for good. 3 MB on disk.
+    pretrained: bool = True
     # Snapshots a slow client may have queued before older ones are skipped (the newest always survives).
     client_max_snapshots: int = Field(2, ge=1)
     # Undroppable messages (steps, epochs, status) a stuck client may pile up before it is cut off.

@@ -17,7 +17,8 @@ from .api import analysis, compare, errors, history, inspect, meta, pages, runs,
 from .api import datasets as own_datasets
 from .api.guard import Guard
 from .config import Settings, get_settings
-from .paths import STATIC
+from .paths import PRETRAINED, STATIC
+from .record.bundle import seed
 from .record.lease import server_lock
 from .record.store import Damaged, Store
 from .record.writer import StorageFailed
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except BaseException:
             lock.release()
             raise
+        if settings.pretrained:  # before the runs are read: the shipped start is listed like any run
+            await asyncio.to_thread(seed, store, PRETRAINED, "pretrained")
         # A person's own data sets, imported earlier, before the runs that trained on them come back.
         own = await asyncio.to_thread(uploaded.load_all, settings.data_dir)
         manager = await asyncio.to_thread(

@@ -64,6 +64,9 @@ def _session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     """No test ever writes to the person's own run store: a session-wide one for long-lived fixtures..."""
     previous = os.environ.get("FILTERSCOPE_DATA_DIR")
     os.environ["FILTERSCOPE_DATA_DIR"] = str(tmp_path_factory.mktemp("session-runs"))
+    # Servers the tests start (in process or not) hold only the runs the tests make; the shipped pretrained run
+    # is added where a test asks for it (tests/api/test_pretrained.py).
+    os.environ["FILTERSCOPE_PRETRAINED"] = "0"
     yield
     if previous is None:
         os.environ.pop("FILTERSCOPE_DATA_DIR", None)

@@ -3,6 +3,7 @@ its templates and data sets, and `import filterscope` leaves a person's own `app
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -59,6 +60,9 @@ def test_the_wheel_serves_the_page_and_leaves_a_persons_app_package_alone(tmp_pa
         assert "mnist" in datasets and "fashion-mnist" in datasets
         digit = urllib.request.urlopen(f"{base}/api/datasets/mnist/test/0.png", timeout=10).read()
         assert digit.startswith(b"\x89PNG")  # the data set's own images, read from inside the package
+        runs = json.loads(urllib.request.urlopen(f"{base}/api/runs", timeout=10).read())
+        assert [(r["config"]["model"], r["config"]["dataset"], r["status"]) for r in runs] == [
+            ("tiny", "fashion-mnist", "finished")]  # the pretrained start, shipped inside the wheel
     finally:
         server.terminate()
         server.wait(timeout=30)

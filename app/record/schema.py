@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS sweeps (
     created_at REAL NOT NULL,
     body TEXT NOT NULL             -- {"field", "values", "base", "runs"}: one run per value, in order (JSON)
 );
+CREATE TABLE IF NOT EXISTS seeded (
+    name TEXT PRIMARY KEY,         -- a run shipped with filterscope (record/bundle.py), added once, never again
+    run_id TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS analyses (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,          -- the snapshot whose weights it analysed (step 0 and every epoch end)
