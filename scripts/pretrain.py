@@ -3,7 +3,7 @@
 Usage:
     python scripts/pretrain.py            # writes app/record/data/pretrained.sqlite (about 15 s here)
 
-The run is `tiny` (the default model: conv 8@5x5, conv 16@5x5) trained 5 epochs on Fashion-MNIST, the harder
+The run is `tiny` (the default model: conv 8@5x5, conv 32@5x5) trained 5 epochs on Fashion-MNIST, the harder
 of the shipped sets of real pictures, with the defaults otherwise (87 % test accuracy): seed 0 and one torch
 thread, so the same torch on the same kind of CPU trains the same weights bit for bit. `tiny` rather than
 `classic`: a `classic` frame is 260 KB against 40 KB, and its run would ship 12 MB instead of 3. It is trained by
