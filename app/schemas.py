@@ -39,6 +39,13 @@ class DatasetOut(BaseModel):
     source: Literal["shipped", "uploaded"] = "shipped"  # uploaded: a person's own folder, DELETE removes it
 
 
+class LabelsOut(BaseModel):
+    """A data set's class names and the class of each test image (an index into `classes`)."""
+
+    classes: list[str]
+    test: list[int]
+
+
 class PoolOut(BaseModel):
     kind: Literal["max", "avg"]
     size: int
@@ -208,6 +215,8 @@ class InputOut(BaseModel):
     shape: list[int]
     inverted: bool = Field(description="dark-on-light input was inverted to match the training data")
     original_size: tuple[int, int] = Field(description="(width, height) after EXIF rotation")
+    colour: bool = Field(False, description="the upload has colour, and the model sees it in grey (a model of "
+                         "one channel); false for a colour model")
     png: str = Field(description="the preprocessed input as the model saw it, base64 PNG")
 
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from ..training.datasets import get_info, uploaded
+from ..training.datasets import get_dataset, get_info, uploaded
 from .deps import CreatorDep, ManagerDep, SettingsDep
 from .uploads import TooLarge, counted
 
 router = APIRouter(tags=["datasets"])
 
+EXAMPLES = 4  # test images shown per class after an import: enough to see that the classes are what was meant
 STATUS = {"too_large": 413, "taken": 409, "not_a_zip": 415}  # every other refusal is 422
 
 UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -50,6 +52,8 @@ class ImportOut(BaseModel):
     test_per_class: dict[str, int]
     skipped: dict[str, int] = Field(description="files left out, counted by reason (not an image, unreadable, ...)")
     skipped_examples: list[str] = Field(description="the first few files left out, each with its reason")
+    examples: dict[str, list[int]] = Field(description="per class, the first few of its test images (indices for "
+                                           "GET /api/datasets/{name}/test/{index}.png)")
 
 
 def imported(app: FastAPI) -> list[str]:
@@ -112,10 +116,12 @@ async def add_dataset(request: Request, settings: SettingsDep, _creator: Creator
             await form.close()
     imported(request.app).append(name)
     info = result.info
+    data = await run_in_threadpool(get_dataset, name)
+    examples = {c: [int(i) for i in np.flatnonzero(data.y_test == k)[:EXAMPLES]] for k, c in enumerate(info.classes)}
     return ImportOut(name=info.name, classes=list(info.classes), channels=info.channels, size=info.size,
                      train_count=info.train_count, test_count=info.test_count,
                      train_per_class=result.train_per_class, test_per_class=result.test_per_class,
-                     skipped=result.skipped, skipped_examples=result.skipped_examples)
+                     skipped=result.skipped, skipped_examples=result.skipped_examples, examples=examples)
 
 
 @router.delete("/api/datasets/{name}", status_code=204, response_class=Response,

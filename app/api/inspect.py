@@ -77,7 +77,7 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, lanes: L
     return InspectOut(
         snapshot=SnapshotRef(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end),
         input=InputOut(shape=list(prepared.pixels.shape), inverted=prepared.inverted,
-                       original_size=prepared.original_size,
+                       original_size=prepared.original_size, colour=prepared.colour,
                        png=base64.b64encode(png_bytes(prepared.pixels)).decode()),
         prediction=PredictionOut(index=best, name=info.classes[best], probabilities=[float(p) for p in probs]),
         classes=list(info.classes),

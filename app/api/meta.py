@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
 from .. import __version__
-from ..schemas import DatasetOut, Health, ModelOut
+from ..schemas import DatasetOut, Health, LabelsOut, ModelOut
 from ..training import transfer
 from ..training.datasets import DatasetInfo, get_dataset, list_datasets
 from ..training.datasets.registry import names as dataset_names
@@ -87,6 +87,14 @@ async def test_pixels(name: str) -> Response:
     pixels = np.ascontiguousarray(data.x_test, dtype=np.uint8)
     return Response(pixels.tobytes(), media_type="application/octet-stream",
                     headers={"Cache-Control": "public, max-age=86400", "X-Shape": ",".join(map(str, pixels.shape))})
+
+
+@router.get("/api/datasets/{name}/labels", responses={404: {"description": "No such data set"}})
+async def test_labels(name: str) -> LabelsOut:
+    """The class of every test image, in order: the probe strip names what each image shows."""
+    _known_dataset(name)
+    data = await run_in_threadpool(get_dataset, name)
+    return LabelsOut(classes=list(data.info.classes), test=[int(y) for y in data.y_test])
 
 
 def _known_dataset(name: str) -> None:

@@ -61,6 +61,7 @@ class Prepared:
     pixels: np.ndarray  # (C, H, W) uint8, read-only: the model's input before normalisation
     inverted: bool  # dark-on-light was turned into light-on-dark to match the data set
     original_size: tuple[int, int]  # (width, height) after EXIF orientation
+    colour: bool = False  # the upload has colour that a model of grey images does not see
 
     def normalised(self, info: DatasetInfo) -> np.ndarray:
         """The pixels as the model's input: (C, H, W) float32, (x / 255 - mean) / std per channel."""
@@ -79,6 +80,7 @@ def prepare(data: bytes, info: DatasetInfo, *, max_pixels: int = 40_000_000) -> 
     im = _open(data, max_pixels)
     width, height = im.size  # as declared: a JPEG may be decoded smaller
     target = "L" if info.channels == 1 or info.kind == "digits" else "RGB"
+    colour = target == "L" and im.mode not in _GREY_MODES and _has_colour(data, max_pixels)
     im, turned = _orient(_load(im, target, max_pixels))
     original_size = (height, width) if turned else (width, height)
     im = _to_8bit(im)
@@ -96,7 +98,22 @@ def prepare(data: bytes, info: DatasetInfo, *, max_pixels: int = 40_000_000) -> 
         may_invert = info.kind == "objects" or info.channels == 1
         pixels, inverted = _fit(seen, info.size, may_invert, pad_with_background=info.kind == "objects")
     pixels.setflags(write=False)
-    return Prepared(pixels=pixels, inverted=inverted, original_size=original_size)
+    return Prepared(pixels=pixels, inverted=inverted, original_size=original_size, colour=colour)
+
+
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+# A pixel is coloured when its channels differ by more than this (of 255): JPEG's chroma noise on a grey
+# picture stays well below it. A picture is in colour when more than 5 % of its pixels are.
+_CHROMA = 24
+
+
+def _has_colour(data: bytes, max_pixels: int) -> bool:
+    """Whether the picture shows colour: a small RGB copy, decoded apart from the grey one the model sees."""
+    im = _to_8bit(_orient(_load(_open(data, max_pixels), "RGB", max_pixels))[0]).convert("RGB")
+    im.thumbnail((64, 64))
+    rgb = np.asarray(im, dtype=np.int16)  # (H, W, 3)
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return bool(np.mean(spread > _CHROMA) > 0.05)
 
 
 # --- decoding -----------------------------------------------------------------------------------

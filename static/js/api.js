@@ -138,6 +138,17 @@ export const api = {
     return created;
   },
   sweep: (id) => request('GET', `/api/sweeps/${encodeURIComponent(id)}`),
+  datasets: () => request('GET', '/api/datasets'),
+  /** The class of every test image of a data set: {classes, test}. */
+  labels: (name) => request('GET', `/api/datasets/${encodeURIComponent(name)}/labels`),
+  /** Import a zip (a Blob) of one folder per class as data set `name` (ImportOut). */
+  importDataset(zip, fileName, fields) {
+    const form = new FormData();
+    form.append('file', zip, fileName);
+    for (const [key, value] of Object.entries(fields)) if (value !== '' && value !== null) form.append(key, String(value));
+    return request('POST', '/api/datasets', { form, token: tokens.server() });
+  },
+  deleteDataset: (name) => request('DELETE', `/api/datasets/${encodeURIComponent(name)}`, { token: tokens.server() }),
   steps: (id) => request('GET', `${run(id)}/steps`),
   measures: (id) => request('GET', `${run(id)}/measures`),
   match: (a, b, layer, seqA, seqB) => request('GET', `/api/compare/match?${new URLSearchParams({

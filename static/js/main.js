@@ -14,6 +14,7 @@ import { InspectView } from './views/inspect.js';
 import { KernelView } from './views/kernel.js';
 import { MovedView } from './views/moved.js';
 import { NoticeView } from './views/notice.js';
+import { OwnImagesView } from './views/ownimages.js';
 import { PatchesView } from './views/patches.js';
 import { ProbeView } from './views/probe.js';
 import { ProgressView } from './views/progress.js';
@@ -39,6 +40,7 @@ const curves = new CurvesView($('curves'));
 const ratios = new RatiosView($('curves'));
 const moved = new MovedView($('curves'), ctx);
 const inspect = new InspectView($('inspect'), ctx);
+const ownImages = new OwnImagesView($('own-images'), ctx);
 const notice = new NoticeView($('notice'));
 const timeline = new TimelineView($('timeline'), ctx);
 const runs = new RunsView($('runs'), ctx);
@@ -51,6 +53,8 @@ const snapshotViews = [filters, detail, patches, probe, fmaps];
 const perRun = [controls, progress, ...snapshotViews, curves, ratios, moved, timeline, warnings, finetune];
 
 store.on('reset', () => perRun.forEach((v) => v.reset()));
+store.on('datasets', (list) => { controls.datasets(list); finetune.datasets(list); });
+store.on('usedataset', (name) => controls.useDataset(name));
 // The stream brings 20-30 messages a second. The views follow it together, in one tick at most every
 // STREAM_MS, so the browser lays out and paints the page ~6 times a second instead of at every message: live
 // to the eye, and a small share of the cores training shares with it (see throttle in frame.js).
@@ -152,4 +156,4 @@ if (wanted.run) {
 }
 followUrl(store);
 // For the console and the e2e tests.
-window.filterscope = { store, session, views: { controls, finetune, filters, detail, patches, probe, fmaps, curves, ratios, moved, inspect, timeline, runs, warnings } };
+window.filterscope = { store, session, views: { controls, finetune, filters, detail, patches, probe, fmaps, curves, ratios, moved, inspect, ownImages, timeline, runs, warnings } };

@@ -76,7 +76,8 @@ export class FrameCache {
  * 'steps' (losses, update ratios, learning-rate changes), 'epoch', 'warning', 'snapshot' (the moment shown
  * changed), 'timeline' (snapshots known, the cursor, playing), 'view' (W/dW/ΔW/detects, scaling, selection),
  * 'connection', 'notice', 'analyses' (a snapshot has a filter analysis), 'analysis' (one was fetched, or the
- * test images it is cut from), 'filterhistory' (a filter's history over the run arrived).
+ * test images it is cut from), 'filterhistory' (a filter's history over the run arrived), 'datasets' (one was
+ * imported or deleted), 'usedataset' (a person chose one to train on).
  */
 export class Store extends Emitter {
   constructor(boot) {
@@ -122,6 +123,15 @@ export class Store extends Emitter {
   }
 
   dataset(name) { return this.boot.datasets.find((d) => d.name === name) ?? null; }
+
+  /** The data sets the server offers changed (a person imported or deleted one): GET /api/datasets's list. */
+  setDatasets(list) {
+    this.boot.datasets = list;
+    this.emit('datasets', list);
+  }
+
+  /** A person chose data set `name` to train on next (the run form follows). */
+  useDataset(name) { this.emit('usedataset', name); }
 
   /** The socket's hello: the full run with its history; everything before it is dropped. `slow`: the page may
    * show the run's start slowly (not when a moment was asked for); it does when the setting is on and the run

@@ -90,6 +90,13 @@ def test_a_zip_becomes_a_data_set_listed_as_uploaded(data_dir: Path) -> None:
         assert listed["pets"]["train_count"] == 16 and listed["pets"]["test_count"] == 4
         assert client.get("/healthz").status_code == 200
         assert client.get("/api/datasets/pets/test/0.png").status_code == 200
+        # The page shows each class with its first test pictures, and names every test picture's class.
+        labels = client.get("/api/datasets/pets/labels").json()
+        assert labels["classes"] == ["circles", "squares"] and sorted(labels["test"]) == [0, 0, 1, 1]
+        for k, c in enumerate(labels["classes"]):
+            assert body["examples"][c] == [i for i, y in enumerate(labels["test"]) if y == k]
+            assert client.get(f"/api/datasets/pets/test/{body['examples'][c][0]}.png").headers["x-label"] == str(k)
+        assert client.get("/api/datasets/nope/labels").status_code == 404
         assert '"pets"' in client.get("/").text  # the run form's Data set menu offers it on the next page load
     data = get_dataset("pets") if "pets" in dataset_names() else None
     assert data is None  # the app's shutdown forgot it: the registry is per process, the folder stays

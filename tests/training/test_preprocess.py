@@ -403,3 +403,17 @@ def test_normalised_applies_the_data_sets_statistics() -> None:
     assert np.allclose(x, (1.0 - 0.5) / 0.25)
     with pytest.raises(ValueError):
         prepared.normalised(COLOUR)
+
+
+def test_colour_is_noticed_where_a_grey_model_cannot_see_it() -> None:
+    """A colour photo on a grey model is said to be in colour; grey pictures (a grey JPEG's chroma noise
+    included) and any picture on a colour model are not."""
+    photo = Image.new("RGB", (200, 150), (30, 120, 200))
+    ImageDraw.Draw(photo).ellipse((40, 30, 160, 120), fill=(220, 60, 40))
+    grey_rgb = Image.new("RGB", (200, 150), (90, 90, 90))
+    ImageDraw.Draw(grey_rgb).ellipse((40, 30, 160, 120), fill=(230, 230, 230))
+    assert prepare(_encode(photo, "JPEG"), DIGITS).colour
+    assert prepare(_encode(photo, "PNG"), OBJECTS).colour
+    assert not prepare(_encode(photo, "PNG"), COLOUR).colour  # a colour model sees the colour
+    assert not prepare(_encode(grey_rgb, "JPEG", quality=60), DIGITS).colour
+    assert not prepare(_encode(photo.convert("L"), "PNG"), DIGITS).colour

@@ -65,6 +65,23 @@ export class ControlsView {
     this.shownKey = null;
   }
 
+  /** The data sets offered changed (one imported or deleted): the form's choices follow, its value kept. */
+  datasets(list) {
+    const select = this.form.elements.dataset;
+    const value = select.value;
+    select.replaceChildren(...list.map((d) => new Option(d.title ?? d.name, d.name)));
+    if (list.some((d) => d.name === value)) select.value = value;
+  }
+
+  /** Train on data set `name` next: chosen in the form, which comes into view. */
+  useDataset(name) {
+    const select = this.form.elements.dataset;
+    select.value = name;
+    this.clearField('dataset');
+    select.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    select.focus({ preventScroll: true });
+  }
+
   /** The form as a run config, field by field as the config's schema has them: numbers as numbers (an empty
    * box becomes null and the server says why). A field the form does not show keeps its default. */
   config() {

@@ -25,12 +25,19 @@ export class FineTuneView {
     this.freeze = q('freeze');
     this.error = q('error');
     this.buttons = [q('start'), q('compare')];
-    this.dataset.replaceChildren(...store.boot.datasets.map((d) => new Option(d.title ?? d.name, d.name)));
+    this.datasets(store.boot.datasets);
     this.subset.value = String(SUBSET);
     this.epochs.value = String(EPOCHS);
     q('start').addEventListener('click', () => this.start());
     q('compare').addEventListener('click', () => this.compare());
     this.reset();
+  }
+
+  /** The data sets a run may be fine-tuned on: the server's, a person's own included. */
+  datasets(list) {
+    const value = this.dataset.value;
+    this.dataset.replaceChildren(...list.map((d) => new Option(d.title ?? d.name, d.name)));
+    if (list.some((d) => d.name === value)) this.dataset.value = value;
   }
 
   reset() {

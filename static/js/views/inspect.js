@@ -6,6 +6,27 @@ import { FeatureMapLayers } from '../fmapgrid.js';
 import { requestDraw } from '../frame.js';
 import { ProbBars } from '../probbars.js';
 
+// Below this top probability the model is said to be unsure: with ten classes, 0.5 is five times chance.
+const UNSURE = 0.5;
+
+/** What the model can answer, in words: it knows only its classes, whatever the picture shows, and says so
+ * louder when it is unsure or the picture has colour a grey model cannot see. */
+export function knows(answer, dataset) {
+  const classes = answer.classes;
+  const named = classes.length <= 12 ? `: ${classes.join(', ')}` : ` (${classes.slice(0, 8).join(', ')}, …)`;
+  const set = dataset?.title ?? dataset?.name;
+  let text = `This model knows only the ${classes.length} classes it was trained on${set ? ` in ${set}` : ''}${named}. `
+    + 'It answers with one of them, whatever the picture shows.';
+  const conf = answer.prediction.probabilities[answer.prediction.index];
+  if (answer.input.colour) {
+    text += ` Your picture is in colour; the model was trained on grey images and sees only its brightness.`;
+  }
+  if (conf < UNSURE) {
+    text += ` It is unsure here (${(100 * conf).toFixed(0)} % at most): the picture may show none of them.`;
+  }
+  return text;
+}
+
 export class InspectView {
   constructor(container, { store, session }) {
     this.store = store;
@@ -18,6 +39,7 @@ export class InspectView {
     this.input = $('input');
     this.inputCaption = $('input-caption');
     this.prediction = $('prediction');
+    this.knows = $('knows');
     this.momentText = $('snapshot-text');
     this.error = $('error');
     this.useProbe = $('use-probe');
@@ -158,6 +180,8 @@ export class InspectView {
     const conf = p.probabilities[p.index];
     this.prediction.textContent = `prediction: ${p.name} (${(100 * conf).toFixed(0)}%) · snapshot #${a.snapshot.seq}, step ${a.snapshot.step}`;
     this.bars.update(p.probabilities, a.classes);
+    this.knows.textContent = knows(a, this.store.dataset(this.store.run?.config?.dataset));
+    this.knows.classList.toggle('unsure', conf < UNSURE || a.input.colour);
     this.layers.draw(a.layers.map((l) => ({ name: l.name, fmap: l })));
   }
 

@@ -120,6 +120,30 @@ export class ProbeView {
       this.strip.append(b);
     }
     this.markCurrent(this.snapshot?.probe?.index ?? -1);
+    this.nameThumbs(ds);
+  }
+
+  /** Each thumbnail's class, under it and in its title: what the image shows, in the data set's own words. */
+  async nameThumbs(ds) {
+    if (ds.name.startsWith('run:')) return; // a watched run's own images: their labels are the script's
+    if (this.labels?.name !== ds.name) {
+      try {
+        this.labels = { name: ds.name, ...await api.labels(ds.name) };
+      } catch {
+        return; // the strip works without names
+      }
+    }
+    if (this.dataset?.name !== ds.name) return;
+    const { classes, test } = this.labels;
+    for (const b of this.strip.children) {
+      const i = Number(b.dataset.index);
+      const name = classes[test[i]] ?? '';
+      b.title = `Use test image #${i} (${name}) as the probe`;
+      const label = document.createElement('span');
+      label.className = 'thumb-label';
+      label.textContent = name;
+      b.append(label);
+    }
   }
 
   async choose(i) {
