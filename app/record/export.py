@@ -184,13 +184,12 @@ def filters_gif(frames: Iterable[tuple[int, bytes]], layer: str, frame_ms: int =
     return buf.getvalue()
 
 
-def measures_json(frames: Iterable[tuple[int, bytes]]) -> bytes:
+def measures_json(headers: Iterable[dict[str, Any]]) -> bytes:
     """Every snapshot's measures per conv layer, how far from its start (step 0: random, or a fine-tuned run's
     pretrained weights) and how smooth, as one JSON document: {seq, step, epoch: [...], layers: {name:
-    {moved, cosine_to_start, structure: [...]}}} (docs/protocol.md); the frames' headers alone are read."""
+    {moved, cosine_to_start, structure: [...]}}} (docs/protocol.md), from the frames' headers alone."""
     out: dict[str, Any] = {"seq": [], "step": [], "epoch": [], "layers": {}}
-    for _seq, data in frames:
-        header, _ = _parse(data)
+    for header in headers:
         for key in ("seq", "step", "epoch"):
             out[key].append(header[key])
         n = len(out["seq"])

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from .export import measures_json, write_gif, write_npz
+from .export import write_gif, write_npz
 from .reads import Reads
 from .trajectory import trajectory
 
@@ -147,7 +147,7 @@ class ExportCache:
 class Export:
     """One export of a run: weights.npz, a layer's filters.gif, or one filter's trajectory."""
 
-    kind: Literal["npz", "gif", "trajectory", "measures"]
+    kind: Literal["npz", "gif", "trajectory"]
     layer: str = ""
     index: int = 0
 
@@ -155,7 +155,7 @@ class Export:
     def name(self) -> str:
         """Its file name in the cache."""
         return {"npz": "weights.npz", "gif": f"filters-{self.layer}.gif",
-                "trajectory": f"filter-{self.layer}-{self.index}", "measures": "measures.json"}[self.kind]
+                "trajectory": f"filter-{self.layer}-{self.index}"}[self.kind]
 
 
 class _Frames(Reads):
@@ -191,8 +191,6 @@ def make_export(db: Path, run_id: str, seqs: list[int], what: Export, data_dir: 
                 write_npz(frames(), out, cache.scratch_dir())
             elif what.kind == "gif":
                 write_gif(frames(), what.layer, out)
-            elif what.kind == "measures":
-                out.write(measures_json(frames()))
             else:
                 out.write(trajectory(frames(), what.layer, what.index, run_id))  # one filter: a few MB at most
     except BaseException:

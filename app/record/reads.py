@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import sqlite3
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
@@ -36,6 +37,24 @@ def damage(what: str) -> Iterator[None]:
     except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
         raise Damaged(f"{what} is damaged on disk and cannot be read ({exc}); the run's other moments are "
                       "unaffected.") from None
+
+
+_HEADER_CHUNK = 4096  # compressed bytes read at a time: a `tiny` frame's header is ~2 KB inflated
+
+
+def _header(blob: sqlite3.Blob) -> dict[str, Any]:
+    """The JSON header at the start of a zlib-compressed frame (codec.py: <u32 length><JSON><arrays>)."""
+    inflate = zlib.decompressobj()
+    head = b""
+    while True:
+        chunk = blob.read(_HEADER_CHUNK)
+        if not chunk:
+            raise ValueError("the frame ends inside its header")
+        head += inflate.decompress(chunk)
+        if len(head) >= 4:
+            (length,) = struct.unpack_from("<I", head, 0)
+            if len(head) >= 4 + length:
+                return dict(json.loads(head[4:4 + length]))
 
 
 class Reads:
@@ -167,6 +186,15 @@ class Reads:
                 rows = c.execute("SELECT seq, frame FROM snapshots WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
             for seq, packed in rows:
                 yield seq, zlib.decompress(packed)
+
+    def headers(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Every frame's JSON header, oldest first, without the arrays: only the first compressed pages of each
+        stored frame are read and inflated (a few KB of a 50-260 KB frame; blob I/O, not the whole row)."""
+        with damage(f"A snapshot of run {run_id}"), self.reader() as c:
+            rowids = c.execute("SELECT rowid FROM snapshots WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+            for (rowid,) in rowids:
+                with c.blobopen("snapshots", "frame", rowid, readonly=True) as blob:
+                    yield _header(blob)
 
     def checkpoint(self, run_id: str, at_or_before_step: int | None = None, resumable: bool = False,
                    ) -> Checkpoint | None:

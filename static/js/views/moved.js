@@ -48,7 +48,7 @@ export class MovedView {
           ([name, s]) => [name, s.moved[i]])) });
       });
       requestDraw(this);
-    }).catch(() => { // busy (one export per client at a time) or gone: the live frames still draw; ask again soon
+    }).catch(() => { // unreachable for a moment, or gone: the live frames still draw; ask again soon
       setTimeout(() => { if (this.loadedFor === key) this.loadedFor = null; }, RETRY_MS);
     });
   }
