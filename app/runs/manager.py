@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from ..memory import give_back
 from ..record.follows import Message
 from ..record.images import remove_images
 from ..record.lease import FileLock, run_lease, server_lock
@@ -143,6 +144,7 @@ class RunManager(Starts, Queue, Disk):
                     run.handle = None
             if lease is not None:
                 lease.release()
+            give_back()  # the engine's model, optimizer and data, freed, back to the system (memory.py): 60 ms a run
         if status.ended or status is Status.PAUSED:
             self._wake.set()
 
