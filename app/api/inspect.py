@@ -35,9 +35,11 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "File too
 LanesDep = Annotated[Lanes, Depends(lanes)]
 
 
-def needs_replay(runs: RunManager, run: Run, snap: Moment) -> bool:
+def needs_replay(runs: RunManager, run: Run, snap: Moment | None) -> bool:
     """Whether the model at `snap` must be rebuilt by replaying training (RunManager.model_state's last way):
-    not built, not in memory, no checkpoint at its step. Blocking (a store read)."""
+    not built, not in memory, no checkpoint at its step. Blocking (a store read). None (no such moment): no."""
+    if snap is None:
+        return False
     if run.inspector.has(snap.seq) or run.record.recent_state(snap.seq) is not None:
         return False
     exact = runs.store.checkpoint(run.id, at_or_before_step=snap.step)

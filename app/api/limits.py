@@ -133,6 +133,9 @@ VIEWER_JOBS = 4
 # p95 5.7 s; 20 s on a day the machine was shared three ways, which more waiting would only lengthen).
 REBUILD_JOBS = 2
 VIEWER_PER_CLIENT = 1  # one image at a time for each viewer's address, whichever lane it is on
+# The kernel inspector's worked numbers (api/worked.py) ask for a forward pass and a replayed step at once: two
+# for each viewer's address, counted apart from their images, on the same lanes and within the same bounds.
+WORKED_PER_CLIENT = 2
 REBUILD_RETRY_SECONDS = 3  # about one replay: when a place on the rebuild lane may be free again
 
 
@@ -147,31 +150,35 @@ class Lanes:
         self.per_client = per_client
         self._lock = threading.Lock()
         self._lanes: Counter[str] = Counter()
-        self._clients: Counter[str] = Counter()
+        self._clients: Counter[str] = Counter()  # "image:<address>" and "worked:<address>"
 
     def jobs(self, lane: Lane) -> int:
         """How many jobs `lane` holds for this app, waiting or running."""
         with self._lock:
             return self._lanes[lane.name]
 
-    async def run(self, lane: Lane, client: str | None, fn: Callable[[], T]) -> T:
+    async def run(self, lane: Lane, client: str | None, fn: Callable[[], T], worked: bool = False) -> T:
         """`fn()` on `lane`, or 429 if the lane holds as many as it may, or `client` (a viewer's address; None
-        for the owner) has a job on a lane already."""
+        for the owner) has as many jobs on the lanes as a viewer may: images, or `worked` numbers."""
+        who = None if client is None else (("worked:" if worked else "image:") + client)
         with self._lock:
-            self._admit(lane, client)
+            self._admit(lane, who)
             self._lanes[lane.name] += 1
-            if client is not None:
-                self._clients[client] += 1
+            if who is not None:
+                self._clients[who] += 1
         try:
             done = lane.submit(fn)
         except BaseException:
-            self._release(lane, client)
+            self._release(lane, who)
             raise
-        done.add_done_callback(lambda _: self._release(lane, client))
+        done.add_done_callback(lambda _: self._release(lane, who))
         return await asyncio.wrap_future(done)
 
-    def _admit(self, lane: Lane, client: str | None) -> None:
-        if client is not None and self._clients[client] >= self.per_client:
+    def _admit(self, lane: Lane, who: str | None) -> None:
+        if who is not None and who.startswith("worked:") and self._clients[who] >= WORKED_PER_CLIENT:
+            raise busy(f"{WORKED_PER_CLIENT} of the numbers you asked for are still being worked out, the most this "
+                       "server works on at a time for each viewer; ask again once they have arrived.")
+        if who is not None and who.startswith("image:") and self._clients[who] >= self.per_client:
             raise busy(f"An image you sent is still being worked on, and this server works on {self.per_client} "
                        "at a time for each viewer; send the next once it has arrived.")
         if self._lanes[lane.name] < self._most[lane.name]:
@@ -186,13 +193,13 @@ class Lanes:
         raise busy(f"{VIEWER_JOBS} images are being worked on for other viewers, the most this server keeps "
                    f"waiting (so that training keeps its CPU); ask again in {RETRY_SECONDS} s.")
 
-    def _release(self, lane: Lane, client: str | None) -> None:
+    def _release(self, lane: Lane, who: str | None) -> None:
         with self._lock:
             self._lanes[lane.name] -= 1
-            if client is not None:
-                self._clients[client] -= 1
-                if self._clients[client] <= 0:
-                    del self._clients[client]
+            if who is not None:
+                self._clients[who] -= 1
+                if self._clients[who] <= 0:
+                    del self._clients[who]
 
 
 async def lanes(request: Request) -> Lanes:

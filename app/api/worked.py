@@ -9,15 +9,19 @@ app, so that clicking around one moment replays once.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from ..background import in_background
+from ..background import Lane
 from ..runs import Run, RunManager
 from ..schemas import SnapshotRef
 from ..streaming.codec import decode_frame
@@ -36,9 +40,11 @@ from ..training.worked import (
     probe_forward_backward,
     step_worked,
 )
-from .deps import INDEX_MAX, FilterPath, ManagerDep, RunDep, SeqPath
+from .deps import INDEX_MAX, FilterPath, ManagerDep, RunDep, SeqPath, bearer
 from .errors import shown
 from .history import conv_layer
+from .inspect import LanesDep, needs_replay
+from .limits import Lanes
 
 router = APIRouter(prefix="/api/runs", tags=["worked"])
 L = TypeVar("L")  # a worked answer's layer (the forward pass's or the step's)
@@ -48,24 +54,51 @@ Numbers = Any  # nested lists of floats, shaped as the array they come from (the
 
 
 class Sources:
-    """The last few moments' worked sources per app (a probe's pass through every layer, a replayed step),
-    touched on the event loop only."""
+    """The last few moments' worked sources per app (a probe's pass through every layer, a replayed step). A
+    source asked for while it is being made is waited for, not made twice (a thread-safe future: any event loop
+    may ask)."""
 
     CAPACITY = 8  # a few moments of a few runs: each is ~50 KB for `tiny`, ~1 MB for `classic` with Adam
 
     def __init__(self) -> None:
         self._kept: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
+        self._making: dict[tuple[str, int, str], Future[Any]] = {}
+        self._lock = threading.Lock()
 
-    async def get(self, key: tuple[str, int, str], make: Callable[[], T]) -> T:
-        """The source kept under `key`, or `make()` run on the low-priority worker and kept."""
-        if key in self._kept:
-            self._kept.move_to_end(key)
-            found: T = self._kept[key]
-            return found
-        made = await in_background(make)
-        self._kept[key] = made
-        while len(self._kept) > self.CAPACITY:
-            self._kept.popitem(last=False)
+    def __contains__(self, key: tuple[str, int, str]) -> bool:
+        with self._lock:
+            return key in self._kept
+
+    async def get(self, key: tuple[str, int, str], make: Callable[[], Awaitable[T]]) -> T:
+        """The source kept under `key`, or the one being made, or `make()` awaited (on a lane, limits.py) and kept."""
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                found: T = self._kept[key]
+                return found
+            under_way = self._making.get(key)
+            if under_way is None:
+                mine: Future[Any] = Future()
+                self._making[key] = mine
+        if under_way is not None:
+            return await asyncio.wrap_future(under_way)
+        try:
+            made = await make()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):  # the request that asked went away: the others ask again
+                exc = StateError("These numbers were being worked out for a request that went away; ask again.")
+            mine.set_exception(exc)
+            mine.exception()  # retrieved: nobody else may be waiting
+            raise
+        else:
+            mine.set_result(made)
+            with self._lock:
+                self._kept[key] = made
+                while len(self._kept) > self.CAPACITY:
+                    self._kept.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._making[key]
         return made
 
 
@@ -228,11 +261,22 @@ def _last_step(runs: RunManager, run: Run, ref: SnapshotRef) -> StepWorked:
                   run.record.meta.get("threads"), lambda loop: step_worked(loop, lr_changes), initial)
 
 
-async def _source(make: Callable[[], T], kept: Sources, key: tuple[str, int, str]) -> T:
+async def _source(make: Callable[[], T], kept: Sources, key: tuple[str, int, str], lanes: Lanes, lane: Lane,
+                  client: str | None) -> T:
+    """A worked source, made on `lane` for `client` (None: the run's owner) within the lanes' bounds (429 past
+    them), or the one kept or being made."""
     try:
-        return await kept.get(key, make)
+        return await kept.get(key, lambda: lanes.run(lane, client, make, worked=True))
     except StateError as exc:
         raise HTTPException(409, str(exc)) from None
+
+
+def _who(run: Run, request: Request, authorization: str | None) -> str | None:
+    """None for the run's owner (the request carries its control token), else the viewer's address."""
+    token = bearer(authorization)
+    if token is not None and run.owned_by(token):
+        return None
+    return request.client.host if request.client else "?"
 
 
 def _geometry(layer: LayerForward) -> GeometryOut:
@@ -252,15 +296,24 @@ Coordinate = Annotated[int | None, Query(ge=0, le=INDEX_MAX, description="a pixe
             responses={404: {"description": "Unknown run, snapshot, layer or filter"},
                        409: {"description": "The run's model cannot be rebuilt here"},
                        422: {"description": "A pixel outside the map, or only one of y and x"}})
-async def convolution(run: RunDep, runs: ManagerDep, kept: SourcesDep, seq: SeqPath, layer: str,
-                      index: FilterPath, y: Coordinate = None, x: Coordinate = None) -> ConvolutionOut:
+async def convolution(run: RunDep, runs: ManagerDep, kept: SourcesDep, lanes: LanesDep, request: Request,
+                      seq: SeqPath, layer: str, index: FilterPath, y: Coordinate = None, x: Coordinate = None,
+                      authorization: Annotated[str | None, Header()] = None) -> ConvolutionOut:
     """Filter `index` of `layer` at snapshot `seq` on the run's probe: output pixel (y, x) worked forward (the
     map's largest when not given), and the kernel's gradient for the probe worked backward."""
     ref, _ = _snapshot(run, seq)
     conv_layer(run, layer)
     if (y is None) != (x is None):
         raise HTTPException(422, "Give both y and x (the pixel's row and column, counted from 0), or neither.")
-    seen = await _source(lambda: _probe_pass(runs, run, ref), kept, (run.id, ref.seq, "probe"))
+    client = _who(run, request, authorization)
+    key = (run.id, ref.seq, "probe")
+    if client is None:
+        lane = lanes.owner
+    elif key in kept or not await run_in_threadpool(needs_replay, runs, run, run.record.find(ref.seq)):
+        lane = lanes.viewers
+    else:
+        lane = lanes.rebuilds
+    seen = await _source(lambda: _probe_pass(runs, run, ref), kept, key, lanes, lane, client)
     found = _layer(seen.layers, layer)
     _filter(run, layer, index, found.weight.shape[0])
     ho, wo = found.geometry.output
@@ -302,8 +355,9 @@ def _layer(layers: dict[str, L], layer: str) -> L:
 @router.get("/{run_id}/snapshots/{seq}/update/{layer}/{index}",
             responses={404: {"description": "Unknown run, snapshot, layer or filter"},
                        409: {"description": "Snapshot 0 (no step yet), or a run that cannot be replayed here"}})
-async def update(run: RunDep, runs: ManagerDep, kept: SourcesDep, seq: SeqPath, layer: str,
-                 index: FilterPath) -> StepOut:
+async def update(run: RunDep, runs: ManagerDep, kept: SourcesDep, lanes: LanesDep, request: Request,
+                 seq: SeqPath, layer: str, index: FilterPath,
+                 authorization: Annotated[str | None, Header()] = None) -> StepOut:
     """The optimizer step that made snapshot `seq` for every entry of filter `index` of `layer`: W before, this
     batch's dW, the optimizer's state before and after, ΔW by its rule and ΔW replayed."""
     ref, previous = _snapshot(run, seq)
@@ -311,7 +365,9 @@ async def update(run: RunDep, runs: ManagerDep, kept: SourcesDep, seq: SeqPath, 
     if ref.step == 0:
         raise HTTPException(409, f"Snapshot {seq} is the model before its first batch: no step has been made yet; "
                                  "ask for a later snapshot.")
-    step = await _source(lambda: _last_step(runs, run, ref), kept, (run.id, ref.seq, "step"))
+    client = _who(run, request, authorization)
+    step = await _source(lambda: _last_step(runs, run, ref), kept, (run.id, ref.seq, "step"), lanes,
+                         lanes.owner if client is None else lanes.rebuilds, client)  # a step is always replayed
     found = _layer(step.layers, layer)
     _filter(run, layer, index, found.before.shape[0])
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in step.settings.items()}

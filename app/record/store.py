@@ -73,6 +73,18 @@ class Store(Reads):
                 pass
         return total
 
+    def db_bytes(self) -> int:
+        """What the database file alone takes on disk (its WAL is bounded apart: bound_wal)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def bound_wal(self, pages: int) -> None:
+        """Checkpoint the WAL every `pages` pages and cut it back to that size after each checkpoint."""
+        self.submit(lambda c: (c.execute(f"PRAGMA wal_autocheckpoint={int(pages)}"),
+                               c.execute(f"PRAGMA journal_size_limit={int(pages) * 4096}")))
+
     def behind(self) -> int:
         """Snapshots queued and not yet written: how far the writer has fallen behind the producers."""
         with self._pending_lock:

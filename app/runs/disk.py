@@ -1,8 +1,10 @@
 """The disk: what a run may take, which runs go when the budget is passed, and what happens when the store
 cannot write. Mixed into RunManager, which holds the runs.
 
-The budget (`FILTERSCOPE_MAX_DISK`) is bytes on disk: the database and its WAL, live runs included. A run
-that would not fit in it whatever else went is refused before it starts, with what would fit.
+The budget (`FILTERSCOPE_MAX_DISK`) is bytes on disk: the database and its WAL, live runs included. The WAL is
+counted at its bound, which the budget sets (wal_pages), so that between two looks at the disk it cannot
+carry the total past the budget. A run that would not fit in it whatever else went is refused before it
+starts, with what would fit.
 """
 
 from __future__ import annotations
@@ -29,6 +31,23 @@ EVICTED_REASON = "This run was removed to keep the server's disk budget."
 # What a snapshot's frame takes besides its arrays (JSON header: scales, measures, peaks), and the losses and
 # update ratios of a step (float32 each): measured on `tiny`, rounded up.
 HEADER_BYTES = 2_000
+
+
+PAGE = 4096  # SQLite's page size (the default; schema.py keeps it)
+# The largest single commit a run makes: a `classic` checkpoint (model and Adam state) is 1.6 MB.
+LARGEST_COMMIT = 2 * 1024 * 1024
+
+
+def wal_pages(max_disk: int) -> int:
+    """WAL pages between checkpoints: SQLite's 1,000 (4 MB) unless the budget is small, then a sixteenth of it
+    (at least 64 pages): a WAL that may grow to 4 MB would be a third of a 12 MB budget on its own."""
+    return max(64, min(1000, max_disk // 16 // PAGE))
+
+
+def wal_bound(max_disk: int) -> int:
+    """The most the WAL takes at any moment: its pages between checkpoints, and the commit that passes them (the
+    WAL is cut back to the first after each checkpoint, journal_size_limit)."""
+    return wal_pages(max_disk) * PAGE + LARGEST_COMMIT
 
 
 def projected_bytes(meta: dict[str, Any], every: int, epochs: int) -> tuple[int, int, int]:
@@ -81,9 +100,10 @@ class Disk:
         that nobody watches; never the newest run, one still training, or one another process writes."""
         with self._lock:
             runs = sorted(self._runs.values(), key=lambda r: r.record.created_at)
-            # Everything the data directory holds counts: the run log, watched runs' images and kept exports.
-            total = max(self.store.disk_bytes(), sum(r.record.size for r in runs)) + images_bytes(self.data_dir) \
-                + exports_bytes(self.data_dir)
+            # Everything the data directory holds counts: the run log with its WAL at its bound (it grows between
+            # two looks here), watched runs' images and kept exports.
+            total = max(self.store.db_bytes(), sum(r.record.size for r in runs)) + wal_bound(self._max_disk) \
+                + images_bytes(self.data_dir) + exports_bytes(self.data_dir)
             if total <= self._max_disk:
                 return
             for run in runs[:-1]:  # the newest stays: it is what the person is looking at

@@ -31,7 +31,7 @@ from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..training.plan import check
-from .disk import Disk
+from .disk import Disk, wal_pages
 from .follow import Following
 from .handle import LOCAL, RunHandle
 from .local import LocalRun
@@ -74,6 +74,7 @@ class RunManager(Starts, Queue, Disk):
         self._leases: dict[str, FileLock] = {}  # of the runs this server writes
         self._lock = threading.RLock()
         store.writer.on_failure = self._storage_failed
+        store.bound_wal(wal_pages(max_disk))
         super().__init__(max_active)
         self.sweeps = {sid: Sweep(sid, at, body["field"], body["values"], body["base"], body["runs"])
                        for sid, at, body in store.load_sweeps()}

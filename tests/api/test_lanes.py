@@ -18,7 +18,13 @@ from PIL import Image
 
 from filterscope import background
 from filterscope.api.inspect import needs_replay
-from filterscope.api.limits import REBUILD_JOBS, REBUILD_RETRY_SECONDS, RETRY_SECONDS, VIEWER_JOBS
+from filterscope.api.limits import (
+    REBUILD_JOBS,
+    REBUILD_RETRY_SECONDS,
+    RETRY_SECONDS,
+    VIEWER_JOBS,
+    WORKED_PER_CLIENT,
+)
 from tests.api.conftest import SMALL, LocalClient, OwnerClient, owner_client, start_run, wait_status
 from tests.conftest import wait_for
 
@@ -119,3 +125,33 @@ def test_an_owners_probe_upload_never_waits_behind_viewers() -> None:
             assert not waiting.done()
         assert waiting.result(timeout=PROMPT).status_code == 200
         owner.post(f"/api/runs/{run['id']}/stop")
+
+
+def test_worked_numbers_are_admitted_like_images_and_the_owners_never_wait_behind_viewers() -> None:
+    """The kernel inspector's worked numbers (a replayed step, a forward pass) from anyone used to queue without
+    bound on the rebuild lane; now a viewer may have WORKED_PER_CLIENT at a time within the lane's bound, the
+    same moment asked twice is worked out once, and the owner's go on their own lane."""
+    with owner_client() as owner, ThreadPoolExecutor(8) as pool:
+        run = wait_status(owner, start_run(owner, **SMALL)["id"], "finished")
+        rid = run["id"]
+        seqs = [s["seq"] for s in owner.get(f"/api/runs/{rid}/snapshots").json()[2:8]]
+
+        def update(client: LocalClient, seq: int) -> Any:
+            return client.get(f"/api/runs/{rid}/snapshots/{seq}/update/conv1/0")
+
+        with held(background.rebuilds):
+            someone = viewer(owner, 7)
+            first = [pool.submit(update, someone, seq) for seq in seqs[:WORKED_PER_CLIENT]]
+            again = pool.submit(update, someone, seqs[0])  # the same step: waits for the one being made
+            wait_for(lambda: jobs(owner, background.rebuilds) == WORKED_PER_CLIENT)
+            res = update(someone, seqs[WORKED_PER_CLIENT])
+            assert res.status_code == 429 and "ask again" in res.json()["detail"]
+            res = update(viewer(owner, 8), seqs[3])  # another viewer: the lane is full (REBUILD_JOBS)
+            assert res.status_code == 429 and res.headers["retry-after"] == str(REBUILD_RETRY_SECONDS)
+            mine = pool.submit(update, owner, seqs[4]).result(timeout=PROMPT)  # the owner's lane
+            assert mine.status_code == 200 and mine.json()["snapshot"]["seq"] == seqs[4]
+            assert jobs(owner, background.rebuilds) == WORKED_PER_CLIENT  # the repeat took no place
+        answers = [f.result(timeout=PROMPT) for f in [*first, again]]
+        assert [a.status_code for a in answers] == [200] * (WORKED_PER_CLIENT + 1)
+        assert answers[-1].json() == answers[0].json()
+        assert jobs(owner, background.rebuilds) == 0

@@ -4,16 +4,20 @@
  * run's stream of moments asks for one at a time and never queues replays on the server's low-priority worker.
  */
 
-import { ApiError } from '../api.js';
+import { ApiError, tokens } from '../api.js';
 
 const KEEP = 48; // answers kept: clicking around a few moments and filters asks the server once each
 const RETRY_MS = 2000; // a refusal that may pass (a snapshot not stored yet) is asked again after this long
 
-/** GET `path` as JSON; failures as ApiError with the server's sentence. */
+/** GET `path` as JSON, with this browser's control token for the run (an owner's work has a lane of its own on
+ * the server, never behind viewers'); failures as ApiError with the server's sentence. */
 async function getJson(path) {
+  const headers = { Accept: 'application/json' };
+  const token = tokens.get(decodeURIComponent(path.split('/')[3]));
+  if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(path, { headers: { Accept: 'application/json' } });
+    response = await fetch(path, { headers });
   } catch {
     throw new ApiError(0, 'The server cannot be reached; is it running?');
   }
