@@ -117,3 +117,23 @@ def test_ratios_read_back_at_four_significant_digits_as_they_were_sent() -> None
     got = significant4(values)
     assert got[0] == 0.0 and np.isnan(got[1]) and np.isnan(got[2])
     assert got[3:].tolist() == [float(f"{v:.4g}") for v in values[3:]]
+
+
+def test_the_wal_stays_within_the_bound_the_disk_budget_sets(tmp_path: Path) -> None:
+    """A small budget checkpoints the WAL often and cuts it back: it never holds more than its pages between
+    checkpoints and the commit that passes them (runs/disk.py wal_bound), however much is written."""
+    from filterscope.runs.disk import wal_bound, wal_pages
+
+    budget = 4 * 1024 * 1024  # wal_pages: 64 (its floor), where SQLite's own would let the WAL reach 4 MB
+    store = Store(tmp_path / "runs.db")
+    store.bound_wal(wal_pages(budget))
+    store.add_run(stored())
+    wal = tmp_path / "runs.db-wal"
+    largest = 0
+    for i in range(400):  # 400 x 20 KB of incompressible losses: 8 MB through the WAL
+        store.add_steps("r1", i * 5000, [float(x) for x in os.urandom(5000)])
+        if i % 20 == 19:
+            store.flush()
+            largest = max(largest, wal.stat().st_size)
+    store.close()
+    assert wal_pages(budget) == 64 and 0 < largest <= wal_bound(budget) - 2 * 1024 * 1024 + 20 * 25_000
