@@ -10,6 +10,7 @@ directory a server reads (it shows the run live); no server needed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -114,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
                        help="a host name the page may be opened under, besides localhost and the bound address "
                             "(repeatable; '*' for any)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="train every run in a Ray actor: 'local' starts a Ray instance of this machine, an "
+                            "address joins a running cluster (needs: pip install 'filterscope[ray]'; default: "
+                            "FILTERSCOPE_RAY, else threads of this server)")
     train = sub.add_parser("train", help="train one run in this process, into the data directory a server reads")
     train.add_argument("--config", default="{}", help='the run config as JSON, e.g. \'{"epochs": 1}\' (default: '
                                                       "the defaults; GET /openapi.json lists every field)")
@@ -148,6 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     if not holder.is_free():  # the app would refuse too, but with a traceback
         sys.exit(f"filterscope: the data directory {data_dir} is in use by process {holder.holder().get('pid', '?')} "
                  "(filterscope serve); stop it, or serve another directory (--data-dir).")
+    if args.ray is not None:
+        os.environ["FILTERSCOPE_RAY"] = args.ray
+    if os.environ.get("FILTERSCOPE_RAY") and importlib.util.find_spec("ray") is None:
+        sys.exit("filterscope: --ray needs Ray, an optional dependency: pip install 'filterscope[ray]'.")
     hosts = [*args.allow_host]
     name = host_name(args.host)
     if name in ("0.0.0.0", "::"):  # every interface: people will use the machine's name or address

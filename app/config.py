@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # When set, creating a run needs `Authorization: Bearer <server_token>`; `serve` makes one up and prints
     # it when bound to anything but loopback (as Jupyter does), since then the whole network can reach it.
     server_token: str = ""
+    # Where runs train: "" (default) threads of this server; "local" a Ray instance of this machine; or the
+    # address of a running Ray cluster (runs/cluster.py). Ray is an optional dependency (filterscope[ray]).
+    ray: str = ""
     # Add the run filterscope ships (tiny pretrained on Fashion-MNIST, record/bundle.py) to the data directory
     # once, so a fresh install has a start to fine-tune from; deleting it is for good. 3 MB on disk.
     pretrained: bool = True

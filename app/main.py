@@ -22,7 +22,7 @@ from .record.bundle import seed
 from .record.lease import server_lock
 from .record.store import Damaged, Store
 from .record.writer import StorageFailed
-from .runs import RunManager
+from .runs import RunManager, cluster
 from .streaming.hub import Hub
 from .training.datasets import get_dataset, uploaded
 from .training.threads import serial_torch
@@ -57,9 +57,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(seed, store, PRETRAINED, "pretrained")
         # A person's own data sets, imported earlier, before the runs that trained on them come back.
         own = await asyncio.to_thread(uploaded.load_all, settings.data_dir)
+        max_active = settings.max_active_runs
+        if settings.ray:  # the training cap follows the cluster: a run per CPU (or per N, with N threads a run)
+            try:
+                await asyncio.to_thread(cluster.connect, settings.ray)
+            except BaseException:
+                lock.release()
+                raise
+            max_active = max(1, cluster.cluster_cpus() // max(1, settings.training_threads))
         manager = await asyncio.to_thread(
-            RunManager, hub, asyncio.get_running_loop(), store, settings.max_active_runs, settings.max_disk,
-            settings.training_threads, settings.checkpoint_seconds, lock=lock)
+            RunManager, hub, asyncio.get_running_loop(), store, max_active, settings.max_disk,
+            settings.training_threads, settings.checkpoint_seconds, lock=lock, ray=bool(settings.ray))
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)
@@ -67,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         # Training threads stop at their next batch; joining them must not block the loop.
         await asyncio.to_thread(manager.shutdown)
+        if settings.ray:
+            await asyncio.to_thread(cluster.disconnect)  # a `local` instance stops with it
         for name in own + [n for n in own_datasets.imported(app) if n not in own]:
             uploaded.forget(name)  # the registry is per process; another app may serve another directory
 

@@ -163,9 +163,12 @@ class RunOut(BaseModel):
     lr_changes: list[LrChangeOut] = Field(default_factory=list, description="learning rates set by hand")
     skipped_snapshots: int = Field(0, description="intermediate snapshots not kept because the store fell behind "
                                    "(never step 0, an epoch end, a loss or a status)")
-    kind: Literal["local", "process", "watch"] = Field(
-        "local", description="who trains it: `local`, a thread of this server; `process`, another process "
-        "(`filterscope train`); `watch`, a person's own script and model (`filterscope.watch`)")
+    kind: Literal["local", "ray", "process", "watch"] = Field(
+        "local", description="who trains it: `local`, a thread of this server; `ray`, an actor on the server's "
+        "Ray cluster (`serve --ray`); `process`, another process (`filterscope train`); `watch`, a person's own "
+        "script and model (`filterscope.watch`)")
+    worker: dict[str, Any] | None = Field(None, description="while a `ray` run trains: where, "
+                                          "{node, ip, pid}")
     capabilities: dict[str, bool] = Field(default_factory=dict, description="what the server can do with it: "
                                           "controllable, resumable, replayable, inspectable")
     producer: dict[str, Any] | None = Field(None, description="while another process trains it: {pid, what}")

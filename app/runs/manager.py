@@ -31,6 +31,7 @@ from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..training.plan import check
+from .cluster import RayRun
 from .disk import Disk, wal_pages
 from .follow import Following
 from .handle import LOCAL, RunHandle
@@ -60,7 +61,8 @@ class RunManager(Starts, Queue, Disk):
 
     def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, store: Store, max_active: int,
                  max_disk: int, training_threads: int = 0, checkpoint_seconds: float = 3.0,
-                 follow_seconds: float = 0.1, lock: FileLock | None = None) -> None:
+                 follow_seconds: float = 0.1, lock: FileLock | None = None, ray: bool = False) -> None:
+        """`ray`: train every run in a Ray actor (cluster.py; the cluster connected already) instead of a thread."""
         self.hub = hub
         self.store = store
         self.data_dir = store.path.parent
@@ -68,7 +70,10 @@ class RunManager(Starts, Queue, Disk):
         self._lock_file = lock or server_lock(self.data_dir, what="filterscope serve")
         self._loop = loop
         self._max_disk = max_disk
-        self._threads = training_threads
+        self._ray = ray
+        # On a cluster a run trains on one thread of its own CPU unless told otherwise: the actor asks for as
+        # many CPUs as it uses, so that the cluster's scheduler places runs without crowding a node.
+        self._threads = (training_threads or 1) if ray else training_threads
         self._checkpoint_seconds = checkpoint_seconds
         self._runs: dict[str, Run] = {}
         self._leases: dict[str, FileLock] = {}  # of the runs this server writes
@@ -99,7 +104,7 @@ class RunManager(Starts, Queue, Disk):
         # A run of this server that waited in the queue still waits: it had not trained, so there is nothing to
         # resume. One that says queued but has trained was being resumed when the server stopped: interrupted.
         waited = stored.state["status"] == Status.QUEUED.value and not stored.snapshots and not stored.steps \
-            and stored.meta.get("kind", "local") == "local"
+            and stored.meta.get("kind", "local") in ("local", "ray")
         if not ended and producer is None and not waited:
             stored.state.update(status=Status.INTERRUPTED.value, message=INTERRUPTED)
             self.store.set_state(stored.id, stored.state)
@@ -163,15 +168,30 @@ class RunManager(Starts, Queue, Disk):
 
     # ---- building and starting ------------------------------------------------------------------------------
 
-    def _local(self, run: Run, checkpoint: bytes | None = None) -> LocalRun:
+    def _local(self, run: Run, checkpoint: bytes | None = None) -> LocalRun | RayRun:
         """The one place a stored run of this server gets its training thread's handle (built, not started):
         from `checkpoint`, else from its start (its seed's weights, or those it is fine-tuned from)."""
         record = run.record
-        handle = LocalRun(run.preset, threads=record.meta.get("threads", self._threads),  # the run's own count
-                          checkpoint_seconds=self._checkpoint_seconds, checkpoint=checkpoint,
-                          first_seq=record.next_seq(), initial=None if checkpoint else self.initial(run))
+        handle = self._new_handle(run.preset, threads=record.meta.get("threads", self._threads),  # its own count
+                                  checkpoint=checkpoint, first_seq=record.next_seq(),
+                                  initial=None if checkpoint else self.initial(run))
         handle.listen(record.on_event)
         return handle
+
+    def _new_handle(self, config: TrainConfig, *, threads: int | str, checkpoint: bytes | None = None,
+                    first_seq: int = 0, initial: dict[str, Any] | None = None) -> LocalRun | RayRun:
+        """A run's handle, built, not started: a thread of this server, or an actor on the Ray cluster."""
+        if self._ray:
+            return RayRun(config, threads=threads, checkpoint_seconds=self._checkpoint_seconds,
+                          checkpoint=checkpoint, first_seq=first_seq, initial=initial,
+                          cpus=threads if isinstance(threads, int) and threads > 0 else 1)
+        return LocalRun(config, threads=threads, checkpoint_seconds=self._checkpoint_seconds,
+                        checkpoint=checkpoint, first_seq=first_seq, initial=initial)
+
+    def go(self, run: Run, handle: RunHandle) -> None:
+        """Start a built handle, and note where the run trains (an actor's node and process)."""
+        handle.start()
+        run.worker = getattr(handle, "where", None)
 
     def _lease(self, run: Run) -> None:
         """Take the run's lease before writing it (StateError naming the holder if another process has it)."""
@@ -195,9 +215,15 @@ class RunManager(Starts, Queue, Disk):
             self.check_room(1)
             run_id = "r" + secrets.token_hex(4)
             token = secrets.token_urlsafe(24)
-            handle = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds,
-                              initial=None if start is None else start.model)
-            meta = {**handle.meta(), "kind": "local", "capabilities": LOCAL.as_dict()}
+            initial = None if start is None else start.model
+            # On a cluster the run's actor is built by the scheduler thread, outside this lock (placing it may take
+            # seconds): here, an engine of this process only says the run's geometry, and the run waits its turn.
+            handle: LocalRun | RayRun | None = LocalRun(config, threads=self._threads, initial=initial) \
+                if self._ray else self._new_handle(config, threads=self._threads, initial=initial)
+            assert handle is not None
+            meta = {**handle.meta(), "kind": "ray" if self._ray else handle.kind, "capabilities": LOCAL.as_dict()}
+            if self._ray:
+                handle = None
             if start is not None:
                 meta["transfer"] = start.meta(config.freeze)
             self.check_fits(meta)
@@ -208,13 +234,16 @@ class RunManager(Starts, Queue, Disk):
                 record.on_event(start.blob())
                 if not self.store.flush():
                     raise StorageFailed(self.store.writer.failure or "The run could not be saved in time; try again.")
-            handle.listen(record.on_event)
+            if handle is not None:
+                handle.listen(record.on_event)
             run = self._wrap(record, handle)
             self._runs[run_id] = run
             self._lease(run)
-            now = self.free_slots() > 0 and self.queued() == [run]
-            if now:
-                handle.start()
+            now = handle is not None and self.free_slots() > 0 and self.queued() == [run]
+            if handle is not None and now:
+                self.go(run, handle)
+            elif handle is None:
+                self._wake.set()  # the scheduler builds its actor and starts it as soon as a slot is free
         log.info("run %s %s: %s", run_id, "started" if now else f"queued ({self.position(run_id)})",
                  config.model_dump_json())
         return run, token
@@ -295,7 +324,7 @@ class RunManager(Starts, Queue, Disk):
                 handle = self._local(run, checkpoint=point.data)
             run.handle, run.producer = handle, None
             run.inspector.clear()
-        handle.start()
+        self.go(run, handle)
         log.info("run %s resumed at step %d", run.id, handle.progress().step)
 
     def wake(self, run: Run, action: Any) -> None:

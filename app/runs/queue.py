@@ -69,6 +69,7 @@ class Queue:
     def delete(self, run: Run) -> None: raise NotImplementedError
     def handle_for(self, run: Run) -> RunHandle: raise NotImplementedError
     def build(self, run: Run) -> RunHandle: raise NotImplementedError
+    def go(self, run: Run, handle: RunHandle) -> None: raise NotImplementedError
     def fail_waiting(self, run: Run, message: str) -> None: raise NotImplementedError
 
     def free_slots(self) -> int:
@@ -112,7 +113,7 @@ class Queue:
             self._starting.update(r.id for r in picked)
         for run in picked:
             try:
-                self.build(run).start()
+                self.go(run, self.build(run))
                 log.info("run %s started from the queue", run.id)
             except Exception as exc:  # one run that cannot be built must not hold up the queue behind it
                 log.exception("queued run %s could not start", run.id)

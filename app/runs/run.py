@@ -58,6 +58,7 @@ class Run:
     watchers: Callable[[], int] = field(default=lambda: 0)
     queue_position: Callable[[], int | None] = field(default=lambda: None)
     producer: dict[str, Any] | None = None
+    worker: dict[str, Any] | None = None  # where a run on a Ray cluster trains: {node, ip, pid} (runs/cluster.py)
 
     @property
     def id(self) -> str:
@@ -134,6 +135,7 @@ class Run:
             "id": rec.id, "created_at": rec.created_at, **rec.meta, **state, "watchers": self.watchers(),
             "queue_position": self.queue_position(), "kind": self.kind,
             "capabilities": self.capabilities.as_dict(), "producer": self.producer,
+            "worker": self.worker if handle is not None and not self.status.ended else None,
             "history": list(rec.epochs), "snapshots": len(rec.snapshots), "bytes": rec.size,
             "warnings": rec.warnings(),
             "lr_changes": [{"step": step, "lr": lr} for step, lr in rec.lr_changes().items()],
