@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILTERSCOPE = [sys.executable, "-m", "filterscope"]  # the `filterscope` command, in this interpreter
 
 
-def serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def serve(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
     """Start the server in its own process, as a person runs it; the bench process is the client.
 
     `env`: extra environment variables for the server (e.g. FILTERSCOPE_TRAINING_THREADS). Unless it names a
@@ -26,10 +26,10 @@ def serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning", *args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **env})
     base = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a server starting a Ray instance takes a few seconds more
     while True:
         try:
             if httpx.get(f"http://{base}/healthz", timeout=1).status_code == 200:

@@ -84,8 +84,10 @@ export class RunsView {
       const facts = document.createElement('div');
       facts.className = 'run-facts';
       const waiting = r.status === 'queued' && r.queue_position ? `waiting for a training slot: ${r.queue_position} in line` : '';
+      // A run on a Ray cluster says where it trains while it does (node address and process).
+      const where = r.worker ? ` · on ${r.worker.ip}, process ${r.worker.pid}` : '';
       facts.textContent = waiting ? `${ago(r.created_at)} · ${waiting} · ${r.id}`
-        : `${ago(r.created_at)} · trained ${duration(r.elapsed)} · ${r.snapshots} snapshots · ${r.id}`;
+        : `${ago(r.created_at)} · trained ${duration(r.elapsed)} · ${r.snapshots} snapshots${where} · ${r.id}`;
       const buttons = document.createElement('div');
       buttons.className = 'run-buttons';
       const mine = Boolean(tokens.get(r.id));
