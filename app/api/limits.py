@@ -134,8 +134,14 @@ VIEWER_JOBS = 4
 REBUILD_JOBS = 2
 VIEWER_PER_CLIENT = 1  # one image at a time for each viewer's address, whichever lane it is on
 # The kernel inspector's worked numbers (api/worked.py) ask for a forward pass and a replayed step at once: two
-# for each viewer's address, counted apart from their images, on the same lanes and within the same bounds.
+# run for each viewer's address, counted apart from their images, on the same lanes and within the same bounds.
+# Past those a request waits its turn rather than being refused (a page asks as a person clicks, and pages
+# behind one address, a classroom's, share it), up to WORKED_WAIT seconds; more than WORKED_ASKED asked at once
+# by one address are refused, so that waiting requests cannot pile up.
 WORKED_PER_CLIENT = 2
+WORKED_ASKED = 8
+WORKED_WAIT = 20.0
+WORKED_POLL = 0.05  # seconds between looks for a free place: any event loop may wait, no loop-bound primitive
 REBUILD_RETRY_SECONDS = 3  # about one replay: when a place on the rebuild lane may be free again
 
 
@@ -150,7 +156,8 @@ class Lanes:
         self.per_client = per_client
         self._lock = threading.Lock()
         self._lanes: Counter[str] = Counter()
-        self._clients: Counter[str] = Counter()  # "image:<address>" and "worked:<address>"
+        # "image:<address>", "worked:<address>" (running), "asked:<address>" (worked numbers waiting or running)
+        self._clients: Counter[str] = Counter()
 
     def jobs(self, lane: Lane) -> int:
         """How many jobs `lane` holds for this app, waiting or running."""
@@ -159,13 +166,48 @@ class Lanes:
 
     async def run(self, lane: Lane, client: str | None, fn: Callable[[], T], worked: bool = False) -> T:
         """`fn()` on `lane`, or 429 if the lane holds as many as it may, or `client` (a viewer's address; None
-        for the owner) has as many jobs on the lanes as a viewer may: images, or `worked` numbers."""
-        who = None if client is None else (("worked:" if worked else "image:") + client)
+        for the owner) has as many jobs on the lanes as a viewer may. A viewer's `worked` numbers wait for a
+        place instead (see WORKED_WAIT)."""
+        if worked and client is not None:
+            return await self._worked(lane, client, fn)
+        who = None if client is None else "image:" + client
         with self._lock:
             self._admit(lane, who)
             self._lanes[lane.name] += 1
             if who is not None:
                 self._clients[who] += 1
+        return await self._submit(lane, who, fn)
+
+    async def _worked(self, lane: Lane, client: str, fn: Callable[[], T]) -> T:
+        """A viewer's worked numbers: counted as asked at once, then admitted when the lane and the address
+        have a place (polled), or 429 after WORKED_WAIT."""
+        asked, who = "asked:" + client, "worked:" + client
+        with self._lock:
+            if self._clients[asked] >= WORKED_ASKED:
+                raise busy(f"{WORKED_ASKED} of the numbers you asked for are waiting already, the most this server "
+                           "keeps for each viewer; ask again once they have arrived.")
+            self._clients[asked] += 1
+        try:
+            deadline = asyncio.get_running_loop().time() + WORKED_WAIT
+            while True:
+                with self._lock:
+                    if self._clients[who] < WORKED_PER_CLIENT and self._lanes[lane.name] < self._most[lane.name]:
+                        self._lanes[lane.name] += 1
+                        self._clients[who] += 1
+                        break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise busy(f"The server has been busy working out numbers for others for {WORKED_WAIT:g} s; "
+                               f"ask again in {REBUILD_RETRY_SECONDS} s.", REBUILD_RETRY_SECONDS)
+                await asyncio.sleep(WORKED_POLL)
+            return await self._submit(lane, who, fn)
+        finally:
+            with self._lock:
+                self._clients[asked] -= 1
+                if self._clients[asked] <= 0:
+                    del self._clients[asked]
+
+    async def _submit(self, lane: Lane, who: str | None, fn: Callable[[], T]) -> T:
+        """`fn()` on `lane`, its places (admitted already) given back when it ends or is dropped unstarted."""
         try:
             done = lane.submit(fn)
         except BaseException:
@@ -175,10 +217,7 @@ class Lanes:
         return await asyncio.wrap_future(done)
 
     def _admit(self, lane: Lane, who: str | None) -> None:
-        if who is not None and who.startswith("worked:") and self._clients[who] >= WORKED_PER_CLIENT:
-            raise busy(f"{WORKED_PER_CLIENT} of the numbers you asked for are still being worked out, the most this "
-                       "server works on at a time for each viewer; ask again once they have arrived.")
-        if who is not None and who.startswith("image:") and self._clients[who] >= self.per_client:
+        if who is not None and self._clients[who] >= self.per_client:
             raise busy(f"An image you sent is still being worked on, and this server works on {self.per_client} "
                        "at a time for each viewer; send the next once it has arrived.")
         if self._lanes[lane.name] < self._most[lane.name]:

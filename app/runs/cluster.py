@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -40,6 +41,10 @@ from .local import LocalRun
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5  # how long a drain waits for the next events: a dead worker is noticed within this
+# Events are sent in batches at most this old: one round trip per ~5 batches of `tiny` instead of one per batch
+# (each costs both processes a few hundred microseconds of a core the training needs); a page sees them ~50 ms
+# later, which it does not notice among its 100 ms of drawing.
+BATCH_SECONDS = 0.05
 CALL_SECONDS = 60.0  # a control answers in milliseconds; building an actor (a data set, a model) in seconds
 INSTALL = "pip install 'filterscope[ray]'"
 
@@ -62,11 +67,18 @@ def connect(address: str) -> dict[str, Any]:
     ray = ray_module()
     if not ray.is_initialized():
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
-                 namespace="filterscope", configure_logging=False)
+                 namespace="filterscope", configure_logging=False,
+                 runtime_env={"worker_process_setup_hook": "filterscope.runs.cluster.warm_worker"})
     resources = ray.cluster_resources()
     log.info("Ray cluster at %s: %s CPUs, %s GPUs, %d node(s)", address, resources.get("CPU", 0),
              resources.get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
     return dict(resources)
+
+
+def warm_worker() -> None:
+    """Run by Ray in each new worker process of the server's job, before any actor: torch and the training
+    code imported while the worker waits, not while a run's first frame does."""
+    from ..training import engine  # noqa: F401  (torch, the models, the loop)
 
 
 def cluster_cpus() -> int:
@@ -133,7 +145,10 @@ class Trainer:
         """The events since the last drain (waiting up to `timeout` for one), made portable; the run's progress;
         whether its training thread has ended."""
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._events), timeout)
+            some = self._cond.wait_for(lambda: bool(self._events), timeout)
+        if some:
+            time.sleep(BATCH_SECONDS)  # the events of the next few batches come in the same answer
+        with self._cond:
             batch, self._events = self._events, []
         p = self._run.progress()
         done = self._run.started and self._run.join(0)
