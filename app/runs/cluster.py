@@ -67,18 +67,11 @@ def connect(address: str) -> dict[str, Any]:
     ray = ray_module()
     if not ray.is_initialized():
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
-                 namespace="filterscope", configure_logging=False,
-                 runtime_env={"worker_process_setup_hook": "filterscope.runs.cluster.warm_worker"})
+                 namespace="filterscope", configure_logging=False)
     resources = ray.cluster_resources()
     log.info("Ray cluster at %s: %s CPUs, %s GPUs, %d node(s)", address, resources.get("CPU", 0),
              resources.get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
     return dict(resources)
-
-
-def warm_worker() -> None:
-    """Run by Ray in each new worker process of the server's job, before any actor: torch and the training
-    code imported while the worker waits, not while a run's first frame does."""
-    from ..training import engine  # noqa: F401  (torch, the models, the loop)
 
 
 def cluster_cpus() -> int:
