@@ -164,7 +164,9 @@ class RayRun:
         self._ray = ray
         self._sink = sink
         self._status_lock = threading.Lock()
-        actor = ray.remote(Trainer).options(num_cpus=cpus, max_concurrency=8, max_restarts=0)
+        # A GPU where the cluster has one (the engine trains on CUDA when it sees a device), else none.
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        actor = ray.remote(Trainer).options(num_cpus=cpus, num_gpus=gpus, max_concurrency=8, max_restarts=0)
         self._actor = actor.remote(config.model_dump_json(), threads, checkpoint_seconds, checkpoint, first_seq,
                                    initial, self._dataset(config.dataset))
         try:

@@ -31,7 +31,7 @@ from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..training.plan import check
-from .cluster import RayRun
+from .cluster import RayRun, cluster_cpus
 from .disk import Disk, wal_pages
 from .follow import Following
 from .handle import LOCAL, RunHandle
@@ -161,6 +161,9 @@ class RunManager(Starts, Queue, Disk):
             if self._closing:
                 return
             try:
+                if self._ray:  # nodes join and leave a cluster: the cap follows its CPUs
+                    self._max_active = max(1, cluster_cpus() // (self._threads if isinstance(self._threads, int)
+                                                                 and self._threads > 0 else 1))
                 self.schedule()
                 self.enforce_budget()
             except Exception:  # a queued run that cannot be built must not stop the others
