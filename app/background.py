@@ -38,6 +38,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ParamSpec, TypeVar
 
+from . import children
 from .training.threads import serial_torch
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,11 @@ class LowPriorityProcesses:
                 except BrokenProcessPool:
                     log.warning("an export process stopped unexpectedly; starting new ones")
                     self._pool.shutdown(wait=False)
-            # os.setpriority itself, not a function of this module: a worker that unpickled one would import
-            # this module, and with it torch (~200 MB a worker).
-            lower = functools.partial(os.setpriority, os.PRIO_PROCESS, 0, self.niceness) \
-                if hasattr(os, "setpriority") else None
-            self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"), initializer=lower)
+            # children.init, not a function of this module: a worker that unpickled one would import this
+            # module, and with it torch (~200 MB a worker). The pool is made on the event loop's thread, which
+            # lives as long as the server: the helpers end with it (PR_SET_PDEATHSIG is per thread).
+            self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                             initializer=children.init, initargs=(self.niceness,))
             return self._pool.submit(fn, *args)
 
 
