@@ -95,10 +95,11 @@ class Recorder:
                 self._watch_weights()
         squares: list[tuple[str, float, float]] = []  # (layer, ||ΔW||², ||W a batch ago||²)
         if self._views is not None:
-            for (_, _, name, now, last, buf) in self._views:
-                np.subtract(now, last, out=buf)
-                squares.append((name, float(buf @ buf), float(last @ last)))
-                np.copyto(last, now)
+            with np.errstate(over="ignore", invalid="ignore"):  # an exploding run's weights: inf, its ratio NaN
+                for (_, _, name, now, last, buf) in self._views:
+                    np.subtract(now, last, out=buf)
+                    squares.append((name, float(buf @ buf), float(last @ last)))
+                    np.copyto(last, now)
         else:
             lasts = list(self._last.values())
             weights = [layer.conv.weight.detach() for layer in self._layers]
