@@ -6,11 +6,11 @@ anything heavier here (torch, ~200 MB) would be imported by every helper too.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import sys
+
+from .memory import LIBC  # ctypes and gc only: light enough for a helper
 
 _PR_SET_PDEATHSIG = 1  # prctl(2): a signal for this process when the thread that made it ends
 
@@ -21,8 +21,7 @@ def init(niceness: int) -> None:
     if hasattr(os, "setpriority"):
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
     if sys.platform.startswith("linux"):
-        name = ctypes.util.find_library("c")
-        if name:
-            ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if LIBC is not None:
+            LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() == 1:  # the server died before the line above: nobody will ask this process for work
             os._exit(0)

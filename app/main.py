@@ -57,16 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(seed, store, PRETRAINED, "pretrained")
         # A person's own data sets, imported earlier, before the runs that trained on them come back.
         own = await asyncio.to_thread(uploaded.load_all, settings.data_dir)
-        max_active = settings.max_active_runs
-        if settings.ray:  # the training cap follows the cluster: a run per CPU (or per N, with N threads a run)
+        if settings.ray:  # runs train on the cluster, as many at once as its CPUs allow (RunManager)
             try:
                 await asyncio.to_thread(cluster.connect, settings.ray)
             except BaseException:
                 lock.release()
                 raise
-            max_active = max(1, cluster.cluster_cpus() // max(1, settings.training_threads))
         manager = await asyncio.to_thread(
-            RunManager, hub, asyncio.get_running_loop(), store, max_active, settings.max_disk,
+            RunManager, hub, asyncio.get_running_loop(), store, settings.max_active_runs, settings.max_disk,
             settings.training_threads, settings.checkpoint_seconds, lock=lock, ray=bool(settings.ray))
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.

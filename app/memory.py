@@ -18,18 +18,18 @@ import gc
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
+        return ctypes.CDLL(name, use_errno=True) if name else None
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
 
 
-_LIBC = _libc()
+LIBC = _libc()  # the C library (children.py asks it too), or None where there is none to load
 
 
 def give_back() -> None:
     """Collect cycles (a finished engine is held by some: without this 20 runs kept +87 MB, with it +30 MB), then
     return every arena's free pages to the system. 50-70 ms, most of it the collection."""
     gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    trim = getattr(LIBC, "malloc_trim", None)  # glibc's
+    if trim is not None:
+        trim(0)

@@ -33,6 +33,15 @@ def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any
             time.sleep(0.1)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.01) -> None:
     """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from filterscope.background import NICENESS, in_background
-from tests.conftest import FILTERSCOPE, wait_for, wait_healthy
+from tests.conftest import FILTERSCOPE, alive, wait_for, wait_healthy
 
 
 def where_and_how_nice() -> tuple[int, int]:
@@ -51,13 +51,6 @@ def test_a_server_killed_outright_leaves_no_export_process_behind(tmp_path: Path
                     pass
         return found
 
-    def gone(pid: int) -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        return state == "Z"
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -83,4 +76,4 @@ def test_a_server_killed_outright_leaves_no_export_process_behind(tmp_path: Path
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait(30)
-    wait_for(lambda: all(gone(p) for p in helpers), timeout=10)
+    wait_for(lambda: not any(alive(p) for p in helpers), timeout=10)

@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from ..training.datasets import get_dataset, get_info, uploaded
+from ..training.datasets import get_info, uploaded
 from .deps import CreatorDep, ManagerDep, SettingsDep
 from .uploads import TooLarge, counted
 
 router = APIRouter(tags=["datasets"])
 
-EXAMPLES = 4  # test images shown per class after an import: enough to see that the classes are what was meant
 STATUS = {"too_large": 413, "taken": 409, "not_a_zip": 415}  # every other refusal is 422
 
 UPLOAD_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -116,12 +114,10 @@ async def add_dataset(request: Request, settings: SettingsDep, _creator: Creator
             await form.close()
     imported(request.app).append(name)
     info = result.info
-    data = await run_in_threadpool(get_dataset, name)
-    examples = {c: [int(i) for i in np.flatnonzero(data.y_test == k)[:EXAMPLES]] for k, c in enumerate(info.classes)}
     return ImportOut(name=info.name, classes=list(info.classes), channels=info.channels, size=info.size,
                      train_count=info.train_count, test_count=info.test_count,
                      train_per_class=result.train_per_class, test_per_class=result.test_per_class,
-                     skipped=result.skipped, skipped_examples=result.skipped_examples, examples=examples)
+                     skipped=result.skipped, skipped_examples=result.skipped_examples, examples=result.test_examples)
 
 
 @router.delete("/api/datasets/{name}", status_code=204, response_class=Response,

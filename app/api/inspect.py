@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
+from ..background import Lane
 from ..record.follows import SnapshotRef as Moment
 from ..runs import Run, RunManager, Waiting
 from ..schemas import FeatureMapsOut, InputOut, InspectOut, PredictionOut, RunOut, SnapshotRef
@@ -33,6 +34,22 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {413: {"description": "File too
                  422: {"description": "Empty, truncated or unreadable file, or no field 'file'"},
                  429: {"description": "As many images are being worked on as this server keeps waiting"}}
 LanesDep = Annotated[Lanes, Depends(lanes)]
+
+
+def viewer(run: Run, request: Request, authorization: str | None) -> str | None:
+    """Whose bounds a request takes: None for the run's owner (it carries the run's control token), else the
+    viewer's address."""
+    token = bearer(authorization)
+    if token is not None and run.owned_by(token):
+        return None
+    return request.client.host if request.client else "?"
+
+
+async def lane_for(lanes: Lanes, runs: RunManager, run: Run, snap: Moment | None, client: str | None) -> Lane:
+    """The owner's lane; for a viewer, the rebuild lane if the moment's model must be replayed, else the quick one."""
+    if client is None:
+        return lanes.owner
+    return lanes.rebuilds if await run_in_threadpool(needs_replay, runs, run, snap) else lanes.viewers
 
 
 def needs_replay(runs: RunManager, run: Run, snap: Moment | None) -> bool:
@@ -69,12 +86,8 @@ async def inspect(run: RunDep, runs: ManagerDep, settings: SettingsDep, lanes: L
         state = None if run.inspector.has(snap.seq) else runs.model_state(run, snap.seq, snap.step)
         return prepared, *run.inspector.run(snap.seq, state, prepared.normalised(info))
 
-    token = bearer(authorization)
-    if token is not None and run.owned_by(token):
-        prepared, maps, probs = await lanes.run(lanes.owner, None, work)
-    else:
-        lane = lanes.rebuilds if await run_in_threadpool(needs_replay, runs, run, snap) else lanes.viewers
-        prepared, maps, probs = await lanes.run(lane, request.client.host if request.client else "?", work)
+    client = viewer(run, request, authorization)
+    prepared, maps, probs = await lanes.run(await lane_for(lanes, runs, run, snap, client), client, work)
     best = int(probs.argmax())
     return InspectOut(
         snapshot=SnapshotRef(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end),

@@ -18,7 +18,6 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from ..background import Lane
@@ -40,10 +39,10 @@ from ..training.worked import (
     probe_forward_backward,
     step_worked,
 )
-from .deps import INDEX_MAX, FilterPath, ManagerDep, RunDep, SeqPath, bearer
+from .deps import INDEX_MAX, FilterPath, ManagerDep, RunDep, SeqPath
 from .errors import shown
 from .history import conv_layer
-from .inspect import LanesDep, needs_replay
+from .inspect import LanesDep, lane_for, viewer
 from .limits import Lanes
 
 router = APIRouter(prefix="/api/runs", tags=["worked"])
@@ -64,10 +63,6 @@ class Sources:
         self._kept: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
         self._making: dict[tuple[str, int, str], Future[Any]] = {}
         self._lock = threading.Lock()
-
-    def __contains__(self, key: tuple[str, int, str]) -> bool:
-        with self._lock:
-            return key in self._kept
 
     async def get(self, key: tuple[str, int, str], make: Callable[[], Awaitable[T]]) -> T:
         """The source kept under `key`, or the one being made, or `make()` awaited (on a lane, limits.py) and kept."""
@@ -271,14 +266,6 @@ async def _source(make: Callable[[], T], kept: Sources, key: tuple[str, int, str
         raise HTTPException(409, str(exc)) from None
 
 
-def _who(run: Run, request: Request, authorization: str | None) -> str | None:
-    """None for the run's owner (the request carries its control token), else the viewer's address."""
-    token = bearer(authorization)
-    if token is not None and run.owned_by(token):
-        return None
-    return request.client.host if request.client else "?"
-
-
 def _geometry(layer: LayerForward) -> GeometryOut:
     g = layer.geometry
     pool = None if g.pool is None else PoolOut(kind=g.pool["kind"], size=g.pool["size"], stride=g.pool["stride"],
@@ -305,15 +292,9 @@ async def convolution(run: RunDep, runs: ManagerDep, kept: SourcesDep, lanes: La
     conv_layer(run, layer)
     if (y is None) != (x is None):
         raise HTTPException(422, "Give both y and x (the pixel's row and column, counted from 0), or neither.")
-    client = _who(run, request, authorization)
-    key = (run.id, ref.seq, "probe")
-    if client is None:
-        lane = lanes.owner
-    elif key in kept or not await run_in_threadpool(needs_replay, runs, run, run.record.find(ref.seq)):
-        lane = lanes.viewers
-    else:
-        lane = lanes.rebuilds
-    seen = await _source(lambda: _probe_pass(runs, run, ref), kept, key, lanes, lane, client)
+    client = viewer(run, request, authorization)
+    lane = await lane_for(lanes, runs, run, run.record.find(ref.seq), client)
+    seen = await _source(lambda: _probe_pass(runs, run, ref), kept, (run.id, ref.seq, "probe"), lanes, lane, client)
     found = _layer(seen.layers, layer)
     _filter(run, layer, index, found.weight.shape[0])
     ho, wo = found.geometry.output
@@ -365,7 +346,7 @@ async def update(run: RunDep, runs: ManagerDep, kept: SourcesDep, lanes: LanesDe
     if ref.step == 0:
         raise HTTPException(409, f"Snapshot {seq} is the model before its first batch: no step has been made yet; "
                                  "ask for a later snapshot.")
-    client = _who(run, request, authorization)
+    client = viewer(run, request, authorization)
     step = await _source(lambda: _last_step(runs, run, ref), kept, (run.id, ref.seq, "step"), lanes,
                          lanes.owner if client is None else lanes.rebuilds, client)  # a step is always replayed
     found = _layer(step.layers, layer)

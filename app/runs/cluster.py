@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..training.config import TrainConfig
-from ..training.datasets import get_dataset, uploaded
+from ..training.datasets import get_dataset, get_info, uploaded
 from ..training.datasets.registry import names as dataset_names
 from ..training.datasets.registry import register
 from ..training.events import AnalysisReady, CheckpointBlob, FrameEvent, RunEvent, StateError, Status, StatusEvent, made
@@ -74,9 +74,14 @@ def connect(address: str) -> dict[str, Any]:
     return dict(resources)
 
 
-def cluster_cpus() -> int:
-    """The CPUs of the cluster's live nodes."""
-    return int(ray_module().cluster_resources().get("CPU", 0))
+def cpus_per_run(threads: int | str) -> int:
+    """The CPUs a run's actor asks for: its training threads (0, `adaptive` or unset: one)."""
+    return threads if isinstance(threads, int) and threads > 0 else 1
+
+
+def training_cap(threads: int | str) -> int:
+    """How many runs the cluster's live nodes train at once: their CPUs over a run's."""
+    return max(1, int(ray_module().cluster_resources().get("CPU", 0)) // cpus_per_run(threads))
 
 
 def disconnect() -> None:
@@ -152,21 +157,22 @@ class RayRun:
     """A run trained by a Ray actor (see RunHandle and the module's docstring)."""
 
     kind = "ray"
-    _datasets: dict[str, Any] = {}  # a person's own data sets, put in the object store once per server
+    # A person's own data sets, put in the object store once per server: name -> (the registered info, its ref).
+    _datasets: dict[str, tuple[Any, Any]] = {}
     _datasets_lock = threading.Lock()
 
     def __init__(self, config: TrainConfig, sink: Callable[[RunEvent], None] | None = None, *,
                  threads: int | str = 0, checkpoint_seconds: float = 3.0, checkpoint: bytes | None = None,
-                 first_seq: int = 0, initial: dict[str, torch.Tensor] | None = None, cpus: float = 1) -> None:
+                 first_seq: int = 0, initial: dict[str, torch.Tensor] | None = None) -> None:
         """Build the run's actor on the cluster (blocking, a second or two: its data set and model are built
         there); ValueError with a sentence if the config cannot train."""
         ray = ray_module()
         self._ray = ray
         self._sink = sink
-        self._status_lock = threading.Lock()
         # A GPU where the cluster has one (the engine trains on CUDA when it sees a device), else none.
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        actor = ray.remote(Trainer).options(num_cpus=cpus, num_gpus=gpus, max_concurrency=8, max_restarts=0)
+        actor = ray.remote(Trainer).options(num_cpus=cpus_per_run(threads), num_gpus=gpus, max_concurrency=8,
+                                            max_restarts=0)
         self._actor = actor.remote(config.model_dump_json(), threads, checkpoint_seconds, checkpoint, first_seq,
                                    initial, self._dataset(config.dataset))
         try:
@@ -181,20 +187,18 @@ class RayRun:
 
     @classmethod
     def _dataset(cls, name: str) -> Any | None:
-        """The object-store reference of a person's own data set (None for a shipped one: every node has it)."""
-        if not uploaded.is_uploaded(name):
-            return None
+        """The object-store reference of a person's own data set (None for a shipped one: every node has it).
+        One deleted since is let go; one imported again under its name (a new registered info) is put again."""
         with cls._datasets_lock:
-            ref = cls._datasets.get(name)
-            if ref is None:
-                ref = cls._datasets[name] = ray_module().put(get_dataset(name))
-            return ref
-
-    @classmethod
-    def forget_dataset(cls, name: str) -> None:
-        """A deleted (or re-imported) data set is put again next time."""
-        with cls._datasets_lock:
-            cls._datasets.pop(name, None)
+            for gone in [n for n in cls._datasets if not uploaded.is_uploaded(n)]:
+                del cls._datasets[gone]
+            if not uploaded.is_uploaded(name):
+                return None
+            info = get_info(name)
+            kept = cls._datasets.get(name)
+            if kept is None or kept[0] is not info:
+                kept = cls._datasets[name] = (info, ray_module().put(get_dataset(name)))
+            return kept[1]
 
     def _get(self, ref: Any, timeout: float = CALL_SECONDS) -> Any:
         """The result of an actor call; its StateError or ValueError raised here, a dead worker as StateError."""

@@ -31,7 +31,7 @@ from ..training.datasets.registry import names as dataset_names
 from ..training.events import StateError, Status
 from ..training.inference import Inspector
 from ..training.plan import check
-from .cluster import RayRun, cluster_cpus
+from .cluster import RayRun, training_cap
 from .disk import Disk, wal_pages
 from .follow import Following
 from .handle import LOCAL, RunHandle
@@ -74,6 +74,8 @@ class RunManager(Starts, Queue, Disk):
         # On a cluster a run trains on one thread of its own CPU unless told otherwise: the actor asks for as
         # many CPUs as it uses, so that the cluster's scheduler places runs without crowding a node.
         self._threads = (training_threads or 1) if ray else training_threads
+        if ray:  # the training cap is the cluster's (and follows it: _schedule_loop)
+            max_active = training_cap(self._threads)
         self._checkpoint_seconds = checkpoint_seconds
         self._runs: dict[str, Run] = {}
         self._leases: dict[str, FileLock] = {}  # of the runs this server writes
@@ -162,8 +164,7 @@ class RunManager(Starts, Queue, Disk):
                 return
             try:
                 if self._ray:  # nodes join and leave a cluster: the cap follows its CPUs
-                    self._max_active = max(1, cluster_cpus() // (self._threads if isinstance(self._threads, int)
-                                                                 and self._threads > 0 else 1))
+                    self._max_active = training_cap(self._threads)
                 self.schedule()
                 self.enforce_budget()
             except Exception:  # a queued run that cannot be built must not stop the others
@@ -186,8 +187,7 @@ class RunManager(Starts, Queue, Disk):
         """A run's handle, built, not started: a thread of this server, or an actor on the Ray cluster."""
         if self._ray:
             return RayRun(config, threads=threads, checkpoint_seconds=self._checkpoint_seconds,
-                          checkpoint=checkpoint, first_seq=first_seq, initial=initial,
-                          cpus=threads if isinstance(threads, int) and threads > 0 else 1)
+                          checkpoint=checkpoint, first_seq=first_seq, initial=initial)
         return LocalRun(config, threads=threads, checkpoint_seconds=self._checkpoint_seconds,
                         checkpoint=checkpoint, first_seq=first_seq, initial=initial)
 
@@ -218,15 +218,12 @@ class RunManager(Starts, Queue, Disk):
             self.check_room(1)
             run_id = "r" + secrets.token_hex(4)
             token = secrets.token_urlsafe(24)
-            initial = None if start is None else start.model
-            # On a cluster the run's actor is built by the scheduler thread, outside this lock (placing it may take
-            # seconds): here, an engine of this process only says the run's geometry, and the run waits its turn.
-            handle: LocalRun | RayRun | None = LocalRun(config, threads=self._threads, initial=initial) \
-                if self._ray else self._new_handle(config, threads=self._threads, initial=initial)
-            assert handle is not None
-            meta = {**handle.meta(), "kind": "ray" if self._ray else handle.kind, "capabilities": LOCAL.as_dict()}
-            if self._ray:
-                handle = None
+            engine = LocalRun(config, threads=self._threads, checkpoint_seconds=self._checkpoint_seconds,
+                              initial=None if start is None else start.model)
+            meta = {**engine.meta(), "kind": "ray" if self._ray else engine.kind, "capabilities": LOCAL.as_dict()}
+            # On a cluster this engine only says the run's geometry: the run waits its turn, and the scheduler
+            # thread builds its actor outside this lock (placing it may take seconds).
+            handle = None if self._ray else engine
             if start is not None:
                 meta["transfer"] = start.meta(config.freeze)
             self.check_fits(meta)
@@ -243,10 +240,10 @@ class RunManager(Starts, Queue, Disk):
             self._runs[run_id] = run
             self._lease(run)
             now = handle is not None and self.free_slots() > 0 and self.queued() == [run]
-            if handle is not None and now:
-                self.go(run, handle)
-            elif handle is None:
+            if handle is None:
                 self._wake.set()  # the scheduler builds its actor and starts it as soon as a slot is free
+            elif now:
+                self.go(run, handle)
         log.info("run %s %s: %s", run_id, "started" if now else f"queued ({self.position(run_id)})",
                  config.model_dump_json())
         return run, token

@@ -23,7 +23,7 @@ import pytest
 
 from tests.api.conftest import owner_client, start_run, wait_status
 from tests.api.test_history import final_model
-from tests.conftest import FILTERSCOPE, wait_healthy
+from tests.conftest import FILTERSCOPE, alive, wait_healthy
 
 pytest.importorskip("ray")
 
@@ -51,18 +51,6 @@ def wait(base: str, run_id: str, done: Any, timeout: float = 90) -> dict[str, An
             return dict(run)
         assert time.monotonic() < deadline, run
         time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (killed, not yet reaped) is not training
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @contextmanager

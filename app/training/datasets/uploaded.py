@@ -52,6 +52,7 @@ MIN_PER_CLASS = 5
 MAX_IMAGE_PIXELS = 40_000_000
 MIN_SIZE, MAX_SIZE = 16, 64  # every preset's pools need 16 px; 64 px keeps training on a CPU interactive
 TEST_FRACTION = 0.2  # about 80/20, and at least one test image per class
+TEST_EXAMPLES = 4  # test images per class an import shows: enough to see that the classes are what was meant
 SPLIT_SEED = 0  # fixed: the same folder always splits the same way
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
@@ -71,6 +72,7 @@ class Imported:
     test_per_class: dict[str, int]
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     skipped_examples: list[str] = field(default_factory=list)  # the first few skipped paths, with their reason
+    test_examples: dict[str, list[int]] = field(default_factory=dict)  # class -> its first few test images
 
 
 def datasets_dir(data_dir: Path) -> Path:
@@ -251,7 +253,8 @@ def _build(name: str, images: list[tuple[tuple[str, ...], Entry]], size: int | N
         licence="Your own images, imported into this data directory; not shipped with filterscope",
         train_count=len(y_train), test_count=len(y_test))
     result = Imported(info, {c: int((y_train == i).sum()) for i, c in enumerate(classes)},
-                      {c: int((y_test == i).sum()) for i, c in enumerate(classes)}, dict(skipped), examples)
+                      {c: int((y_test == i).sum()) for i, c in enumerate(classes)}, dict(skipped), examples,
+                      {c: [int(j) for j in np.flatnonzero(y_test == i)[:TEST_EXAMPLES]] for i, c in enumerate(classes)})
     return result, {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 

@@ -2,6 +2,7 @@
  * one-click sweeps. */
 
 import { api } from '../api.js';
+import { fillDatasets } from '../datasets.js';
 
 /** A config field's kind in the run config's JSON schema: 'number', 'boolean' or 'choice' (a nullable field is
  * anyOf [its type, null]). */
@@ -66,12 +67,7 @@ export class ControlsView {
   }
 
   /** The data sets offered changed (one imported or deleted): the form's choices follow, its value kept. */
-  datasets(list) {
-    const select = this.form.elements.dataset;
-    const value = select.value;
-    select.replaceChildren(...list.map((d) => new Option(d.title ?? d.name, d.name)));
-    if (list.some((d) => d.name === value)) select.value = value;
-  }
+  datasets(list) { fillDatasets(this.form.elements.dataset, list); }
 
   /** Train on data set `name` next: chosen in the form, which comes into view. */
   useDataset(name) {

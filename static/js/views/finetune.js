@@ -6,6 +6,7 @@
  */
 
 import { api } from '../api.js';
+import { fillDatasets } from '../datasets.js';
 
 const SUBSET = 300; // a small set: where a pretrained start shows its head start most
 const EPOCHS = 3;
@@ -34,11 +35,7 @@ export class FineTuneView {
   }
 
   /** The data sets a run may be fine-tuned on: the server's, a person's own included. */
-  datasets(list) {
-    const value = this.dataset.value;
-    this.dataset.replaceChildren(...list.map((d) => new Option(d.title ?? d.name, d.name)));
-    if (list.some((d) => d.name === value)) this.dataset.value = value;
-  }
+  datasets(list) { fillDatasets(this.dataset, list); }
 
   reset() {
     this.shownFor = null;

@@ -9,8 +9,8 @@ import { ProbBars } from '../probbars.js';
 // Below this top probability the model is said to be unsure: with ten classes, 0.5 is five times chance.
 const UNSURE = 0.5;
 
-/** What the model can answer, in words: it knows only its classes, whatever the picture shows, and says so
- * louder when it is unsure or the picture has colour a grey model cannot see. */
+/** What the model can answer, in words: it knows only its classes, whatever the picture shows; `loud` when it
+ * is unsure or the picture has colour a grey model cannot see (and the text says so). */
 export function knows(answer, dataset) {
   const classes = answer.classes;
   const named = classes.length <= 12 ? `: ${classes.join(', ')}` : ` (${classes.slice(0, 8).join(', ')}, …)`;
@@ -24,7 +24,7 @@ export function knows(answer, dataset) {
   if (conf < UNSURE) {
     text += ` It is unsure here (${(100 * conf).toFixed(0)} % at most): the picture may show none of them.`;
   }
-  return text;
+  return { text, loud: conf < UNSURE || answer.input.colour };
 }
 
 export class InspectView {
@@ -180,8 +180,9 @@ export class InspectView {
     const conf = p.probabilities[p.index];
     this.prediction.textContent = `prediction: ${p.name} (${(100 * conf).toFixed(0)}%) · snapshot #${a.snapshot.seq}, step ${a.snapshot.step}`;
     this.bars.update(p.probabilities, a.classes);
-    this.knows.textContent = knows(a, this.store.dataset(this.store.run?.config?.dataset));
-    this.knows.classList.toggle('unsure', conf < UNSURE || a.input.colour);
+    const said = knows(a, this.store.dataset(this.store.run?.config?.dataset));
+    this.knows.textContent = said.text;
+    this.knows.classList.toggle('unsure', said.loud);
     this.layers.draw(a.layers.map((l) => ({ name: l.name, fmap: l })));
   }
 
