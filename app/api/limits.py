@@ -164,6 +164,12 @@ class Lanes:
         with self._lock:
             return self._lanes[lane.name]
 
+    def asked(self, client: str) -> int:
+        """How many worked numbers the viewer's address `client` has asked for and not yet had, waiting or
+        running."""
+        with self._lock:
+            return self._clients["asked:" + client]
+
     async def run(self, lane: Lane, client: str | None, fn: Callable[[], T], worked: bool = False) -> T:
         """`fn()` on `lane`, or 429 if the lane holds as many as it may, or `client` (a viewer's address; None
         for the owner) has as many jobs on the lanes as a viewer may. A viewer's `worked` numbers wait for a
