@@ -69,6 +69,7 @@ class ModelOut(BaseModel):
     parameters: int
     layers: list[ModelLayerOut]
     freezable: list[str] = Field(description="its layers with parameters, in order: the names `freeze` takes")
+    lr: float = Field(description="the learning rate a run of it gets when its config names none (with Adam)")
 
 
 class SampledOut(BaseModel):

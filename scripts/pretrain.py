@@ -29,7 +29,8 @@ from filterscope.training.events import Status
 OUT = Path(__file__).resolve().parent.parent / "app" / "record" / "data" / "pretrained.sqlite"
 # Snapshots every 50 batches (and the dense start, and each epoch's end): the shipped file stays small while
 # the filters' formation can still be replayed moment by moment.
-CONFIG = TrainConfig(model="tiny", dataset="fashion-mnist", epochs=5, seed=0, snapshot_every=50)
+# init "small" (every conv layer), the default when the shipped run was made: this script makes it again.
+CONFIG = TrainConfig(model="tiny", dataset="fashion-mnist", epochs=5, seed=0, snapshot_every=50, init="small")
 
 log = logging.getLogger("pretrain")
 

@@ -60,7 +60,7 @@ def _model_out(preset: PresetInfo) -> ModelOut:
                "kernel": tuple(c.conv.kernel_size), "pool": c.pool_info()} for c in conv_layers(model)]
     return ModelOut(name=preset.name, title=preset.title, description=preset.description,
                     parameters=sum(p.numel() for p in model.parameters()), layers=layers,
-                    freezable=transfer.layers(model))
+                    freezable=transfer.layers(model), lr=preset.lr)
 
 
 @router.get("/api/datasets/{name}/test/{index}.png", response_class=Response,

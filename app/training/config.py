@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
@@ -22,11 +22,11 @@ from . import datasets, models
 # name for each choice is said here, next to them (data sets and models carry their own titles).
 OptimizerName = Literal["sgd", "momentum", "adam"]
 ScheduleName = Literal["constant", "cosine"]
-InitName = Literal["small", "default"]
+InitName = Literal["small-first", "small", "default"]
 CHOICE_TITLES: dict[str, dict[str, str]] = {
     "optimizer": {"sgd": "SGD", "momentum": "Momentum", "adam": "Adam"},
     "lr_schedule": {"constant": "Constant", "cosine": "Cosine"},
-    "init": {"small": "Small", "default": "PyTorch default"},
+    "init": {"small-first": "Small in the first layer", "small": "Small in every layer", "default": "PyTorch default"},
 }
 
 
@@ -112,8 +112,10 @@ class TrainConfig(BaseModel):
                                 "every weight towards zero at each step.")
     dropout: Number = Field(0.0, ge=0, lt=1, title="Dropout", description="Fraction of units dropped at random "
                            "before the classifier's last layer, while training.")
-    init: InitName = Field("small", title="Initial weights", description="How big the random conv kernels are "
-                           "before training: one tenth of PyTorch's default scale, or the default itself.")
+    init: InitName = Field("small-first", title="Initial weights", description="How big the random conv kernels "
+                           "are before training: one tenth of PyTorch's default scale in the first conv layer "
+                           "(the deeper ones at the default), one tenth in every conv layer, or the default "
+                           "itself.")
     seed: Count = Field(0, ge=0, le=2**31 - 1, title="Seed", description="Same seed and settings, same numbers: "
                       "initial weights, the order of the images, dropout and augmentation.")
     # A snapshot costs the training thread about 1-2 ms (probe forward, copies, encoding). Every 20 batches
@@ -138,3 +140,15 @@ class TrainConfig(BaseModel):
         "as they start: the optimizer does not move them. Usually the first layers of a pretrained start.")
     probe_index: Count = Field(0, ge=0, title="Probe image", description="Index of the test image whose feature maps "
                              "are shown.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_learning_rate(cls, data: Any) -> Any:
+        """A config that names no learning rate and trains with Adam gets its model's (PresetInfo.lr: the schema's
+        default is `tiny`'s); one that names a rate, or another optimizer, keeps what it says."""
+        if isinstance(data, dict) and "lr" not in data and data.get("optimizer", "adam") == "adam":
+            name = data.get("model", "tiny")
+            preset = models.PRESETS.get(name) if isinstance(name, str) else None
+            if preset is not None:
+                return {**data, "lr": preset.lr}
+        return data

@@ -20,10 +20,11 @@ import numpy as np
 
 from .events import WarningEvent
 
-# Learning rates that train `tiny` on mnist from the small initial weights within an epoch, per optimizer
-# (what a message suggests). Measured: SGD sits at chance for the whole first epoch at 0.01 and 0.05, learns
-# at 0.1-0.3 (93-94 %) and dies at 0.5 and 1.0; momentum stalls at 0.01, learns at 0.03-0.05; Adam learns
-# at 0.0005-0.005 and dies at 1.0.
+# Learning rates that train `tiny` on mnist within an epoch, per optimizer (what a message suggests; measured by
+# bench/bench_lrs.py from the default initial weights, small in the first layer): SGD sits at chance for the
+# whole first epoch at 0.01, learns at 0.05-0.5 (88-94 %, best at 0.1-0.3) and diverges at 1.0 (from small
+# weights in every layer it dies there); momentum learns at 0.01-0.05 (91-95 %) and dies at 0.3; Adam learns
+# at 0.0005-0.05 (best at 0.005) and dies at 1.0.
 GOOD_LR = {"sgd": (0.1, 0.3), "momentum": (0.02, 0.05), "adam": (0.0005, 0.005)}
 OPTIMIZER_NAMES = {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam"}
 
@@ -44,7 +45,8 @@ LARGE_RATIO = 1e-2  # above this: every step rewrites a good part of the weights
 
 
 
-INIT_NAMES = {"small": "the small initial weights", "default": "PyTorch's default initial weights"}
+INIT_NAMES = {"small-first": "small initial weights in the first layer only",
+              "small": "small initial weights in every layer", "default": "PyTorch's default initial weights"}
 
 
 def diverged(value: float, step: int, epoch: int, lr: float, optimizer: str) -> str:
@@ -68,7 +70,7 @@ def _lr_advice(optimizer: str, lr: float | None = None) -> str:
 
 def _other_init(init: str | None) -> str:
     """', or X,' naming the initial weights the run did not start from ('' when they are not known)."""
-    other = {"small": "default", "default": "small"}.get(init or "")
+    other = {"small-first": "default", "small": "small-first", "default": "small-first"}.get(init or "")
     return f", or {INIT_NAMES[other]}," if other else ""
 
 
@@ -78,7 +80,7 @@ class Diagnosis:
     def __init__(self, classes: int, optimizer: str, init: str | None = None) -> None:
         self.chance = math.log(classes)  # the cross-entropy of a uniform guess
         self.optimizer = optimizer
-        self.init = init  # the run's initial weights ("small", "default"; None: not known, not advised on)
+        self.init = init  # the run's initial weights (config.InitName; None: not known, not advised on)
         self.raised: set[str] = set()
         self._losses: deque[float] = deque(maxlen=STALL_WINDOW)
         self._sum = 0.0  # of the losses in the window, and of its last EXPLODE_WINDOW: kept as they come

@@ -34,7 +34,20 @@ def test_an_empty_object_uses_the_defaults_and_no_body_starts_nothing(client: Te
     res = client.post("/api/runs", json={})
     assert res.status_code == 201
     assert res.json()["config"]["model"] == "tiny" and res.json()["config"]["epochs"] == 5
+    assert res.json()["config"]["init"] == "small-first" and res.json()["lr"] == 5e-3
     client.post(f"/api/runs/{res.json()['id']}/stop")
+
+
+def test_a_model_named_without_a_learning_rate_gets_its_own(client: TestClient) -> None:
+    """`classic` trains at Adam 2e-3 (at tiny's 5e-3 it died on shapes-color); a rate named, or another
+    optimizer, is kept as said. The models list says each one's rate, for the page's form."""
+    assert {m["name"]: m["lr"] for m in client.get("/api/models").json()} == \
+        {"tiny": 5e-3, "lenet5": 5e-3, "classic": 2e-3}
+    for body, lr in [({"model": "classic"}, 2e-3), ({"model": "classic", "lr": 0.01}, 0.01),
+                     ({"model": "classic", "optimizer": "sgd"}, 5e-3), ({"model": "lenet5"}, 5e-3)]:
+        res = client.post("/api/runs", json={**body, "epochs": 1, "train_subset": 100})
+        assert res.status_code == 201 and res.json()["config"]["lr"] == lr, (body, res.text)
+        client.post(f"/api/runs/{res.json()['id']}/stop")
 
 
 @pytest.mark.parametrize(("field", "value", "words"), [

@@ -74,7 +74,7 @@ def test_filters_grow_from_faint_noise_on_one_scale(page: Any, ui: Any) -> None:
 
 def test_initial_weights_are_a_setting_with_an_explanation(page: Any, ui: Any) -> None:
     page.goto("/")
-    expect(page.get_by_test_id("field-init")).to_have_value("small")
+    expect(page.get_by_test_id("field-init")).to_have_value("small-first")
     expect(page.get_by_test_id("init-hint")).to_contain_text("faint noise")
     page.get_by_test_id("field-init").select_option("default")
     expect(page.get_by_test_id("init-hint")).to_contain_text("PyTorch's default")

@@ -28,9 +28,10 @@ def ended(server: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_sgd_at_1_is_dead_on_the_step_size_chart_not_healthy(page: Any, server: str) -> None:
-    # its ReLUs die within the epoch (diagnose.py's 'dead': 25 of conv2's 32 filters get no gradient), while weight
-    # decay keeps its step size inside the green band
-    run = ended(server, {"dataset": "mnist", "model": "tiny", "optimizer": "sgd", "lr": 1.0, "epochs": 1})
+    # from small initial weights in every layer its ReLUs die within the epoch (diagnose.py's 'dead': 25 of
+    # conv2's 32 filters get no gradient), while weight decay keeps its step size inside the green band
+    run = ended(server, {"dataset": "mnist", "model": "tiny", "optimizer": "sgd", "lr": 1.0, "epochs": 1,
+                         "init": "small"})
     assert any(w["kind"] == "dead" for w in run["warnings"]), run["warnings"]
     page.goto(f"/?run={run['id']}")
     page.wait_for_function(f"() => ({STATES})().length === 2")
@@ -75,3 +76,16 @@ def test_each_layer_says_what_dead_and_duplicate_filters_mean(page: Any, server:
         expect(health).to_contain_text("filters dead", timeout=30_000)
         expect(health).to_contain_text("Dead: the filter responds positively to no test image")
         expect(health).to_contain_text("Near-duplicate: its kernel has cosine above 0.95")
+
+
+def test_choosing_a_model_puts_its_learning_rate_in_the_form_unless_one_was_set(page: Any) -> None:
+    page.goto("/")
+    lr, model = page.get_by_test_id("field-lr"), page.get_by_test_id("field-model")
+    expect(lr).to_have_value("0.005")
+    model.select_option("classic")
+    expect(lr).to_have_value("0.002")  # what the server gives classic when no rate is named
+    model.select_option("tiny")
+    expect(lr).to_have_value("0.005")
+    lr.fill("0.01")
+    model.select_option("classic")
+    expect(lr).to_have_value("0.01")  # the person's own rate stays

@@ -25,16 +25,18 @@ def died(init: str | None) -> str:
 
 
 def test_a_dead_run_is_pointed_at_the_initial_weights_it_did_not_use() -> None:
+    first = died("small-first")
+    assert "PyTorch's default initial weights" in first and "small initial weights" not in first
     small = died("small")
-    assert "PyTorch's default initial weights" in small and "small initial weights" not in small
+    assert "in the first layer only" in small and "every layer" not in small
     default = died("default")
-    assert "the small initial weights" in default and "default initial weights" not in default
+    assert "small initial weights in the first layer only" in default and "default initial weights" not in default
     unknown = died(None)  # a watched script's model: its init is not ours to name
     assert "initial weights" not in unknown and "a smaller learning rate than 0.005" in unknown
 
 
 def test_a_stall_at_a_good_learning_rate_suggests_another_one() -> None:
-    d = Diagnosis(10, "adam", "small")
+    d = Diagnosis(10, "adam", "small-first")
     out = []
     for i in range(STALL_STEPS):
         out += d.batch(i + 1, CHANCE, {"conv1": 1e-3}, 0.005)  # moves (1e-3 a step) but does not learn

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from filterscope.training.config import TrainConfig
 from filterscope.training.datasets import get_info, list_datasets
 from filterscope.training.models import INIT_SCALES, PRESETS, build_model, conv_layers, feature_shapes, init_weights
 
@@ -70,8 +71,19 @@ def test_small_init_shrinks_only_the_conv_kernels() -> None:
     default, small = build_model("tiny", 1, 28, 10), build_model("tiny", 1, 28, 10)
     init_weights(default, torch.Generator().manual_seed(3))
     init_weights(small, torch.Generator().manual_seed(3), INIT_SCALES["small"])
-    torch.testing.assert_close(small.conv1.weight, default.conv1.weight * INIT_SCALES["small"])
-    torch.testing.assert_close(small.conv2.weight, default.conv2.weight * INIT_SCALES["small"])
+    torch.testing.assert_close(small.conv1.weight, default.conv1.weight * 0.1)
+    torch.testing.assert_close(small.conv2.weight, default.conv2.weight * 0.1)
     assert small.conv1.weight.abs().max() <= 0.02
     torch.testing.assert_close(small.fc1.weight, default.fc1.weight)  # the classifier starts as PyTorch's
     torch.testing.assert_close(small.conv1.bias, default.conv1.bias)
+
+
+def test_the_default_init_shrinks_the_first_conv_layer_only() -> None:
+    """`small-first`: the filters a person watches start near zero; the deeper ones at PyTorch's scale."""
+    assert TrainConfig().init == "small-first"
+    default, first = build_model("classic", 3, 28, 8), build_model("classic", 3, 28, 8)
+    init_weights(default, torch.Generator().manual_seed(3))
+    init_weights(first, torch.Generator().manual_seed(3), INIT_SCALES["small-first"])
+    torch.testing.assert_close(first.conv1.weight, default.conv1.weight * 0.1)
+    torch.testing.assert_close(first.conv2.weight, default.conv2.weight)
+    torch.testing.assert_close(first.conv3.weight, default.conv3.weight)

@@ -24,7 +24,8 @@ const PRESET_HINTS = {
 };
 // One line under the form on what the initial-weights choice means for the filters a person will watch.
 const INIT_HINTS = {
-  small: 'Small initial weights: kernels start as faint noise, so the strokes and edges you see are what training wrote.',
+  'small-first': "Small initial weights in the first layer: its kernels start as faint noise, so the strokes and edges you see are what training wrote; the deeper layers start at PyTorch's scale, which keeps more of their filters alive.",
+  small: 'Small initial weights in every layer: kernels start as faint noise, so what you see is what training wrote; more of the deeper filters die, and classic may not train on shapes-color.',
   default: "PyTorch's default initial weights: kernels start as strong noise, and much of it is still there at the end.",
 };
 const LIVE_FIELDS = new Set(['lr']); // the only setting a live run accepts (PATCH)
@@ -46,6 +47,8 @@ export class ControlsView {
       if (action !== 'start') button.addEventListener('click', () => this.act(action));
     }
     this.form.elements.lr.addEventListener('change', () => this.changeLr());
+    this.model = this.form.elements.model.value;
+    this.form.elements.model.addEventListener('change', () => this.modelLr());
     this.initHint = container.querySelector('[data-role=init-hint]');
     this.viewerNote = container.querySelector('[data-role=viewer]');
     this.producerNote = container.querySelector('[data-role=producer]');
@@ -116,6 +119,19 @@ export class ControlsView {
     this.showError('');
   }
 
+  /** A model has a learning rate of its own for Adam (`classic` trains at 2e-3, the others at 5e-3, as the server
+   * gives a config that names none): the box follows a change of model unless the person has set another. */
+  modelLr() {
+    const el = this.form.elements;
+    const lrOf = (name) => this.store.boot.models.find((m) => m.name === name)?.lr;
+    const before = lrOf(this.model);
+    this.model = el.model.value;
+    const after = lrOf(this.model);
+    if (el.optimizer.value === 'adam' && after !== undefined && Number(el.lr.value) === before) {
+      el.lr.value = String(after);
+    }
+  }
+
   showInitHint() { this.initHint.textContent = INIT_HINTS[this.form.elements.init.value] ?? ''; }
 
   /** Fill the form from a run's config (when attaching to a run started elsewhere). */
@@ -127,6 +143,7 @@ export class ControlsView {
       if (field.type === 'checkbox') field.checked = Boolean(value);
       else field.value = value === null || value === undefined ? '' : String(value);
     }
+    this.model = el.model.value;
     this.showInitHint();
   }
 

@@ -319,7 +319,11 @@ export class FiltersView {
     l.warning.hidden = top.dead <= n / 2;
     // The other initial weights than the run's, as the server's 'dead' warning says (diagnose.py): never the ones chosen.
     const init = this.store.run?.config?.init;
-    const other = { small: ", or PyTorch's default initial weights,", default: ', or the small initial weights,' }[init] ?? '';
+    const other = {
+      'small-first': ", or PyTorch's default initial weights,",
+      small: ', or small initial weights in the first layer only,',
+      default: ', or small initial weights in the first layer only,',
+    }[init] ?? '';
     l.warning.textContent = `Most of ${l.name} is dead: ${top.dead} of ${n} filters respond positively nowhere on`
       + ` the test set, so no gradient reaches them and they stop learning. A smaller learning rate${other} may`
       + ' keep more of them alive.';
