@@ -25,6 +25,7 @@ from types import FrameType
 import uvicorn
 
 from .api.guard import host_name, is_loopback
+from .boot import App, Boot
 from .config import Settings
 from .record.lease import FileLock
 from .training.events import Status
@@ -38,12 +39,22 @@ TOKEN_IN_QUERY = re.compile(r"(?i)([?&](?:server_)?token=)[^&#\s\"]*")
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, stopping every run as soon as it is asked to exit (before it waits for connections)."""
+    """uvicorn's server of the Boot app, stopping every run as soon as it is asked to exit (before it waits for
+    connections), and at once if the app could not start (`failure`: why, said in one line)."""
+
+    def __init__(self, config: uvicorn.Config, boot: Boot) -> None:
+        super().__init__(config)
+        self.boot = boot
+        self.failure: BaseException | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """The app could not start: the server stops (the loop's thread, from the Boot app's start task)."""
+        self.failure = exc
+        self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        from .main import app
-
-        manager = getattr(app.state, "runs", None)
+        app = self.boot.app
+        manager = getattr(app.state, "runs", None) if app is not None else None  # type: ignore[attr-defined]
         if manager is not None:  # from a thread: never take a lock inside a signal handler
             threading.Thread(target=manager.stop_all, name="stop-runs", daemon=True).start()
         super().handle_exit(sig, frame)
@@ -181,14 +192,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)  # 128 + SIGINT, as a shell reports a program Ctrl+C ended
 
 
-def _serve(host: str, port: int, log_level: str) -> None:
-    """Run the server until it is told to exit."""
+def _load_app() -> App:
+    """The real app: importing it imports PyTorch and everything else (boot.py answers meanwhile)."""
     from .main import app
 
+    return app
+
+
+def _serve(host: str, port: int, log_level: str) -> None:
+    """Run the server until it is told to exit; exit with the reason if its app could not start."""
     # No permessage-deflate: snapshots are already quantised, and compressing 12 of them a second took half
     # of the event loop's CPU during a run (0.20 s -> 0.09 s a run), CPU that training on 2 cores needs.
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, ws="websockets-sansio",
+    server: Server | None = None
+    boot = Boot(_load_app, lambda exc: server.failed(exc) if server is not None else None)
+    config = uvicorn.Config(boot, host=host, port=port, log_level=log_level, ws="websockets-sansio",
                             ws_per_message_deflate=False, timeout_graceful_shutdown=GRACEFUL_SECONDS)
     for name in ("uvicorn.access", "uvicorn.error"):  # after Config, which sets uvicorn's logging up
         logging.getLogger(name).addFilter(MaskTokens())
-    Server(config).run()
+    server = Server(config, boot)
+    server.run()
+    if server.failure is not None:
+        sys.exit(f"filterscope: could not start: {server.failure}")

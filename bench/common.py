@@ -23,22 +23,29 @@ def serve(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> tupl
     FILTERSCOPE_DATA_DIR, the server keeps its runs in a fresh temporary directory, never the person's own.
     """
     env = {"FILTERSCOPE_DATA_DIR": tempfile.mkdtemp(prefix="filterscope-bench-"), **(env or {})}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning", *args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **env})
     base = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120  # a server starting a Ray instance takes a few seconds more
     while True:
         try:
-            if httpx.get(f"http://{base}/healthz", timeout=1).status_code == 200:
+            res = httpx.get(f"http://{base}/healthz", timeout=1)
+            if res.status_code == 200 and res.json()["status"] == "ok":  # not "starting" (app/boot.py)
                 return proc, base
+            time.sleep(0.05)
         except httpx.TransportError:
             if time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError("the server did not start") from None
             time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,12 +22,15 @@ FILTERSCOPE = [sys.executable, "-m", "filterscope"]  # the `filterscope` command
 
 
 def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:
-    """Wait until the server at `base` answers /healthz (fail if it does not, or its process exits)."""
+    """Wait until the server at `base` is ready, its /healthz "ok" rather than "starting" (fail if it does not
+    get there, or its process exits)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            return
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as res:
+                if json.loads(res.read())["status"] == "ok":
+                    return
+            raise OSError("starting")
         except OSError:
             assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
             assert time.monotonic() < deadline, "the server did not start"
