@@ -59,7 +59,7 @@ def timed_start(data_dir: Path, runs: int) -> tuple[float, float, float, str]:
     """(first answer, ready, all `runs` listed) in seconds from the process's start, and the first answer."""
     port = free_port()
     env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_PRETRAINED": "0",
-           "FILTERSCOPE_MAX_DISK": "100GB"}
+           "FILTERSCOPE_MAX_DISK": str(100 * 10**9)}
     began = time.perf_counter()
     proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port), "--log-level", "warning"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, env=env)

@@ -116,11 +116,13 @@ class Reads:
                 run.size += len(blob) + (len(per_layer) if per_layer is not None else 0)
             for run_id, parts in chunks.items():  # each run's steps in one go: start-up reads them all
                 run = runs[run_id]
-                run.steps = [step for first, values, _ in parts for step in range(first, first + len(values))]
+                run.steps = np.concatenate([np.arange(first, first + len(values)) for first, values, _ in parts]
+                                           ).tolist()
                 run.losses = nulls(np.concatenate([values for _, values, _ in parts]).astype(np.float64))
+                blank = np.full(max(len(values) for _, values, _ in parts), np.nan, np.float32)  # no ratios kept
                 for i, name in enumerate(layer["name"] for layer in run.meta.get("layers", [])):
                     row = np.concatenate([rows[i] if rows is not None and i < rows.shape[0]
-                                          else np.full(len(values), np.nan) for _, values, rows in parts])
+                                          else blank[:len(values)] for _, values, rows in parts])
                     # They travel at 4 significant digits (codec._ratio): read back as they were sent.
                     run.ratios[name] = nulls(significant4(row))
             for run_id, seq, step, epoch, epoch_end, size in c.execute(
