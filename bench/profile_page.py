@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--no-slow-start", action="store_true", help="the page's slow start turned off")
+    parser.add_argument("--hide", default="", help="a CSS selector of panels hidden (display: none), to find "
+                                                    "what costs")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -93,6 +95,8 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(f"http://{base}/")
             page.wait_for_function("() => window.filterscope !== undefined")
+            if args.hide:
+                page.add_style_tag(content=f"{args.hide} {{ display: none !important; }}")
             if args.no_slow_start:
                 page.evaluate("() => window.filterscope.store.setSlowStart(false)")
             cdp = page.context.new_cdp_session(page)

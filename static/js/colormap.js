@@ -1,5 +1,7 @@
 /** Colour maps as 256-entry lookup tables of packed RGBA (Uint32, little-endian), plus a colour bar. */
 
+import { setText } from './dom.js';
+
 // ColorBrewer RdBu, reversed: dark blue (most negative) .. near-white (zero) .. dark red (most positive).
 const DIVERGING = ['#053061', '#2166ac', '#4393c3', '#92c5de', '#d1e5f0', '#f7f7f7',
   '#fddbc7', '#f4a582', '#d6604d', '#b2182b', '#67001f'];
@@ -89,10 +91,9 @@ export class ColorBar {
     const key = texts.join('|');
     if (key === this.key) return; // unchanged labels: no DOM work
     this.key = key;
-    this.labels.replaceChildren(...texts.map((text) => {
-      const span = document.createElement('span');
-      span.textContent = text;
-      return span;
-    }));
+    if (this.labels.children.length !== texts.length) {
+      this.labels.replaceChildren(...texts.map(() => document.createElement('span')));
+    }
+    texts.forEach((text, i) => setText(this.labels.children[i], text)); // only the labels that changed
   }
 }

@@ -5,7 +5,7 @@
  */
 
 const dirty = new Set();
-let scheduled = false;
+let scheduled = 0; // the animation frame requested for the dirty views, 0 when none
 
 /**
  * Timings, readable from the console and the e2e tests as `window.filterscopePerf`: `snapshotDraws`
@@ -34,7 +34,7 @@ export const perf = {
 window.filterscopePerf = perf;
 
 function flush() {
-  scheduled = false;
+  scheduled = 0;
   const t0 = performance.now();
   let snapshotMs = null;
   const views = [...dirty];
@@ -51,10 +51,18 @@ function flush() {
 /** Ask for view.draw() in the next animation frame (once, however often this is called). */
 export function requestDraw(view) {
   dirty.add(view);
-  if (!scheduled) {
-    scheduled = true;
-    requestAnimationFrame(flush);
-  }
+  if (!scheduled) scheduled = requestAnimationFrame(flush);
+}
+
+/**
+ * Draw the dirty views now, in this task, instead of in the next animation frame: called at the end of a
+ * stream tick, the DOM it wrote and the canvases it asked for go out in one frame, not two (each frame the
+ * browser lays out, paints and composites costs the cores training shares with the page).
+ */
+export function drawNow() {
+  if (!scheduled) return;
+  cancelAnimationFrame(scheduled);
+  flush();
 }
 
 /**

@@ -1,7 +1,8 @@
 /** The only wiring point: builds the store, the session and the views, and connects store events to views. */
 
 import { api, tokens } from './api.js';
-import { perf, throttle } from './frame.js';
+import { setText } from './dom.js';
+import { drawNow, perf, throttle } from './frame.js';
 import { Session } from './session.js';
 import { Store } from './store.js';
 import { followUrl, readUrl } from './urlstate.js';
@@ -28,6 +29,7 @@ const store = new Store(boot);
 const session = new Session(store);
 const ctx = { store, session };
 const $ = (id) => document.getElementById(id);
+const perfLabel = $('perf');
 
 const controls = new ControlsView($('controls'), ctx);
 const progress = new ProgressView(document.body);
@@ -59,8 +61,14 @@ store.on('usedataset', (name) => controls.useDataset(name));
 // STREAM_MS, so the browser lays out and paints the page ~6 times a second instead of at every message: live
 // to the eye, and a small share of the cores training shares with it (see throttle in frame.js).
 const STREAM_MS = 160;
+// The two charts are the page's largest canvases: redrawn at most every CHART_MS while the stream flows (a
+// curve moving twice a second reads as live), in a stream tick, so they add no frames of their own.
+const CHART_MS = 500;
 const changed = new Set();
 let lastStatus = null;
+let chartsDue = false;
+let chartsAt = -Infinity;
+let perfAt = -Infinity;
 const tick = throttle(() => {
   if (changed.has('run')) [controls, progress, probe, inspect, warnings, finetune].forEach((v) => v.update(store));
   if (changed.has('run') && store.status !== lastStatus) {
@@ -68,23 +76,32 @@ const tick = throttle(() => {
     runs.update(store);
     detail.update(store); // a live run paused: its step can be worked out now
   }
-  if (changed.has('steps') || changed.has('epoch')) chartTick();
-  if (changed.has('epoch')) inspect.update(store);
-  if (changed.has('snapshot')) {
-    moved.frame(store.head);
-    showMoment();
+  if (changed.has('snapshot')) moved.frame(store.head); // its point on the moved chart
+  if (changed.has('steps') || changed.has('epoch') || changed.has('snapshot')) chartsDue = true;
+  const now = performance.now();
+  if (chartsDue && now - chartsAt >= CHART_MS) {
+    chartsDue = false;
+    chartsAt = now;
+    curves.update(store);
+    ratios.update(store);
+    moved.redraw();
   }
+  if (changed.has('epoch')) inspect.update(store);
+  if (changed.has('snapshot')) showMoment();
   if (changed.has('timeline')) timeline.update(store);
   if (changed.has('run') || changed.has('timeline')) moved.update(store);
   changed.clear();
+  showPerf(now);
+  drawNow(); // the canvases in the same frame as the text around them
+  if (chartsDue) setTimeout(tick, chartsAt + CHART_MS - now); // the last curves, once the stream has stopped
 }, STREAM_MS);
-// The two charts are the page's largest canvases: redrawn at most every CHART_MS while the stream flows (a
-// curve moving twice a second reads as live), which spares the cores the training shares with the page.
-const CHART_MS = 500;
-const chartTick = throttle(() => {
-  curves.update(store);
-  ratios.update(store);
-}, CHART_MS);
+/** The last snapshots' draw time, for people curious about it and for the e2e tests: at most once a second. */
+function showPerf(now) {
+  if (now - perfAt < 1000) return;
+  perfAt = now;
+  const s = perf.summary();
+  if (s.count) setText(perfLabel, `draw ${s.median.toFixed(1)} ms (p95 ${s.p95.toFixed(1)} ms)`);
+}
 function showMoment() {
   snapshotViews.forEach((v) => v.update(store));
   finetune.update(store); // from the moment shown
@@ -99,6 +116,7 @@ for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
     if (store.cursor !== null && (type === 'snapshot' || type === 'timeline')) {
       if (type === 'snapshot') showMoment();
       else timeline.update(store);
+      showPerf(performance.now());
       return;
     }
     changed.add(type);
@@ -131,12 +149,6 @@ setInterval(async () => {
   }
 }, 2000);
 
-// The last snapshot's draw time, for people curious about it and for the e2e tests.
-const perfLabel = $('perf');
-setInterval(() => {
-  const s = perf.summary();
-  if (s.count) perfLabel.textContent = `draw ${s.median.toFixed(1)} ms (p95 ${s.p95.toFixed(1)} ms)`;
-}, 1000);
 
 // First paint of the empty state, then attach to the run in the URL if there is one.
 store.emit('run', store);

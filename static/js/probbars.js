@@ -1,5 +1,7 @@
 /** Class probabilities as horizontal bars: the prediction highlighted, the true class marked. */
 
+import { setProp, setStyle, setText } from './dom.js';
+
 export class ProbBars {
   constructor(container) {
     this.root = document.createElement('ol');
@@ -40,11 +42,11 @@ export class ProbBars {
     for (let i = 1; i < probs.length; i++) if (probs[i] > probs[best]) best = i;
     this.rows.forEach((row, i) => {
       const p = probs[i];
-      row.bar.style.width = `${(100 * p).toFixed(1)}%`;
-      row.value.textContent = p >= 0.995 ? '100%' : p < 0.001 ? '0%' : `${(100 * p).toFixed(p < 0.1 ? 1 : 0)}%`;
-      row.li.classList.toggle('best', i === best);
+      setStyle(row.bar, 'width', `${(100 * p).toFixed(1)}%`);
+      setText(row.value, p >= 0.995 ? '100%' : p < 0.001 ? '0%' : `${(100 * p).toFixed(p < 0.1 ? 1 : 0)}%`);
+      row.li.classList.toggle('best', i === best); // a no-op when it holds already
       row.li.classList.toggle('truth', i === label);
-      row.li.title = i === label ? 'the true class' : '';
+      setProp(row.li, 'title', i === label ? 'the true class' : '');
     });
   }
 }

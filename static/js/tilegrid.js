@@ -149,7 +149,11 @@ export class TileGrid {
     const z = this.zoom;
     for (let i = 0; i < this.count; i++) {
       const [x, y] = this.origin(i);
-      buttons[i].style.cssText = `left:${x * z}px;top:${y * z}px;width:${this.tileW * z}px;height:${this.tileH * z}px`;
+      const css = `left:${x * z}px;top:${y * z}px;width:${this.tileW * z}px;height:${this.tileH * z}px`;
+      if (buttons[i].dataset.css !== css) { // moved only when the layout did: no style work at every moment
+        buttons[i].dataset.css = css;
+        buttons[i].style.cssText = css;
+      }
     }
   }
 

@@ -4,6 +4,7 @@
  * loss of a uniform guess; every learning rate set by hand; every warning; the moment the timeline shows.
  */
 
+import { setText } from '../dom.js';
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { fmt } from '../colormap.js';
 import { level, momentStep, vertical } from '../chartmarks.js';
@@ -188,7 +189,7 @@ export class CurvesView {
           + ' the network memorises its training images';
       }
     }
-    this.summary.textContent = text;
+    setText(this.summary, text);
   }
 
   resize() { this.chart?.setSize(this.size()); }

@@ -1,5 +1,6 @@
 /** The feature-map panel: per conv layer, what each filter makes of the probe image. */
 
+import { setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { FeatureMapLayers } from '../fmapgrid.js';
 
@@ -31,7 +32,7 @@ export class FeatureMapsView {
     this.snapshot = null;
     this.layers.reset();
     this.list.innerHTML = '<p class="empty">Feature maps appear with the first snapshot.</p>';
-    this.info.textContent = '';
+    setText(this.info, '');
   }
 
   update(state) {
@@ -54,7 +55,7 @@ export class FeatureMapsView {
     const layer = this.snapshot?.layers[li];
     const arr = this.layers.shown(li);
     if (!layer || !arr || i < 0) {
-      this.info.textContent = '';
+      setText(this.info, '');
       return;
     }
     const [, h, w] = arr.shape;

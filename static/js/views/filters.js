@@ -5,6 +5,7 @@
  */
 
 import { ColorBar, fmt } from '../colormap.js';
+import { setHidden, setProp, setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { filterMaxAbs, fromStart, paint, pixelIndex, stats, tileShape } from '../kernels.js';
 import { mosaicSize, paintMosaic } from '../mosaic.js';
@@ -245,16 +246,16 @@ export class FiltersView {
       let range = this.range(layer, mode, arr, scale);
       let startRange = w0 ? this.range(layer, 'weight', w0, scale) : 0;
       if (show === 'both' && mode === 'weight') range = startRange = Math.max(range, startRange); // one scale
-      l.now.figure.hidden = onlyStart;
-      l.start.figure.hidden = !wantStart;
+      setHidden(l.now.figure, onlyStart);
+      setHidden(l.start.figure, !wantStart);
       if (!onlyStart) {
         this.paintGrid(l, l.now, arr, range, scale === 'filter');
-        l.now.caption.textContent = `${MODES[mode].label} at step ${snap.step}`;
+        setText(l.now.caption, `${MODES[mode].label} at step ${snap.step}`);
       }
       if (wantStart) {
         this.paintGrid(l, l.start, w0, startRange, scale === 'filter');
-        l.start.caption.textContent = this.state?.run?.transfer ? 'W at step 0, its pretrained start'
-          : 'W at step 0, its random start';
+        setText(l.start.caption, this.state?.run?.transfer ? 'W at step 0, its pretrained start'
+          : 'W at step 0, its random start');
       }
       for (const part of [l.start, l.now]) part.grid.select(selected && selected.layer === li ? selected.index : -1);
       const barRange = onlyStart ? startRange : range;
@@ -262,8 +263,8 @@ export class FiltersView {
       const whole = this.store.isLive ? 'whole run so far' : 'whole run'; // while training, its largest yet
       const note = { filter: 'per filter', run: whole, moment: 'now', weight: "W's scale" }[scale];
       l.bar.set(kind, -barRange, barRange, kind === 'rgb' ? `${note}, per channel` : note);
-      l.bar.root.title = SCALES[scale];
-      l.measures.textContent = this.measuresText(layer.measures, layer.name);
+      setProp(l.bar.root, 'title', SCALES[scale]);
+      setText(l.measures, this.measuresText(layer.measures, layer.name));
     });
     const tell = mode === 'detects' ? (a, b) => this.showDetects(a, b) : (a, b) => this.showStats(a, b);
     if (this.hover) tell(...this.hover);
@@ -308,15 +309,15 @@ export class FiltersView {
   /** Dead and near-duplicate filters counted under the layer's header; a warning when most of it is dead. */
   showHealth(l, top) {
     if (!top) {
-      l.health.textContent = '';
-      l.warning.hidden = true;
+      setText(l.health, '');
+      setHidden(l.warning, true);
       return;
     }
     const n = top.filters.length;
     const positive = top.filters.reduce((sum, f) => sum + f.positive, 0) / Math.max(1, n);
-    l.health.textContent = `at step ${top.step}: ${top.dead} of ${n} filters dead · ${top.duplicates} near-duplicate`
-      + ` · responses above zero: ${(100 * positive).toFixed(0)} % on average. ${HEALTH_MEANING}`;
-    l.warning.hidden = top.dead <= n / 2;
+    setText(l.health, `at step ${top.step}: ${top.dead} of ${n} filters dead · ${top.duplicates} near-duplicate`
+      + ` · responses above zero: ${(100 * positive).toFixed(0)} % on average. ${HEALTH_MEANING}`);
+    setHidden(l.warning, top.dead <= n / 2);
     // The other initial weights than the run's, as the server's 'dead' warning says (diagnose.py): never the ones chosen.
     const init = this.store.run?.config?.init;
     const other = {
@@ -324,9 +325,9 @@ export class FiltersView {
       small: ', or small initial weights in the first layer only,',
       default: ', or small initial weights in the first layer only,',
     }[init] ?? '';
-    l.warning.textContent = `Most of ${l.name} is dead: ${top.dead} of ${n} filters respond positively nowhere on`
+    setText(l.warning, `Most of ${l.name} is dead: ${top.dead} of ${n} filters respond positively nowhere on`
       + ` the test set, so no gradient reaches them and they stop learning. A smaller learning rate${other} may`
-      + ' keep more of them alive.';
+      + ' keep more of them alive.');
   }
 
   /** What the analyses cost, as a share of the training time so far. */

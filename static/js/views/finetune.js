@@ -5,6 +5,7 @@
  * started, what it took, what starts random and why, and what is frozen.
  */
 
+import { setHidden, setText } from '../dom.js';
 import { api } from '../api.js';
 import { fillDatasets } from '../datasets.js';
 
@@ -51,9 +52,9 @@ export class FineTuneView {
     const key = [run?.id, snap?.seq, can, run?.transfer?.run, this.busy].join('|');
     if (key === this.key) return;
     this.key = key;
-    this.root.hidden = !run;
+    setHidden(this.root, !run);
     if (!run) return;
-    this.form.hidden = !can;
+    setHidden(this.form, !can);
     this.showOrigin(run);
     if (!can) return;
     if (this.shownFor !== run.id) this.fill(run);
@@ -86,7 +87,7 @@ export class FineTuneView {
   /** Where this run (if fine-tuned) started, what it took, what starts random and what is frozen. */
   showOrigin(run) {
     const t = run.transfer;
-    this.origin.hidden = !t;
+    setHidden(this.origin, !t);
     if (!t) return;
     const fresh = t.fresh.map((f) => `${f.layer} (${f.reason})`).join('; ');
     this.origin.textContent = `Fine-tuned from run ${t.run} (${t.model} on ${t.dataset}) at step ${t.step}: `
@@ -137,7 +138,7 @@ export class FineTuneView {
   }
 
   showError(message) {
-    this.error.textContent = message;
-    this.error.hidden = !message;
+    setText(this.error, message);
+    setHidden(this.error, !message);
   }
 }

@@ -7,6 +7,7 @@
  * shown and the entry picked are the inspector's own; the filter's history over the run comes from the store.
  */
 
+import { setHidden, setProp, setText } from '../dom.js';
 import { ColorBar, fmt, grey, seqIndex } from '../colormap.js';
 import { requestDraw } from '../frame.js';
 import { fromStart, GAP, paint, stats } from '../kernels.js';
@@ -38,7 +39,7 @@ export class KernelView {
       const box = document.createElement('figure');
       box.className = 'detail-part';
       const cap = document.createElement('figcaption');
-      cap.textContent = label;
+      setText(cap, label);
       box.append(cap);
       const grid = new TileGrid(box, { gap: 1, maxZoom: 14, maxHeight: 170, onHover: (c) => this.onHover(key, c) });
       grid.canvas.dataset.testid = `detail-${key}`;
@@ -49,7 +50,7 @@ export class KernelView {
     const fbox = document.createElement('figure');
     fbox.className = 'detail-part';
     const fcap = document.createElement('figcaption');
-    fcap.textContent = 'its feature map on the probe (click a pixel: worked below)';
+    setText(fcap, 'its feature map on the probe (click a pixel: worked below)');
     fbox.append(fcap);
     this.fmap = new TileGrid(fbox, {
       gap: 0, maxZoom: 12, maxHeight: 150, background: GAP, onSelect: (_i, at) => at && this.pickPixel(at),
@@ -79,7 +80,7 @@ export class KernelView {
   }
 
   reset() {
-    this.root.hidden = true;
+    setHidden(this.root, true);
     this.snapshot = null;
     this.selected = null;
     this.selectedKey = null;
@@ -107,7 +108,7 @@ export class KernelView {
       this.pixel = null;
     }
     this.selected = sel;
-    this.root.hidden = !(sel && this.snapshot);
+    setHidden(this.root, !(sel && this.snapshot));
     if (this.root.hidden) return;
     const layer = this.snapshot.layers[sel.layer];
     if (layer) state.filterHistory(layer.name, sel.index); // asked again as a live run grows; drawn on arrival
@@ -118,7 +119,7 @@ export class KernelView {
     const { snapshot: snap, selected: sel, store } = this;
     const layer = sel && snap?.layers[sel.layer];
     if (!layer) {
-      this.root.hidden = true;
+      setHidden(this.root, true);
       return;
     }
     const [, inCh, kh, kw] = layer.weight.shape;
@@ -128,12 +129,12 @@ export class KernelView {
       + `${kh}×${kw} · at step ${snap.step}`;
     this.drawImages(layer, sel, inCh, kh, kw, n, f);
     this.drawFmap(layer.fmap, f);
-    this.note.textContent = this.summary(layer, this.startOf(layer, sel.layer), f, n, inCh);
+    setText(this.note, this.summary(layer, this.startOf(layer, sel.layer), f, n, inCh));
     if (this.channelPick.options.length !== inCh) {
       this.channelPick.replaceChildren(...Array.from({ length: inCh }, (_, c) => new Option(`input channel ${c}`, c)));
     }
     this.channelPick.value = String(this.channel);
-    this.channelPick.hidden = inCh < 2;
+    setHidden(this.channelPick, inCh < 2);
     const data = {
       layer, snapshot: snap, filter: f, channel: this.channel, entry: this.entry, run: store.run, index: store.index,
       history: store.knownFilterHistory(layer.name, f), runId: store.runId, pixel: this.pixel,
@@ -155,7 +156,7 @@ export class KernelView {
     const wRange = Math.max(maxAbs(slice('weight')), start ? maxAbs(slice('start')) : 0) || 1;
     for (const part of this.parts) {
       const values = slice(part.key);
-      part.grid.root.parentElement.hidden = !values;
+      setHidden(part.grid.root.parentElement, !values);
       if (!values) continue;
       const { grid } = part;
       grid.configure(inCh, kw, kh, width);
@@ -215,6 +216,6 @@ export class KernelView {
     const arr = key === 'start' ? this.startOf(layer, this.selected.layer) : layer[key];
     if (!arr) return;
     const s = stats(arr.values(), start, start + kh * kw);
-    this.note.textContent = `input channel ${c}: ${NAMES[key]} from ${fmt(s.min)} to ${fmt(s.max)}, ‖·‖ ${fmt(s.norm)}`;
+    setText(this.note, `input channel ${c}: ${NAMES[key]} from ${fmt(s.min)} to ${fmt(s.max)}, ‖·‖ ${fmt(s.norm)}`);
   }
 }

@@ -5,6 +5,7 @@
  * change gathers in the last ones, the picture transfer learning is known by. A frozen layer stays at 0.
  */
 
+import { setText } from '../dom.js';
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { api } from '../api.js';
 import { momentStep, vertical } from '../chartmarks.js';
@@ -29,7 +30,7 @@ export class MovedView {
     this.cursorStep = null;
     this.chart?.destroy();
     this.chart = null;
-    this.summary.textContent = '';
+    setText(this.summary, '');
     requestDraw(this);
   }
 
@@ -53,11 +54,18 @@ export class MovedView {
     });
   }
 
-  /** A frame the page received (live or fetched): its own measures, one point. */
+  /** A frame the page received live: its own measures, one point, drawn with the other charts (`redraw`). */
   frame(frame) {
     if (!frame?.layers || this.points.has(frame.seq)) return;
     this.points.set(frame.seq, { step: frame.step, moved: Object.fromEntries(frame.layers.map(
       (l) => [l.name, l.measures?.moved ?? null])) });
+    this.pending = true;
+  }
+
+  /** Draw the points that came in since the last time (the stream's chart tick, at most every CHART_MS). */
+  redraw() {
+    if (!this.pending) return;
+    this.pending = false;
     requestDraw(this);
   }
 

@@ -5,6 +5,7 @@
  * filter fires; others (and everyone, once the run has ended) see the patches.
  */
 
+import { setHidden, setText } from '../dom.js';
 import { fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
 import { cellSize, paintCrop } from '../mosaic.js';
@@ -22,7 +23,7 @@ export class PatchesView {
   }
 
   reset() {
-    this.root.hidden = true;
+    setHidden(this.root, true);
     this.key = null;
     this.list.replaceChildren();
   }
@@ -34,7 +35,7 @@ export class PatchesView {
     const sel = s.view.selected;
     const snap = s.snapshot;
     const layer = sel && snap?.layers[sel.layer];
-    this.root.hidden = !layer;
+    setHidden(this.root, !layer);
     if (!layer) return;
     const seq = s.analysisAt(snap.seq);
     const top = s.top(seq, layer.name);
@@ -51,7 +52,7 @@ export class PatchesView {
     if (key === this.key) return; // the same patches: nothing to redraw
     this.key = key;
     const f = top.filters[sel.index];
-    this.caption.textContent = this.describe(f, top, owner);
+    setText(this.caption, this.describe(f, top, owner));
     this.list.replaceChildren(...f.patches.map((p, k) => this.patch(p, k, top.receptive_field, test, owner)));
   }
 
@@ -82,7 +83,7 @@ export class PatchesView {
     paintCrop(new Uint32Array(image.data.buffer), cell, 0, 0, rf, test, p.index, p.box);
     canvas.getContext('2d').putImageData(image, 0, 0);
     const label = document.createElement('span');
-    label.textContent = `#${p.index} · ${fmt(p.activation)}`;
+    setText(label, `#${p.index} · ${fmt(p.activation)}`);
     item.append(canvas, label);
     item.title = `test image #${p.index}, rows ${p.box[0]}-${p.box[2] - 1}, columns ${p.box[1]}-${p.box[3] - 1}: `
       + `response ${p.activation}`;

@@ -1,5 +1,6 @@
 /** The probe: the test image whose feature maps are shown, the model's guess for it, and a chooser. */
 
+import { setHidden, setProp, setText } from '../dom.js';
 import { api } from '../api.js';
 import { fmt } from '../colormap.js';
 import { requestDraw } from '../frame.js';
@@ -30,8 +31,8 @@ export class ProbeView {
     this.snapshot = null;
     this.bars.reset();
     this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    this.caption.textContent = 'No probe yet.';
-    this.loss.hidden = true;
+    setText(this.caption, 'No probe yet.');
+    setHidden(this.loss, true);
   }
 
   update(state) {
@@ -76,14 +77,14 @@ export class ProbeView {
     const where = probe.source === 'upload' ? 'uploaded image'
       : probe.source === 'watch' ? "the script's probe image" : `test image #${probe.index}`;
     const truth = label === null ? '' : ` · true class: ${this.classes[label] ?? label}`;
-    this.caption.textContent = `${where}${truth}`;
+    setText(this.caption, `${where}${truth}`);
     if (probe.probs) this.bars.update(probe.probs, this.classes, label);
     // Cross-entropy of this one image: what the training loss averages over a batch.
     const p = label !== null && probe.probs ? probe.probs[label] : null;
-    this.loss.hidden = p === null || p === undefined;
+    setHidden(this.loss, p === null || p === undefined);
     if (!this.loss.hidden) {
       const loss = -Math.log(Math.max(p, 1e-12));
-      this.loss.textContent = `loss on this image: −log p(${this.classes[label] ?? label}) = −log ${fmt(p)} = ${fmt(loss)}`;
+      setText(this.loss, `loss on this image: −log p(${this.classes[label] ?? label}) = −log ${fmt(p)} = ${fmt(loss)}`);
     }
     this.markCurrent(probe.source === 'upload' ? -1 : probe.index);
   }
@@ -101,8 +102,8 @@ export class ProbeView {
     this.strip.replaceChildren();
     const ds = this.dataset;
     const PAGE = this.pageSize;
-    this.prev.disabled = !ds || this.first === 0;
-    this.next.disabled = !ds || this.first + PAGE >= ds.test_count;
+    setProp(this.prev, 'disabled', !ds || this.first === 0);
+    setProp(this.next, 'disabled', !ds || this.first + PAGE >= ds.test_count);
     if (!ds) return;
     for (let i = this.first; i < Math.min(ds.test_count, this.first + PAGE); i++) {
       const b = document.createElement('button');
@@ -110,7 +111,7 @@ export class ProbeView {
       b.className = 'thumb';
       b.dataset.index = String(i);
       b.dataset.testid = `thumb-${i}`;
-      b.title = `Use test image #${i} as the probe`;
+      setProp(b, 'title', `Use test image #${i} as the probe`);
       const img = document.createElement('img');
       img.src = api.testImageUrl(ds.name, i);
       img.alt = `test image ${i}`;
@@ -138,10 +139,10 @@ export class ProbeView {
     for (const b of this.strip.children) {
       const i = Number(b.dataset.index);
       const name = classes[test[i]] ?? '';
-      b.title = `Use test image #${i} (${name}) as the probe`;
+      setProp(b, 'title', `Use test image #${i} (${name}) as the probe`);
       const label = document.createElement('span');
       label.className = 'thumb-label';
-      label.textContent = name;
+      setText(label, name);
       b.append(label);
     }
   }

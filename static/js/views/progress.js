@@ -1,6 +1,7 @@
 /** Where the run is: its state, epoch and run progress bars, elapsed time, the live connection. */
 
 import { fmt } from '../colormap.js';
+import { setAttr, setHidden, setProp, setStyle, setText } from '../dom.js';
 import { isFinal } from '../statuses.js';
 
 // The badge's word where it is not the status's own name (statuses.js lists them all).
@@ -55,9 +56,9 @@ export class ProgressView {
     const status = run?.status ?? 'idle';
     // While the server cannot be reached, what the run is doing there is unknown: say so, not its last state.
     const offline = run && this.offline && !isFinal(status);
-    this.badge.dataset.status = offline ? 'offline' : status;
-    this.badge.textContent = offline ? 'server unreachable' : run ? STATUS_TEXT[status] ?? status : 'no run';
-    this.badge.title = offline ? `The page lost its connection to the server; the run was ${STATUS_TEXT[status] ?? status} when it did.` : '';
+    setAttr(this.badge, 'data-status', offline ? 'offline' : status);
+    setText(this.badge, offline ? 'server unreachable' : run ? STATUS_TEXT[status] ?? status : 'no run');
+    setProp(this.badge, 'title', offline ? `The page lost its connection to the server; the run was ${STATUS_TEXT[status] ?? status} when it did.` : '');
     const spe = run?.steps_per_epoch || 0;
     const total = run?.total_steps || 0;
     const step = run?.step ?? 0;
@@ -66,18 +67,18 @@ export class ProgressView {
     const current = spe ? Math.min(epochs, Math.max(1, Math.ceil(step / spe))) : 0;
     const inEpoch = spe ? Math.max(0, step - (current - 1) * spe) : 0;
     this.setBar(this.epochBar, spe ? inEpoch / spe : 0);
-    this.epochText.textContent = run ? `epoch ${current} of ${epochs} · batch ${inEpoch} of ${spe}` : '–';
+    setText(this.epochText, run ? `epoch ${current} of ${epochs} · batch ${inEpoch} of ${spe}` : '–');
     this.setBar(this.runBar, total ? step / total : 0);
-    this.runText.textContent = run ? `step ${step} of ${total}` : '–';
+    setText(this.runText, run ? `step ${step} of ${total}` : '–');
     const waiting = status === 'queued' && run?.queue_position
       ? `waiting for a training slot (${run.queue_position} in line): it starts when a run ahead of it ends or pauses` : '';
-    this.facts.textContent = run
+    setText(this.facts, run
       ? [waiting, this.lrText(run), `${(run.samples_seen ?? 0).toLocaleString('en')} images seen`, this.costText(run),
         `run ${run.id}`].filter(Boolean).join(' · ')
-      : '';
+      : '');
     const bad = status === 'diverged' || status === 'failed';
-    this.message.hidden = !(run?.message);
-    this.message.textContent = run?.message ?? '';
+    setHidden(this.message, !(run?.message));
+    setText(this.message, run?.message ?? '');
     this.message.classList.toggle('bad', bad);
     this.tick();
   }
@@ -98,21 +99,21 @@ export class ProgressView {
 
   setBar(bar, fraction) {
     const f = Math.max(0, Math.min(1, fraction || 0));
-    bar.style.width = `${(100 * f).toFixed(1)}%`;
-    bar.parentElement.setAttribute('aria-valuenow', String(Math.round(100 * f)));
+    setStyle(bar, 'width', `${(100 * f).toFixed(1)}%`);
+    setAttr(bar.parentElement, 'aria-valuenow', String(Math.round(100 * f)));
   }
 
   /** Elapsed time ticks locally between server updates while the run trains. */
   tick() {
     const run = this.run;
     if (!run) {
-      this.elapsed.textContent = '0:00';
+      setText(this.elapsed, '0:00');
       return;
     }
     let t = run.elapsed ?? 0;
     // Only while the run is known to train: not past the moment the server stopped answering (it may be gone).
     const now = this.offline ? this.lostAt : performance.now();
     if (run.status === 'running' && run.receivedAt) t += Math.max(0, now - run.receivedAt) / 1000;
-    this.elapsed.textContent = clock(t);
+    setText(this.elapsed, clock(t));
   }
 }

@@ -9,6 +9,7 @@
  * (remembered in this browser); Live, End or any scrub ends it at once.
  */
 
+import { setAttr, setHidden, setProp, setStyle, setText } from '../dom.js';
 import { SLOW_UNTIL_STEP } from '../store.js';
 
 const MIN_FRAME_MS = 33; // 30 moments a second at most
@@ -38,7 +39,12 @@ export class TimelineView {
     this.playButton.addEventListener('click', () => this.togglePlay());
     this.liveButton.addEventListener('click', () => this.goLive());
     document.addEventListener('keydown', (e) => this.onKey(e));
-    new ResizeObserver(() => this.drawTicks(this.store.index)).observe(this.ticks);
+    // The marks' width, from the observer: read in an update, after its writes, it would lay the page out there.
+    this.ticksWidth = 0;
+    new ResizeObserver(([entry]) => {
+      this.ticksWidth = entry.contentRect.width;
+      this.drawTicks(this.store.index);
+    }).observe(this.ticks);
     this.slowBox = $('slow');
     this.slowBox.checked = store.slowStart;
     this.slowBox.addEventListener('change', () => store.setSlowStart(this.slowBox.checked));
@@ -57,20 +63,19 @@ export class TimelineView {
 
   update(state) {
     const n = state.index.length;
-    this.root.hidden = !state.runId;
-    const max = String(Math.max(0, n - 1));
-    if (this.slider.max !== max) this.slider.max = max;
-    this.slider.disabled = n < 2;
+    setHidden(this.root, !state.runId);
+    setProp(this.slider, 'max', String(Math.max(0, n - 1)));
+    setProp(this.slider, 'disabled', n < 2);
     const at = state.position;
-    if (document.activeElement !== this.slider || !state.playing) this.slider.value = String(Math.max(0, at));
+    if (document.activeElement !== this.slider || !state.playing) setProp(this.slider, 'value', String(Math.max(0, at)));
     const live = state.cursor === null;
-    this.liveButton.setAttribute('aria-pressed', String(live));
-    this.liveButton.disabled = live;
-    this.liveButton.textContent = state.isLive ? 'Live' : 'Last';
-    this.playButton.textContent = state.playing || state.slow ? '❚❚ Pause' : '▶ Play';
-    this.playButton.disabled = n < 2;
+    setAttr(this.liveButton, 'aria-pressed', String(live));
+    setProp(this.liveButton, 'disabled', live);
+    setText(this.liveButton, state.isLive ? 'Live' : 'Last');
+    setText(this.playButton, state.playing || state.slow ? '❚❚ Pause' : '▶ Play');
+    setProp(this.playButton, 'disabled', n < 2);
     this.drawTicks(state.index);
-    this.slowBox.checked = state.slowStart;
+    setProp(this.slowBox, 'checked', state.slowStart);
     if (state.slow && !this.slowOn) this.startSlow();
     else if (!state.slow && this.slowOn) this.stopSlow();
     const ref = state.index[at];
@@ -83,36 +88,40 @@ export class TimelineView {
         : state.slow ? ` · ${this.slowText(at)}` : state.playing ? ' · replaying' : '';
       text = `step ${ref.step} · ${epoch} · snapshot ${at + 1} of ${n}${where}${waiting ? ' · loading…' : ''}`;
     }
-    if (this.label.textContent !== text) this.label.textContent = text; // no layout for an unchanged label
-    this.label.dataset.step = ref ? String(ref.step) : '';
+    setText(this.label, text);
+    setAttr(this.label, 'data-step', ref ? String(ref.step) : '');
   }
 
   /** Epoch ends as marks under the slider, where they fall among the snapshots; numbered every 1, 2, 5, 10...
    * epochs, as often as their labels fit side by side (a 60-epoch run's 60 numbers would overlap). */
   drawTicks(index) {
-    const ends = index.filter((r) => r.epoch_end);
-    const width = this.ticks.clientWidth;
+    const ends = [];
+    index.forEach((r, i) => { if (r.epoch_end) ends.push([r, i]); });
+    const width = this.ticksWidth;
     const key = `${index.length}:${ends.length}:${width}`;
     if (key === this.ticksFor) return;
     this.ticksFor = key;
     const n = Math.max(1, index.length - 1);
-    const gap = MIN_LABEL_PX * String(ends.at(-1)?.epoch ?? 1).length; // px from one number's centre to the next
+    const gap = MIN_LABEL_PX * String(ends.at(-1)?.[0].epoch ?? 1).length; // px from one number's centre to the next
     const room = width / Math.max(1, ends.length); // px per epoch, if they fall evenly
     const every = LABEL_EVERY.find((k) => k * room >= gap) ?? LABEL_EVERY.at(-1);
-    let last = -Infinity; // where the last number went: one that would touch it is left out
-    this.ticks.replaceChildren(...index.flatMap((r, i) => {
-      if (!r.epoch_end) return [];
+    // One mark per epoch end, made once and moved as the run's snapshots grow (new ones only as epochs end).
+    while (this.ticks.children.length > ends.length) this.ticks.lastChild.remove();
+    while (this.ticks.children.length < ends.length) {
       const mark = document.createElement('span');
       mark.className = 'tick';
-      mark.style.left = `${(100 * i) / n}%`;
-      mark.title = `end of epoch ${r.epoch} (step ${r.step})`;
+      this.ticks.append(mark);
+    }
+    let last = -Infinity; // where the last number went: one that would touch it is left out
+    ends.forEach(([r, i], k) => {
+      const mark = this.ticks.children[k];
+      setStyle(mark, 'left', `${(100 * i) / n}%`);
+      setProp(mark, 'title', `end of epoch ${r.epoch} (step ${r.step})`);
       const x = (width * i) / n;
-      if ((r.epoch % every === 0 || every === 1) && x - last >= gap) {
-        mark.textContent = String(r.epoch);
-        last = x;
-      }
-      return [mark];
-    }));
+      const numbered = (r.epoch % every === 0 || every === 1) && x - last >= gap;
+      if (numbered) last = x;
+      setText(mark, numbered ? String(r.epoch) : '');
+    });
   }
 
   seekIndex(i, byHand) {

@@ -1,3 +1,4 @@
+import { setHidden, setProp, setText } from '../dom.js';
 /** The run's warnings (it died, stalled at chance, or its loss explodes), where a person is looking: under the
  * header, above every panel, each with the step it was raised at; a click on the step takes the timeline there. */
 
@@ -14,7 +15,7 @@ export class WarningsView {
   reset() {
     this.shown = '';
     this.root.replaceChildren();
-    this.root.hidden = true;
+    setHidden(this.root, true);
   }
 
   update(state) {
@@ -22,7 +23,7 @@ export class WarningsView {
     if (key === this.shown) return;
     this.shown = key;
     this.root.replaceChildren(...state.warnings.map((w) => this.item(w)));
-    this.root.hidden = !state.warnings.length;
+    setHidden(this.root, !state.warnings.length);
   }
 
   item(w) {
@@ -31,12 +32,12 @@ export class WarningsView {
     p.dataset.kind = w.kind;
     p.dataset.testid = `warning-${w.kind}`;
     const title = document.createElement('strong');
-    title.textContent = `⚠ ${TITLES[w.kind] ?? w.kind}`;
+    setText(title, `⚠ ${TITLES[w.kind] ?? w.kind}`);
     const at = document.createElement('button');
     at.type = 'button';
     at.className = 'link';
-    at.textContent = `at step ${w.step}`;
-    at.title = 'Show the network at this moment';
+    setText(at, `at step ${w.step}`);
+    setProp(at, 'title', 'Show the network at this moment');
     at.addEventListener('click', () => {
       const ref = this.store.refAtStep(w.step);
       if (ref) this.session.look(ref.seq);
