@@ -2,15 +2,23 @@
 the Chrome DevTools Protocol (the sampling `Profiler`, and `Performance.getMetrics` for script, layout and
 style time), with Chromium's own CPU seconds from /proc (the browser's processes only) per second of training.
 
+DevTools itself costs: attached (as Playwright is), Chromium reports every WebSocket frame to it, and its CPU
+nearly doubles. So the figure a person's browser lives with comes first, from a Chromium started as a person
+starts it (no DevTools), opened at the run's address as it starts: its CPU over the run, less what the same
+Chromium spends starting and loading the idle page (measured apart, 4 s).
+
     .venv/bin/python -m bench.profile_page [--top 30] [--epochs 5]
 
-Prints the functions with the most self time (file:line), the page's metrics over the run, and Chromium's CPU.
+Prints Chromium's CPU per second of training without DevTools, then with them: the functions with the most self
+time (file:line), the page's metrics over the run, and each Chromium process's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -65,6 +73,37 @@ def kind(pid: int) -> str:
     return next((a.split("=", 1)[1] for a in args if a.startswith("--type=")), "browser")
 
 
+def chromium_of(base: str, path: str) -> subprocess.Popen[bytes]:
+    """Chromium as a person starts it, headless, with no DevTools attached, at `path` of the server."""
+    return subprocess.Popen([os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"), *CHROMIUM_ARGS,
+                             f"--user-data-dir={tempfile.mkdtemp(prefix='filterscope-chromium-')}",
+                             "--window-size=1280,800", f"http://{base}{path}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def plain_cpu(client: httpx.Client, base: str, epochs: int) -> tuple[float, float]:
+    """(Chromium's CPU seconds watching a run, less its start-up; the run's training seconds), no DevTools."""
+    idle = chromium_of(base, "/")
+    pids: set[int] = set()
+    for _ in range(20):  # 4 s: started, the page loaded, idle
+        pids |= set(descendants(idle.pid))
+        time.sleep(0.2)
+    start_up = cpu_seconds(sorted(pids))
+    idle.terminate()
+    idle.wait(10)
+    run = client.post("/api/runs", json={"epochs": epochs}).json()
+    browser, pids = chromium_of(base, f"/?run={run['id']}"), set()
+    while (run := client.get(f"/api/runs/{run['id']}").json())["status"] not in FINAL:
+        pids |= set(descendants(browser.pid))
+        time.sleep(0.2)
+    time.sleep(0.5)  # the last frames drawn
+    pids |= set(descendants(browser.pid))
+    spent = cpu_seconds(sorted(pids)) - start_up
+    browser.terminate()
+    browser.wait(10)
+    return spent, float(run["elapsed"])
+
+
 def self_times(profile: dict[str, Any]) -> Counter[str]:
     """Milliseconds of self time per function (name file:line) in a CDP CPU profile."""
     nodes = {n["id"]: n for n in profile["nodes"]}
@@ -90,6 +129,7 @@ def main() -> None:
     proc, base = serve()
     try:
         with sync_playwright() as p, httpx.Client(base_url=f"http://{base}", timeout=60) as client:
+            plain, plain_elapsed = plain_cpu(client, base, args.epochs)
             browser = p.chromium.launch(executable_path=os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"),
                                         args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -124,10 +164,12 @@ def main() -> None:
         proc.terminate()
         proc.wait(30)
     elapsed = run["elapsed"]
+    print(f"no DevTools: Chromium CPU {plain:.2f} s over {plain_elapsed:.1f} s of training = "  # noqa: T201
+          f"{plain / plain_elapsed:.3f} core per second of training (start-up less)")
     spent = self_times(profile)
     total = sum(spent.values())
-    print(f"run: {elapsed:.1f} s of training; Chromium CPU {cpu:.2f} s = {cpu / elapsed:.3f} core per second of "  # noqa: T201
-          f"training; profiled {total / 1000:.2f} s of the page's main thread")
+    print(f"with DevTools: {elapsed:.1f} s of training; Chromium CPU {cpu:.2f} s = {cpu / elapsed:.3f} core per "  # noqa: T201
+          f"second of training; profiled {total / 1000:.2f} s of the page's main thread")
     print("  by process: " + ", ".join(f"{k} {v:.2f} s" for k, v in kinds.most_common()))  # noqa: T201
     print("  " + ", ".join(f"{m} {after.get(m, 0) - before.get(m, 0):.3f}" for m in METRICS))  # noqa: T201
     for name, ms in spent.most_common(args.top):
