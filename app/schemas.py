@@ -174,6 +174,8 @@ class RunOut(BaseModel):
                                           "controllable, resumable, replayable, inspectable")
     producer: dict[str, Any] | None = Field(None, description="while another process trains it: {pid, what}")
     transfer: TransferOut | None = Field(None, description="a fine-tuned run's start (`init_from`)")
+    shipped: str | None = Field(None, description="a run that came with filterscope, added to a new data "
+                                "directory (`pretrained`: scripts/pretrain.py), not started by anyone here")
 
 
 class CreatedRunOut(RunOut):

@@ -94,6 +94,8 @@ def seed(store: Store, path: Path, name: str) -> str | None:
         c.execute("INSERT INTO seeded (name, run_id, at) VALUES (?, ?, ?)", (name, bundle.run_id, time.time()))
         if c.execute("SELECT 1 FROM runs WHERE id = ?", (bundle.run_id,)).fetchone() is None:
             bundle.insert(c)
+            # the run answer's `shipped`: the page says where the run came from, not "another browser"
+            c.execute("UPDATE runs SET meta = json_set(meta, '$.shipped', ?) WHERE id = ?", (name, bundle.run_id))
             added.append(bundle.run_id)
 
     store.submit(write)

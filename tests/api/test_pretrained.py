@@ -39,6 +39,7 @@ def test_a_fresh_data_directory_lists_the_pretrained_run_and_a_run_fine_tunes_fr
         assert [r["id"] for r in runs] == [SHIPPED]
         run = client.get(f"/api/runs/{SHIPPED}").json()
         assert run["status"] == "finished" and run["config"]["model"] == "tiny"
+        assert run["shipped"] == "pretrained"  # the page says it came with filterscope, not "another browser"
         assert run["config"]["dataset"] == "fashion-mnist" and run["history"][-1]["test_accuracy"] > 0.85
         refs = client.get(f"/api/runs/{SHIPPED}/snapshots").json()
         assert refs[0]["step"] == 0 and refs[-1]["step"] == run["step"] and len(refs) > 40
@@ -47,6 +48,7 @@ def test_a_fresh_data_directory_lists_the_pretrained_run_and_a_run_fine_tunes_fr
 
         tuned = start_run(client, dataset="mnist", epochs=1, train_subset=300, init_from={"run": SHIPPED})
         assert tuned["transfer"]["taken"] == ["conv1", "conv2", "fc1", "out"] and tuned["transfer"]["fresh"] == []
+        assert tuned["shipped"] is None
         wait_status(client, tuned["id"], "finished")
         start, end = weights(client, tuned["id"], 0), weights(client, SHIPPED, refs[-1]["seq"])
         assert all(np.array_equal(start[k], end[k]) for k in end)

@@ -1,6 +1,7 @@
 /** The run's settings and buttons: start, pause/resume, step, stop, new run; live learning rate; presets and
  * one-click sweeps. */
 
+import { setText } from '../dom.js';
 import { api } from '../api.js';
 import { fillDatasets } from '../datasets.js';
 
@@ -28,6 +29,8 @@ const INIT_HINTS = {
   small: 'Small initial weights in every layer: kernels start as faint noise, so what you see is what training wrote; more of the deeper filters die, and classic may not train on shapes-color.',
   default: "PyTorch's default initial weights: kernels start as strong noise, and much of it is still there at the end.",
 };
+const SHIPPED_NOTE = 'This run came with filterscope: tiny trained on Fashion-MNIST for 5 epochs (scripts/pretrain.py). '
+  + 'Explore it, try your own images, or fine-tune from it; it trains no further.';
 const LIVE_FIELDS = new Set(['lr']); // the only setting a live run accepts (PATCH)
 
 export class ControlsView {
@@ -51,6 +54,7 @@ export class ControlsView {
     this.form.elements.model.addEventListener('change', () => this.modelLr());
     this.initHint = container.querySelector('[data-role=init-hint]');
     this.viewerNote = container.querySelector('[data-role=viewer]');
+    this.viewerText = this.viewerNote.textContent; // the template's: a run started in another browser
     this.producerNote = container.querySelector('[data-role=producer]');
     this.form.elements.init.addEventListener('change', () => this.showInitHint());
     this.showInitHint();
@@ -184,6 +188,9 @@ export class ControlsView {
     this.producerNote.hidden = !producer && !watched;
     const viewer = attached && (!state.canControl || Boolean(producer) || watched);
     this.viewerNote.hidden = !viewer || Boolean(producer) || watched;
+    if (!this.viewerNote.hidden) { // a run that came with filterscope was started by nobody's browser
+      setText(this.viewerNote, run?.shipped ? SHIPPED_NOTE : this.viewerText);
+    }
     for (const action of ['pause', 'step', 'stop']) this.buttons[action].hidden = viewer;
     for (const field of this.form.elements) {
       if (!field.name) continue;
