@@ -37,6 +37,19 @@ def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any
             time.sleep(0.1)
 
 
+def wait_listening(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until the server at `base` answers /healthz at all, "starting" or "ok"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
+            return
+        except OSError:
+            assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+
+
 def alive(pid: int) -> bool:
     """Whether process `pid` still runs (a zombie, killed and not yet reaped, does not)."""
     try:

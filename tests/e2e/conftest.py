@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FILTERSCOPE, wait_healthy
+from tests.conftest import FILTERSCOPE, wait_healthy, wait_listening
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
@@ -42,16 +42,21 @@ def _free_port() -> int:
 
 
 @contextmanager
-def own_server(port: int, data_dir: Path, log_name: str) -> Iterator[subprocess.Popen[bytes]]:
+def own_server(port: int, data_dir: Path, log_name: str, env: dict[str, str] | None = None,
+               ready: bool = True) -> Iterator[subprocess.Popen[bytes]]:
     """A server of a test's own on `data_dir`, which the test may kill (checkpoints twice a second: there is
-    one to resume from); its log is test-artifacts/`log_name`."""
-    env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": "0.5"}
+    one to resume from); its log is test-artifacts/`log_name`. `env`: more of its environment; `ready`: wait
+    until it is (else only until it listens, while it still says "starting")."""
+    env = {**os.environ, "FILTERSCOPE_DATA_DIR": str(data_dir), "FILTERSCOPE_CHECKPOINT_SECONDS": "0.5", **(env or {})}
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / log_name, "ab") as log:
         proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process=proc)
+        if ready:
+            wait_healthy(f"http://127.0.0.1:{port}", process=proc)
+        else:
+            wait_listening(f"http://127.0.0.1:{port}", process=proc)
         yield proc
     finally:
         if proc.poll() is None:
