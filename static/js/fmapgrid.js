@@ -4,6 +4,7 @@
  */
 
 import { ColorBar, diverging, divIndex, grey, seqIndex } from './colormap.js';
+import { setText } from './dom.js';
 import { GAP } from './kernels.js';
 import { TileGrid } from './tilegrid.js';
 
@@ -181,7 +182,7 @@ export class FeatureMapLayers {
       }
       const stage = entry.buttons.length ? ` · ${STAGES[entry.stage].label}` : '';
       const text = `${c} maps · ${h}×${w}${stage}`;
-      if (entry.dims.textContent !== text) entry.dims.textContent = text;
+      setText(entry.dims, text);
       if (grid.configure(c, w, h, room)) grid.clear();
       const { signed, max } = paintMaps(grid, arr, perMap);
       grid.commit();

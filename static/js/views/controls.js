@@ -1,9 +1,9 @@
 /** The run's settings and buttons: start, pause/resume, step, stop, new run; live learning rate; presets and
  * one-click sweeps. */
 
-import { setText } from '../dom.js';
 import { api } from '../api.js';
 import { fillDatasets } from '../datasets.js';
+import { setText } from '../dom.js';
 
 /** A config field's kind in the run config's JSON schema: 'number', 'boolean' or 'choice' (a nullable field is
  * anyOf [its type, null]). */

@@ -4,10 +4,10 @@
  * loss of a uniform guess; every learning rate set by hand; every warning; the moment the timeline shows.
  */
 
-import { setText } from '../dom.js';
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { fmt } from '../colormap.js';
 import { level, momentStep, vertical } from '../chartmarks.js';
+import { setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { ema } from '../smooth.js';
 

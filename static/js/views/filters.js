@@ -5,7 +5,7 @@
  */
 
 import { ColorBar, fmt } from '../colormap.js';
-import { setHidden, setProp, setText } from '../dom.js';
+import { setAttr, setHidden, setProp, setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { filterMaxAbs, fromStart, paint, pixelIndex, stats, tileShape } from '../kernels.js';
 import { mosaicSize, paintMosaic } from '../mosaic.js';
@@ -89,7 +89,7 @@ export class FiltersView {
     const ds = state.run && state.dataset(state.run.config?.dataset);
     this.channels = ds?.channels ?? state.run?.config?.input?.[0] ?? 1; // a watched model: its own input
     // Called at every snapshot: write to the DOM only what changed (each write costs the page a style pass).
-    const press = (b, on) => { if (b.getAttribute('aria-pressed') !== String(on)) b.setAttribute('aria-pressed', String(on)); };
+    const press = (b, on) => setAttr(b, 'aria-pressed', String(on));
     for (const b of this.modeButtons) press(b, b.dataset.mode === this.view.mode);
     for (const b of this.showButtons) press(b, b.dataset.show === this.view.show);
     if (this.scaling.value !== this.view.scale) this.scaling.value = this.view.scale;
@@ -98,7 +98,7 @@ export class FiltersView {
       + (this.channels === 3 && this.view.mode === 'weight'
         ? ' The first layer sees colour images: its tiles are drawn in RGB, each channel\'s weight from dark (−max) through grey (0) to bright (+max); a red tile wants red.'
         : '');
-    if (this.help.textContent !== help) this.help.textContent = help;
+    setText(this.help, help);
     if (showChanged) this.relayout(false);
     requestDraw(this);
   }

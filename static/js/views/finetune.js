@@ -5,9 +5,9 @@
  * started, what it took, what starts random and why, and what is frozen.
  */
 
-import { setHidden, setText } from '../dom.js';
 import { api } from '../api.js';
 import { fillDatasets } from '../datasets.js';
+import { setHidden, setText } from '../dom.js';
 
 const SUBSET = 300; // a small set: where a pretrained start shows its head start most
 const EPOCHS = 3;

@@ -7,8 +7,8 @@
  * shown and the entry picked are the inspector's own; the filter's history over the run comes from the store.
  */
 
-import { setHidden, setProp, setText } from '../dom.js';
 import { ColorBar, fmt, grey, seqIndex } from '../colormap.js';
+import { setHidden, setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { fromStart, GAP, paint, stats } from '../kernels.js';
 import { TileGrid } from '../tilegrid.js';
@@ -39,7 +39,7 @@ export class KernelView {
       const box = document.createElement('figure');
       box.className = 'detail-part';
       const cap = document.createElement('figcaption');
-      setText(cap, label);
+      cap.textContent = label;
       box.append(cap);
       const grid = new TileGrid(box, { gap: 1, maxZoom: 14, maxHeight: 170, onHover: (c) => this.onHover(key, c) });
       grid.canvas.dataset.testid = `detail-${key}`;
@@ -50,7 +50,7 @@ export class KernelView {
     const fbox = document.createElement('figure');
     fbox.className = 'detail-part';
     const fcap = document.createElement('figcaption');
-    setText(fcap, 'its feature map on the probe (click a pixel: worked below)');
+    fcap.textContent = 'its feature map on the probe (click a pixel: worked below)';
     fbox.append(fcap);
     this.fmap = new TileGrid(fbox, {
       gap: 0, maxZoom: 12, maxHeight: 150, background: GAP, onSelect: (_i, at) => at && this.pickPixel(at),

@@ -5,10 +5,10 @@
  * change gathers in the last ones, the picture transfer learning is known by. A frozen layer stays at 0.
  */
 
-import { setText } from '../dom.js';
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { api } from '../api.js';
 import { momentStep, vertical } from '../chartmarks.js';
+import { setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 
 const COLORS = ['#2563eb', '#ea580c', '#059669', '#7c3aed', '#db2777', '#0891b2'];
@@ -89,7 +89,7 @@ export class MovedView {
       return `${l.name} ${m === null || m === undefined ? '–' : m.toPrecision(2)}${frozen}`;
     });
     const text = `At step ${snap.step}, ‖W − W₀‖ / ‖W₀‖ from ${from}: ${parts.join(' · ')}.`;
-    if (this.summary.textContent !== text) this.summary.textContent = text;
+    setText(this.summary, text);
   }
 
   size() { return { width: Math.max(240, this.box.clientWidth), height: 140 }; }

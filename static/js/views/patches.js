@@ -5,8 +5,8 @@
  * filter fires; others (and everyone, once the run has ended) see the patches.
  */
 
-import { setHidden, setText } from '../dom.js';
 import { fmt } from '../colormap.js';
+import { setHidden, setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { cellSize, paintCrop } from '../mosaic.js';
 
@@ -83,7 +83,7 @@ export class PatchesView {
     paintCrop(new Uint32Array(image.data.buffer), cell, 0, 0, rf, test, p.index, p.box);
     canvas.getContext('2d').putImageData(image, 0, 0);
     const label = document.createElement('span');
-    setText(label, `#${p.index} · ${fmt(p.activation)}`);
+    label.textContent = `#${p.index} · ${fmt(p.activation)}`;
     item.append(canvas, label);
     item.title = `test image #${p.index}, rows ${p.box[0]}-${p.box[2] - 1}, columns ${p.box[1]}-${p.box[3] - 1}: `
       + `response ${p.activation}`;

@@ -1,8 +1,8 @@
 /** The probe: the test image whose feature maps are shown, the model's guess for it, and a chooser. */
 
-import { setHidden, setProp, setText } from '../dom.js';
 import { api } from '../api.js';
 import { fmt } from '../colormap.js';
+import { setHidden, setProp, setText } from '../dom.js';
 import { requestDraw } from '../frame.js';
 import { ProbBars } from '../probbars.js';
 
@@ -111,7 +111,7 @@ export class ProbeView {
       b.className = 'thumb';
       b.dataset.index = String(i);
       b.dataset.testid = `thumb-${i}`;
-      setProp(b, 'title', `Use test image #${i} as the probe`);
+      b.title = `Use test image #${i} as the probe`;
       const img = document.createElement('img');
       img.src = api.testImageUrl(ds.name, i);
       img.alt = `test image ${i}`;
@@ -142,7 +142,7 @@ export class ProbeView {
       setProp(b, 'title', `Use test image #${i} (${name}) as the probe`);
       const label = document.createElement('span');
       label.className = 'thumb-label';
-      setText(label, name);
+      label.textContent = name;
       b.append(label);
     }
   }

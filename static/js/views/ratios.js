@@ -10,7 +10,6 @@
  * a silent majority alone is no death early on), or where it does not move at all.
  */
 
-import { setText } from '../dom.js';
 import uPlot from '../../vendor/uplot/uPlot.esm.js';
 import { level, momentStep, vertical } from '../chartmarks.js';
 import { requestDraw } from '../frame.js';
@@ -142,7 +141,7 @@ export class RatiosView {
       const span = document.createElement('span');
       span.className = `layer-state ${s.state}`;
       span.dataset.state = s.state;
-      setText(span, (i ? ' · ' : '') + s.text);
+      span.textContent = (i ? ' · ' : '') + s.text;
       return span;
     }));
   }

@@ -1,4 +1,4 @@
-import { setHidden, setProp, setText } from '../dom.js';
+import { setHidden } from '../dom.js';
 /** The run's warnings (it died, stalled at chance, or its loss explodes), where a person is looking: under the
  * header, above every panel, each with the step it was raised at; a click on the step takes the timeline there. */
 
@@ -32,12 +32,12 @@ export class WarningsView {
     p.dataset.kind = w.kind;
     p.dataset.testid = `warning-${w.kind}`;
     const title = document.createElement('strong');
-    setText(title, `⚠ ${TITLES[w.kind] ?? w.kind}`);
+    title.textContent = `⚠ ${TITLES[w.kind] ?? w.kind}`;
     const at = document.createElement('button');
     at.type = 'button';
     at.className = 'link';
-    setText(at, `at step ${w.step}`);
-    setProp(at, 'title', 'Show the network at this moment');
+    at.textContent = `at step ${w.step}`;
+    at.title = 'Show the network at this moment';
     at.addEventListener('click', () => {
       const ref = this.store.refAtStep(w.step);
       if (ref) this.session.look(ref.seq);
