@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import struct
-import subprocess
-import tempfile
 import zlib
 from collections import Counter
 from pathlib import Path
 
-from bench.common import FILTERSCOPE, ROOT
+from bench.common import trained
 
 LEVEL = 6  # as the store's writer compresses a frame
 GOAL_MB = 3.0  # issue 26: a default run at most 3 MB on disk
-
-
-def train(config: str) -> Path:
-    """A runs.db holding one run of `config`, trained by `filterscope train`."""
-    data_dir = Path(tempfile.mkdtemp(prefix="filterscope-bench-"))
-    subprocess.run([*FILTERSCOPE, "train", "--data-dir", str(data_dir), "--config", config], cwd=ROOT, check=True,
-                   env={**os.environ, "FILTERSCOPE_PRETRAINED": "0", "FILTERSCOPE_TRAINING_THREADS": "1"})
-    return data_dir / "runs.db"
 
 
 def frame_parts(frame: bytes) -> Counter[str]:
@@ -59,7 +48,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=None, help="a runs.db whose first run is measured")
     parser.add_argument("--config", default="{}", help="the run config when training one (JSON)")
     args = parser.parse_args()
-    db = args.source or train(args.config)
+    db = args.source or trained(args.config)
     with sqlite3.connect(db) as conn:
         [(run_id,)] = conn.execute("SELECT id FROM runs ORDER BY created_at LIMIT 1").fetchall()
         tables = {

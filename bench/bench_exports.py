@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from bench.common import pct, serve
+from bench.common import descendants, pct, serve
 
 FINAL = ("finished", "failed", "diverged", "stopped")
 CLIENTS = 8
@@ -48,24 +47,10 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def children(pid: int) -> list[int]:
-    """The process's child processes (the server's export workers)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
 def total_rss_mb(pid: int) -> float:
-    """RSS of the server and its children together, MB."""
+    """RSS of the server and the processes below it together, MB."""
     total = rss_mb(pid)
-    for child in children(pid):
+    for child in descendants(pid)[1:]:
         with contextlib.suppress(OSError):
             total += rss_mb(child)
     return total

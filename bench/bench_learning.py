@@ -35,6 +35,17 @@ def parse_value(text: str) -> object:
         return text
 
 
+def add_set(parser: argparse.ArgumentParser) -> None:
+    """The benches' `--set name=value ...`: config fields over the defaults (values as JSON, else strings)."""
+    parser.add_argument("--set", nargs="*", default=[], help="config fields as name=value")
+
+
+def set_fields(items: list[str]) -> tuple[dict[str, object], str]:
+    """`--set` as config fields, and in words for the first line a bench prints ("defaults with ...")."""
+    fields = {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
+    return fields, f"defaults{' with ' + ' '.join(items) if items else ''}"
+
+
 def measure(config: TrainConfig) -> dict[str, float]:
     """Train one run; its accuracy, conv1's measures at the end, and its training time."""
     snaps: list[Snapshot] = []
@@ -60,11 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(GOALS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", nargs="*", default=[], help="config fields as name=value")
+    add_set(parser)
     args = parser.parse_args()
     serial_torch()  # as the server does: only the training thread gets an OpenMP pool (threads.py)
-    fields = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    print(f"settings: defaults{' with ' + ' '.join(args.set) if args.set else ''}; conv1 at the end against step 0")
+    fields, said = set_fields(args.set)
+    print(f"settings: {said}; conv1 at the end against step 0")
     for name in args.datasets:
         rows = []
         for seed in args.seeds:

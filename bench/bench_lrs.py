@@ -15,7 +15,7 @@ from filterscope.training.engine import Engine, EpochSummary
 from filterscope.training.events import WarningEvent
 from filterscope.training.threads import serial_torch
 
-from .bench_learning import parse_value
+from .bench_learning import add_set, set_fields
 
 RATES = {"sgd": [1e-5, 0.01, 0.05, 0.1, 0.3, 0.5, 1.0], "momentum": [0.01, 0.03, 0.05, 0.3],
          "adam": [0.0005, 0.005, 0.05, 1.0]}
@@ -40,11 +40,11 @@ def measure(config: TrainConfig) -> tuple[float, str, list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--optimizers", nargs="+", default=list(RATES))
-    parser.add_argument("--set", nargs="*", default=[], help="config fields as name=value")
+    add_set(parser)
     args = parser.parse_args()
     serial_torch()  # as the server does (threads.py)
-    fields = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    print(f"tiny on mnist, 1 epoch, seed 0: defaults{' with ' + ' '.join(args.set) if args.set else ''}")
+    fields, said = set_fields(args.set)
+    print(f"tiny on mnist, 1 epoch, seed 0: {said}")
     for optimizer in args.optimizers:
         print(f"{optimizer} (GOOD_LR {GOOD_LR[optimizer]})")
         for lr in RATES[optimizer]:

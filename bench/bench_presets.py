@@ -17,7 +17,7 @@ from filterscope.training.config import TrainConfig
 from filterscope.training.engine import Engine, EpochSummary
 from filterscope.training.threads import serial_torch
 
-from .bench_learning import parse_value
+from .bench_learning import add_set, set_fields
 
 
 def measure(config: TrainConfig) -> tuple[float, list[tuple[str, int, int, int]], float]:
@@ -44,11 +44,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(models.names()))
     parser.add_argument("--datasets", nargs="+", default=list(datasets.names()))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--set", nargs="*", default=[], help="config fields as name=value")
+    add_set(parser)
     args = parser.parse_args()
     serial_torch()  # as the server does (threads.py)
-    fields = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    print(f"settings: defaults{' with ' + ' '.join(args.set) if args.set else ''}")
+    fields, said = set_fields(args.set)
+    print(f"settings: {said}")
     for model in args.models:
         for name in args.datasets:
             for seed in args.seeds:

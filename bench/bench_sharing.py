@@ -29,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,11 +104,17 @@ class Browser:
         self._pw.stop()
 
 
+def chromium_of(base: str, path: str) -> subprocess.Popen[bytes]:
+    """Chromium as a person starts it, headless, with no DevTools attached, at `path` of the server."""
+    return subprocess.Popen([os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"), *CHROMIUM_ARGS,
+                             f"--user-data-dir={tempfile.mkdtemp(prefix='filterscope-chromium-')}",
+                             "--window-size=1280,800", f"http://{base}{path}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @contextmanager
 def plain_page(base: str) -> Iterator[Callable[[str], None]]:
     """A Chromium started as a person starts one (no DevTools), opened at the run's address as it starts."""
-    from bench.profile_page import chromium_of
-
     opened: list[subprocess.Popen[bytes]] = []
     try:
         def on_run(run: dict[str, Any]) -> None:

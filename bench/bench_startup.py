@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from bench.common import FILTERSCOPE, ROOT, free_port
+from bench.common import FILTERSCOPE, ROOT, free_port, trained
 
 GOAL = 2.0  # issue 26: healthy in at most 2 s with 200 stored runs
 
@@ -45,14 +45,6 @@ def store_of(source: Path, runs: int) -> Path:
                 conn.execute(f"INSERT INTO {table} (run_id, {cols}) SELECT ?, {cols} FROM {table} "  # noqa: S608
                              "WHERE run_id = ?", (new, seed))
     return data_dir
-
-
-def default_run() -> Path:
-    """A runs.db holding one default run, trained by `filterscope train`."""
-    data_dir = Path(tempfile.mkdtemp(prefix="filterscope-bench-"))
-    subprocess.run([*FILTERSCOPE, "train", "--data-dir", str(data_dir)], cwd=ROOT, check=True,
-                   env={**os.environ, "FILTERSCOPE_PRETRAINED": "0"})
-    return data_dir / "runs.db"
 
 
 def timed_start(data_dir: Path, runs: int) -> tuple[float, float, float, str]:
@@ -94,7 +86,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=None, help="a runs.db whose first run is copied")
     args = parser.parse_args()
     stores = {"empty store": (Path(tempfile.mkdtemp(prefix="filterscope-bench-")), 0),
-              f"{args.runs} runs": (store_of(args.source or default_run(), args.runs), args.runs)}
+              f"{args.runs} runs": (store_of(args.source or trained(), args.runs), args.runs)}
     times: dict[str, list[tuple[float, float, float, str]]] = {label: [] for label in stores}
     for r in range(args.rounds):
         for label, (where, runs) in (stores.items() if r % 2 == 0 else reversed(stores.items())):

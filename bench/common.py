@@ -41,6 +41,33 @@ def serve(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> tupl
             time.sleep(0.1)
 
 
+def trained(config: str = "{}") -> Path:
+    """A runs.db in a fresh directory holding one run of `config` (JSON), trained by `filterscope train` on one
+    thread (the same numbers every time), without the shipped run."""
+    data_dir = Path(tempfile.mkdtemp(prefix="filterscope-bench-"))
+    subprocess.run([*FILTERSCOPE, "train", "--data-dir", str(data_dir), "--config", config], cwd=ROOT, check=True,
+                   env={**os.environ, "FILTERSCOPE_PRETRAINED": "0", "FILTERSCOPE_TRAINING_THREADS": "1"})
+    return data_dir / "runs.db"
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (a server's export helpers; Chromium's renderer, GPU and utility
+    processes), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += [c for c, parent in parents.items() if parent == p]
+    return found
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,29 +24,12 @@ from typing import Any
 
 import httpx2 as httpx
 
-from bench.bench_sharing import CHROMIUM_ARGS, FINAL, wait_for
-from bench.common import serve
+from bench.bench_sharing import CHROMIUM_ARGS, FINAL, chromium_of, wait_for
+from bench.common import descendants, serve
 
 METRICS = ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration", "LayoutCount",
            "RecalcStyleCount")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def descendants(pid: int) -> list[int]:
-    """`pid` and every process below it (Chromium's renderer, GPU and utility processes)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo += [c for c, parent in parents.items() if parent == p]
-    return found
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -71,14 +52,6 @@ def kind(pid: int) -> str:
     except OSError:
         return "gone"
     return next((a.split("=", 1)[1] for a in args if a.startswith("--type=")), "browser")
-
-
-def chromium_of(base: str, path: str) -> subprocess.Popen[bytes]:
-    """Chromium as a person starts it, headless, with no DevTools attached, at `path` of the server."""
-    return subprocess.Popen([os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"), *CHROMIUM_ARGS,
-                             f"--user-data-dir={tempfile.mkdtemp(prefix='filterscope-chromium-')}",
-                             "--window-size=1280,800", f"http://{base}{path}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def plain_cpu(client: httpx.Client, base: str, epochs: int) -> tuple[float, float]:

@@ -21,33 +21,21 @@ from filterscope.training.engine import Event
 FILTERSCOPE = [sys.executable, "-m", "filterscope"]  # the `filterscope` command, in this interpreter
 
 
-def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:
-    """Wait until the server at `base` is ready, its /healthz "ok" rather than "starting" (fail if it does not
-    get there, or its process exits)."""
+def wait_healthy(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None,
+                 ready: bool = True) -> None:
+    """Wait until the server at `base` is ready, its /healthz "ok" rather than "starting" (with `ready` False:
+    until it answers at all); fail if it does not get there, or its process exits."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"{base}/healthz", timeout=1) as res:
-                if json.loads(res.read())["status"] == "ok":
+                if not ready or json.loads(res.read())["status"] == "ok":
                     return
             raise OSError("starting")
         except OSError:
             assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
             assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-
-
-def wait_listening(base: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:
-    """Wait until the server at `base` answers /healthz at all, "starting" or "ok"."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
-            return
-        except OSError:
-            assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
+            time.sleep(0.1 if ready else 0.02)
 
 
 def alive(pid: int) -> bool:

@@ -146,8 +146,10 @@ class TrainConfig(BaseModel):
     def _model_learning_rate(cls, data: Any) -> Any:
         """A config that names no learning rate and trains with Adam gets its model's (PresetInfo.lr: the schema's
         default is `tiny`'s); one that names a rate, or another optimizer, keeps what it says."""
-        if isinstance(data, dict) and "lr" not in data and data.get("optimizer", "adam") == "adam":
-            name = data.get("model", "tiny")
+        fields = cls.model_fields  # the defaults of the fields it reads, as declared above
+        if isinstance(data, dict) and "lr" not in data and \
+                data.get("optimizer", fields["optimizer"].default) == "adam":
+            name = data.get("model", fields["model"].default)
             preset = models.PRESETS.get(name) if isinstance(name, str) else None
             if preset is not None:
                 return {**data, "lr": preset.lr}

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FILTERSCOPE, wait_healthy, wait_listening
+from tests.conftest import FILTERSCOPE, wait_healthy
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
@@ -53,10 +53,7 @@ def own_server(port: int, data_dir: Path, log_name: str, env: dict[str, str] | N
         proc = subprocess.Popen([*FILTERSCOPE, "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        if ready:
-            wait_healthy(f"http://127.0.0.1:{port}", process=proc)
-        else:
-            wait_listening(f"http://127.0.0.1:{port}", process=proc)
+        wait_healthy(f"http://127.0.0.1:{port}", process=proc, ready=ready)
         yield proc
     finally:
         if proc.poll() is None:
