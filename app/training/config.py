@@ -26,7 +26,7 @@ InitName = Literal["small-first", "small", "default"]
 CHOICE_TITLES: dict[str, dict[str, str]] = {
     "optimizer": {"sgd": "SGD", "momentum": "Momentum", "adam": "Adam"},
     "lr_schedule": {"constant": "Constant", "cosine": "Cosine"},
-    "init": {"small-first": "Small: conv1", "small": "Small: all", "default": "PyTorch default"},
+    "init": {"small-first": "Small: 1st", "small": "Small: all", "default": "PyTorch default"},
 }
 
 
