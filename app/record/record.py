@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from ..training.events import (
     RunEvent,
     Status,
     StatusEvent,
+    StepsEvent,
     WarningEvent,
 )
 from .follows import Follows, Message, SnapshotRef
@@ -124,15 +126,16 @@ class RunRecord(Follows):
             self._store.add_snapshot(self.id, (ref.seq, ref.step, ref.epoch, ref.epoch_end), event.frame,
                                      lambda frame: self._committed(n, frame, snapshot=ref, state=state), self._grow)
             return
+        if isinstance(event, StepsEvent):  # its text and rows are made on the writer thread
+            steps = cache(lambda: self._steps(event))
+            self._store.add_steps(self.id, event.steps[0], lambda: steps()[1][1:],
+                                  lambda: self._committed(n, steps()[0], steps=steps()[1]))
+            return
         message = to_message(event)
         if isinstance(message, StatusChange):  # the learning rates set by hand, said once, by the server
             message = replace(message, lr_changes=self._lr_set(message.step, message.lr))
         text = message.text()
-        if isinstance(message, Steps):
-            rows = [message.ratios.get(name, [None] * len(message.steps)) for name in self.ratios]
-            self._store.add_steps(self.id, message.steps[0], message.losses, rows,
-                                  lambda: self._committed(n, text, steps=(message.steps, message.losses, rows)))
-        elif isinstance(message, Epoch):
+        if isinstance(message, Epoch):
             body = {k: v for k, v in message.body().items() if k != "type"}
             self._pending_epochs = epochs = [*self._pending_epochs, body]
             self._store.set_epochs(self.id, epochs, lambda: self._committed(n, text, epoch=body))
@@ -147,6 +150,13 @@ class RunRecord(Follows):
                 self._store.set_state(self.id, status_state)
             body = message.body()
             self._store.add_event(self.id, text, lambda: self._committed(n, text, event=body, state=status_state))
+
+    def _steps(self, event: StepsEvent) -> tuple[str, tuple[list[int], list[float | None], list[list[float | None]]]]:
+        """A steps event's text, and its steps, losses and per-layer ratios (in the run's order) as stored."""
+        message = to_message(event)
+        assert isinstance(message, Steps)
+        rows = [message.ratios.get(name, [None] * len(message.steps)) for name in self.ratios]
+        return message.text(), (message.steps, message.losses, rows)
 
     def _skip(self, event: FrameEvent) -> bool:
         """Whether to drop this snapshot because the store is MAX_BEHIND snapshots behind: memory stays bounded

@@ -31,6 +31,9 @@ from .rows import Checkpoint, StoredRun, Tail
 from .schema import connect, migrate, open_store
 from .writer import Writer
 
+# A run of steps as stored: their losses, and per conv layer (in the run's order) their update ratios (or None).
+StepRows = tuple[list[float | None], list[list[float | None]] | None]
+
 log = logging.getLogger(__name__)
 
 def token_hash(token: str) -> str:
@@ -106,21 +109,26 @@ class Store(Reads):
             (run.id, run.created_at, run.token_hash, _dumps(run.meta), _dumps(run.state), _dumps(run.epochs))), then)
 
     def set_state(self, run_id: str, state: dict[str, Any], then: Callable[[], None] | None = None) -> None:
-        text = _dumps(state)
-        self.submit(lambda c: c.execute("UPDATE runs SET state = ? WHERE id = ?", (text, run_id)), then)
+        """`state` is written as it is when its turn comes (on the writer thread): it must not change after."""
+        self.submit(lambda c: c.execute("UPDATE runs SET state = ? WHERE id = ?", (_dumps(state), run_id)), then)
 
     def set_epochs(self, run_id: str, epochs: list[dict[str, Any]], then: Callable[[], None] | None = None) -> None:
         text = _dumps(epochs)
         self.submit(lambda c: c.execute("UPDATE runs SET epochs = ? WHERE id = ?", (text, run_id)), then)
 
-    def add_steps(self, run_id: str, first: int, losses: list[float | None],
-                  ratios: list[list[float | None]] | None = None, then: Callable[[], None] | None = None) -> None:
-        """Losses of consecutive steps from `first`, and per conv layer (in the run's order) their update ratios."""
-        blob = np.array([np.nan if x is None else x for x in losses], "<f4").tobytes()
-        per_layer = None if not ratios else \
-            np.array([[np.nan if x is None else x for x in row] for row in ratios], "<f4").tobytes()
-        self.submit(lambda c: c.execute("INSERT OR REPLACE INTO steps (run_id, first, losses, ratios) "
-                                        "VALUES (?, ?, ?, ?)", (run_id, first, blob, per_layer)), then)
+    def add_steps(self, run_id: str, first: int, rows: Deferred[StepRows],
+                  then: Callable[[], None] | None = None) -> None:
+        """Losses of consecutive steps from `first`, and per conv layer (in the run's order) their update ratios;
+        `rows` may be a function that makes them, called on the writer thread."""
+        def write(c: sqlite3.Connection) -> None:
+            losses, ratios = made(rows)
+            blob = np.array([np.nan if x is None else x for x in losses], "<f4").tobytes()
+            per_layer = None if not ratios else \
+                np.array([[np.nan if x is None else x for x in row] for row in ratios], "<f4").tobytes()
+            c.execute("INSERT OR REPLACE INTO steps (run_id, first, losses, ratios) VALUES (?, ?, ?, ?)",
+                      (run_id, first, blob, per_layer))
+
+        self.submit(write, then)
 
     def add_event(self, run_id: str, body: str, then: Callable[[], None] | None = None) -> None:
         self.submit(lambda c: c.execute("INSERT INTO events (run_id, body) VALUES (?, ?)", (run_id, body)), then)

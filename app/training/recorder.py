@@ -8,7 +8,6 @@ training time spent on filterscope's own work rather than on learning.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,8 @@ import torch
 from .diagnose import Diagnosis
 from .events import StepsEvent
 from .loop import TrainLoop
-from .models import conv_layers
-from .snapshots import Probe, Reference, Snapshot, capture, conv_weights
+from .models import ConvLayer, conv_layers
+from .snapshots import Probe, ProbeModel, Reference, Snapshot, capture, conv_weights, weight_keys
 
 # Filters change fastest at the very start: a snapshot after each of the first 10 batches, then every 5 up
 # to batch 100, then every `snapshot_every` (and at every epoch end). docs/protocol.md says the same.
@@ -33,8 +32,78 @@ def is_snapshot_step(step: int, every: int) -> bool:
     return step <= DENSE_EVERY_BATCH or (step <= DENSE_EVERY_5 and step % 5 == 0) or step % every == 0
 
 
-# Per conv layer: (the weight, its data pointer, name, flat view of W, W a batch ago, scratch), all on the CPU.
-WeightViews = list[tuple[torch.Tensor, int, str, np.ndarray, np.ndarray, np.ndarray]]
+class StepSizes:
+    """Each conv layer's update ratio ||W - W a batch ago|| / ||W a batch ago|| for every batch.
+
+    The training thread copies the conv weights into a ring once a batch; the ratios of the batches since the
+    last flush are worked out together when asked (`take`, every 25 batches at most), a few array ops for all
+    of them. Measured in the training thread right after a batch (2026-12-06), where every small op runs
+    several times slower than alone: the copy through NumPy views of the weights costs ~30 us a batch, through
+    one torch op ~70 us; subtracting and summing there as well, per batch, had cost ~60-80 us.
+    """
+
+    def __init__(self, layers: list[ConvLayer], capacity: int) -> None:
+        self._layers = layers
+        self.names = [layer.name for layer in layers]
+        sizes = [layer.conv.weight.numel() for layer in layers]
+        self._bounds = np.cumsum([0, *sizes])
+        # Row 0: W at the last take; row i: W after the i-th batch since. On the CPU through NumPy views of the
+        # parameters (the optimizer updates them in place); elsewhere through torch copies.
+        self._ring = np.empty((capacity + 1, int(self._bounds[-1])), np.float32)
+        self._rows = [[self._ring[k, a:b] for a, b in zip(self._bounds[:-1], self._bounds[1:], strict=True)]
+                      for k in range(capacity + 1)]
+        self._views: list[tuple[torch.Tensor, int, np.ndarray]] | None = None
+        self._count = 0
+        self.reset()
+
+    def _watch(self) -> None:
+        """NumPy views of the weights where they are plain CPU float32 arrays; else None (copied each batch)."""
+        weights = [layer.conv.weight for layer in self._layers]
+        cpu = all(w.device.type == "cpu" and w.dtype == torch.float32 and w.is_contiguous() for w in weights)
+        self._views = [(w, w.data_ptr(), w.detach().numpy().reshape(-1)) for w in weights] if cpu else None
+
+    def _keep(self, row: int) -> None:
+        views = self._views
+        if views is None or any(w.data_ptr() != ptr for w, ptr, _ in views):  # a parameter got new memory
+            self._watch()
+            views = self._views
+        if views is None:
+            for dst, layer in zip(self._rows[row], self._layers, strict=True):
+                dst[:] = layer.conv.weight.detach().reshape(-1).float().cpu().numpy()
+            return
+        for dst, (_, _, src) in zip(self._rows[row], views, strict=True):
+            np.copyto(dst, src)
+
+    def reset(self) -> None:
+        """Measure the next batch's step from the weights as they are now."""
+        self._watch()
+        self._keep(0)
+        self._count = 0
+
+    def batch(self) -> None:
+        """Keep the weights after one more batch (the ring holds `capacity` batches: take before it is full)."""
+        self._count += 1
+        self._keep(self._count)
+
+    def take(self) -> dict[str, list[float]]:
+        """Per layer, the ratio of every batch kept since the last take (NaN where W a batch ago is 0 or not
+        finite); the latest weights become the next step's start."""
+        n = self._count
+        if n == 0:
+            return {name: [] for name in self.names}
+        kept = self._ring[:n + 1]
+        moved = kept[1:] - kept[:-1]
+        out = {}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an exploding run's weights
+            for name, a, b in zip(self.names, self._bounds[:-1], self._bounds[1:], strict=True):
+                step = np.einsum("ij,ij->i", moved[:, a:b], moved[:, a:b])  # float32 sums: ~1e-6 relative
+                size = np.einsum("ij,ij->i", kept[:-1, a:b], kept[:-1, a:b])
+                ratios = np.sqrt(step / size)
+                ratios[~(np.isfinite(ratios) & (size > 0))] = np.nan
+                out[name] = ratios.tolist()
+        self._ring[0] = self._ring[n]
+        self._count = 0
+        return out
 
 
 class Recorder:
@@ -53,13 +122,13 @@ class Recorder:
         self.instrument_seconds = 0.0
         self._layers = conv_layers(loop.model)
         self._previous = conv_weights(self._layers)  # conv weights at the latest snapshot
+        self._probe_model = ProbeModel.of(loop.model, self._layers)  # runs the probe off the training thread
+        self._keys = weight_keys(loop.model, self._layers)
         self._pending: list[float] = []  # losses since the latest snapshot
         self._unsent_steps: list[int] = []
         self._unsent_losses: list[float] = []
-        self._unsent_ratios: dict[str, list[float]] = {layer.name: [] for layer in self._layers}
-        self._views: WeightViews | None = None  # on the CPU: NumPy views of W and W a batch ago (see _numpy_views)
-        self._last: dict[str, torch.Tensor] = {}  # elsewhere: copies of W a batch ago
-        self._watch_weights()
+        self._unsent_lrs: list[float] = []
+        self._sizes = StepSizes(self._layers, self.STEPS_FLUSH)
         self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer, loop.config.init)
         self._frozen = frozenset(loop.config.freeze)
 
@@ -70,11 +139,8 @@ class Recorder:
         self._pending.append(loss)
         self._unsent_steps.append(step)
         self._unsent_losses.append(loss)
-        ratios = self._update_ratios()
-        if self._frozen:  # a frozen layer's steps are zero by design: no sign of a learning rate too small
-            ratios = {name: r for name, r in ratios.items() if name not in self._frozen}
-        for warning in self.diagnosis.batch(step, loss, ratios, self._loop.lr):
-            self._emit(warning)
+        self._unsent_lrs.append(self._loop.lr)
+        self._sizes.batch()
         if len(self._unsent_steps) >= self.STEPS_FLUSH:
             self.flush_steps()
         self.instrument_seconds += time.perf_counter() - started
@@ -83,66 +149,19 @@ class Recorder:
         self.snapshot(elapsed, epoch_end=False)
         return True
 
-    def _update_ratios(self) -> dict[str, float]:
-        """||W - W a batch ago|| / ||W a batch ago|| per conv layer: how big this step was (about 1e-3 learns).
-
-        On the CPU through NumPy views of the weights (the optimizer updates them in place): ~15 us a batch for
-        `tiny`, against ~40 us for the same through torch, whose every op costs a dispatch.
-        """
-        if self._views is not None and any(w.data_ptr() != ptr for w, ptr, *_ in self._views):
-            self._views = self._numpy_views([last for *_, last, _ in self._views])  # the storage was replaced
-            if self._views is None:  # the weights left the CPU: measure from here on with copies
-                self._watch_weights()
-        squares: list[tuple[str, float, float]] = []  # (layer, ||ΔW||², ||W a batch ago||²)
-        if self._views is not None:
-            with np.errstate(over="ignore", invalid="ignore"):  # an exploding run's weights: inf, its ratio NaN
-                for (_, _, name, now, last, buf) in self._views:
-                    np.subtract(now, last, out=buf)
-                    squares.append((name, float(buf @ buf), float(last @ last)))
-                    np.copyto(last, now)
-        else:
-            lasts = list(self._last.values())
-            weights = [layer.conv.weight.detach() for layer in self._layers]
-            with torch.no_grad():  # one op for all layers at a time: ~40 us a batch, not ~100
-                moved = torch._foreach_norm(torch._foreach_sub(weights, lasts))
-                sizes = torch._foreach_norm(lasts)
-                values = torch.stack([*moved, *sizes]).tolist()
-                torch._foreach_copy_(lasts, weights)
-            n = len(lasts)
-            squares = [(name, values[i] ** 2, values[n + i] ** 2) for i, name in enumerate(self._last)]
-        ratios = {}
-        for name, step_sq, size_sq in squares:
-            ratios[name] = ratio = math.sqrt(step_sq / size_sq) if size_sq > 0 else float("nan")
-            self._unsent_ratios[name].append(ratio)
-        return ratios
-
-    def _watch_weights(self) -> None:
-        """Keep W as it is now, to measure the next batch's step against: NumPy views on the CPU, else copies."""
-        self._views = self._numpy_views()
-        self._last = {} if self._views is not None else \
-            {layer.name: layer.conv.weight.detach().clone() for layer in self._layers}  # W a batch ago
-
-    def _numpy_views(self, lasts: list[np.ndarray] | None = None) -> WeightViews | None:
-        """(weight, its data pointer, name, flat view of W, W a batch ago, scratch) per layer; None off the CPU.
-
-        `lasts`: W a batch ago to keep (when only the parameters' storage changed); else W now."""
-        weights = [layer.conv.weight.detach() for layer in self._layers]
-        if not all(w.device.type == "cpu" and w.is_contiguous() for w in weights):
-            return None
-        views = []
-        for i, (layer, w) in enumerate(zip(self._layers, weights, strict=True)):
-            now = w.numpy().reshape(-1)  # shares the parameter's memory
-            views.append((w, w.data_ptr(), layer.name, now, now.copy() if lasts is None else lasts[i],
-                          np.empty_like(now)))
-        return views
-
     def flush_steps(self) -> None:
-        """Send the losses (and update ratios) not yet sent."""
+        """Diagnose the batches not yet sent, then send their losses and update ratios."""
         started = time.perf_counter()
         if self._unsent_steps:
-            self._emit(StepsEvent(self._unsent_steps, self._unsent_losses, self._unsent_ratios))
-            self._unsent_steps, self._unsent_losses = [], []
-            self._unsent_ratios = {name: [] for name in self._unsent_ratios}
+            ratios = self._sizes.take()
+            for i, (step, loss, lr) in enumerate(zip(self._unsent_steps, self._unsent_losses, self._unsent_lrs,
+                                                     strict=True)):
+                # A frozen layer's steps are zero by design: no sign of a learning rate too small.
+                batch = {name: r[i] for name, r in ratios.items() if name not in self._frozen}
+                for warning in self.diagnosis.batch(step, loss, batch, lr):
+                    self._emit(warning)
+            self._emit(StepsEvent(self._unsent_steps, self._unsent_losses, ratios))
+            self._unsent_steps, self._unsent_losses, self._unsent_lrs = [], [], []
         self.instrument_seconds += time.perf_counter() - started
 
     def snapshot(self, elapsed: float, *, epoch_end: bool, refresh: bool = False, clocked: bool = True) -> Snapshot:
@@ -157,7 +176,8 @@ class Recorder:
         snap = capture(loop.model, self._layers, self._previous, self.probe, self.reference, seq=self.seq,
                        step=loop.step_count, epoch=loop.epoch, samples_seen=loop.samples_seen,
                        loss=float(np.mean(pending)) if pending else float("nan"), lr=loop.current_lr,
-                       elapsed=elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end)
+                       elapsed=elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end,
+                       on=self._probe_model, keys=self._keys)
         self.last_seq = self.seq
         self.seq += 1
         self._emit(snap)
@@ -166,7 +186,7 @@ class Recorder:
             for warning in self.diagnosis.snapshot(loop.step_count, grads, loop.lr):
                 self._emit(warning)
         if not refresh:  # the next update is measured from here; a refresh leaves the weights untouched
-            self._previous = conv_weights(self._layers)
+            self._previous = {layer.name: layer.weight for layer in snap.layers}  # never written
             self._pending = []
         if clocked:
             self.instrument_seconds += time.perf_counter() - started
@@ -180,7 +200,7 @@ class Recorder:
         probe = self.probe
         return {
             "seq": self.seq, "last_seq": self.last_seq, "instrument_seconds": self.instrument_seconds,
-            "previous": {k: v.clone() for k, v in self._previous.items()},
+            "previous": {k: torch.from_numpy(v.copy()) for k, v in self._previous.items()},
             "pending": list(self._pending),
             "start": {k: torch.from_numpy(v.copy()) for k, v in self.reference.start.items()},
             "peaks": {k: dict(v) for k, v in self.reference.peaks.items()},
@@ -193,10 +213,10 @@ class Recorder:
         """Go on from a checkpoint's recorder part."""
         self.seq, self.last_seq = int(state["seq"]), int(state["last_seq"])
         self.instrument_seconds = float(state["instrument_seconds"])
-        self._previous = {k: v.clone() for k, v in state["previous"].items()}
+        self._previous = {k: v.numpy().copy() for k, v in state["previous"].items()}
         self._pending = list(state["pending"])
         self.reference.start = {k: v.numpy().copy() for k, v in state["start"].items()}
         self.reference.peaks = {k: dict(v) for k, v in state["peaks"].items()}
-        self._watch_weights()
+        self._sizes.reset()
         p = state["probe"]
         self.probe = make_probe(p["pixels"].numpy().copy(), p["index"], p["label"], p["source"])

@@ -3,10 +3,18 @@
 A snapshot holds, for every conv layer, W, dL/dW of the last batch, the update since the previous snapshot
 and the probe image's feature maps; it also keeps a CPU copy of the whole model state so that an uploaded
 image can later be run through the model exactly as it was then.
+
+The training thread only copies (W, dW, the state): the probe's feature maps are computed from the copied
+state when first asked, by whoever encodes the snapshot (the store's writer thread), on a copy of the model
+(`ProbeModel`). That was 0.75-1 ms of every snapshot's 1.5-2.5 on the training thread.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
 
@@ -16,6 +24,9 @@ from torch import nn
 
 from .measures import LayerMeasures, layer_measures
 from .models import ConvLayer, SeededDropout
+from .threads import serial_torch
+
+log = logging.getLogger(__name__)
 
 KINDS = ("weight", "grad", "update")  # the per-layer tensors a snapshot holds, as the page names them
 # Modules whose forward differs between train and eval mode (our dropout included).
@@ -33,6 +44,42 @@ class Probe:
     source: str  # "test" or "upload"
 
 
+# Per conv layer, the probe's feature maps (O, H, W) after and before the activation; and the softmax.
+Maps = tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]
+
+
+class ProbeMaps:
+    """The probe's feature maps and prediction at one moment: given, or computed once when first asked (from
+    any thread; a pickled one carries them made)."""
+
+    def __init__(self, compute: Callable[[], Maps]) -> None:
+        self._compute: Callable[[], Maps] | None = compute
+        self._value: Maps | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def given(cls, maps: dict[str, np.ndarray], preacts: dict[str, np.ndarray], probs: np.ndarray) -> ProbeMaps:
+        made = cls(lambda: (maps, preacts, probs))
+        made.get()
+        return made
+
+    def get(self) -> Maps:
+        with self._lock:
+            if self._value is None:
+                assert self._compute is not None
+                self._value = self._compute()
+                self._compute = None  # drops the model state it was computed from
+            return self._value
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"value": self.get()}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._value = state["value"]  # type: ignore[assignment]
+        self._compute = None
+        self._lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class LayerSnapshot:
     """One conv layer at one moment."""
@@ -41,12 +88,21 @@ class LayerSnapshot:
     weight: np.ndarray  # (O, I, kh, kw) float32
     grad: np.ndarray  # (O, I, kh, kw) float32: dL/dW of the last batch
     update: np.ndarray  # (O, I, kh, kw) float32: W now - W at the previous snapshot
-    fmap: np.ndarray  # (O, H, W) float32: post-activation output for the probe
-    preact: np.ndarray  # (O, H, W) float32: the conv's output for the probe, before the activation
+    maps: ProbeMaps  # the probe's feature maps of every layer (fmap and preact below are this layer's)
     start: np.ndarray  # (O, I, kh, kw) float32: W at step 0 (shared, never written)
     peaks: dict[str, float]  # largest |value| of weight, grad, update over the run so far, this moment included
     relu: bool = True  # the activation is a ReLU: fmap is exactly max(0, preact)
     pool: dict[str, object] | None = None  # the pooling that follows the activation (ConvLayer.pool_info)
+
+    @property
+    def fmap(self) -> np.ndarray:
+        """(O, H, W) float32: the layer's output for the probe, after the activation."""
+        return self.maps.get()[0][self.name]
+
+    @property
+    def preact(self) -> np.ndarray:
+        """(O, H, W) float32: the conv's output for the probe, before the activation."""
+        return self.maps.get()[1][self.name]
 
     @cached_property
     def measures(self) -> LayerMeasures:
@@ -69,8 +125,13 @@ class Snapshot:
     epoch_end: bool
     layers: tuple[LayerSnapshot, ...]
     probe: Probe
-    probs: np.ndarray  # (classes,) float32 softmax for the probe
+    maps: ProbeMaps  # the probe's feature maps and prediction
     state: dict[str, torch.Tensor]  # CPU copy of model.state_dict()
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(classes,) float32: the softmax for the probe."""
+        return self.maps.get()[2]
 
 
 def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
@@ -105,6 +166,34 @@ def probe_forward(model: nn.Module, layers: list[ConvLayer], x: torch.Tensor,
     return maps, preacts, probs
 
 
+class ProbeModel:
+    """A copy of a run's model on the CPU that runs the probe through any snapshot's state, on whichever thread
+    asks (serially: a second OpenMP pool would slow training, threads.py). One per run; one probe at a time."""
+
+    def __init__(self, model: nn.Module, layers: list[ConvLayer]) -> None:
+        self._model, self._layers = copy.deepcopy((model, layers))  # the layers name the copy's modules
+        self._model.to("cpu")
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, model: nn.Module, layers: list[ConvLayer]) -> ProbeModel | None:
+        """The copy, or None for a model that cannot be copied (its snapshots then run the probe at once)."""
+        try:
+            return cls(model, layers)
+        except Exception as exc:  # a module holding something deepcopy refuses (a lock, a file)
+            log.info("the model cannot be copied (%s): the probe runs on the training thread", exc)
+            return None
+
+    def maps(self, state: dict[str, torch.Tensor], x: torch.Tensor, training: bool) -> Maps:
+        """Run `x` through the model as `state` holds it (in eval mode wherever `training` asks probe_forward
+        to switch)."""
+        with self._lock:
+            serial_torch()
+            self._model.load_state_dict(state)
+            self._model.train(training)
+            return probe_forward(self._model, self._layers, x.to("cpu"))
+
+
 class Reference:
     """What every snapshot of a run is compared with: each layer's W at step 0, and the largest |value| of W,
     dW and ΔW seen so far (so that colours can keep one scale over time). Used by the training thread only."""
@@ -126,30 +215,67 @@ class Reference:
         return start, dict(peaks)
 
 
-def conv_weights(layers: list[ConvLayer]) -> dict[str, torch.Tensor]:
-    """A detached CPU copy of every conv layer's weight."""
-    return {layer.name: layer.conv.weight.detach().to("cpu", copy=True) for layer in layers}
+def conv_weights(layers: list[ConvLayer]) -> dict[str, np.ndarray]:
+    """A CPU copy of every conv layer's weight."""
+    return {layer.name: layer.conv.weight.detach().to("cpu", copy=True).numpy() for layer in layers}
 
 
-def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, torch.Tensor], probe: Probe,
+def weight_keys(model: nn.Module, layers: list[ConvLayer]) -> dict[str, str]:
+    """Each conv layer's weight as `model.state_dict()` names it."""
+    names = {id(p): key for key, p in model.named_parameters()}
+    return {layer.name: names[id(layer.conv.weight)] for layer in layers if id(layer.conv.weight) in names}
+
+
+def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of `model.state_dict()` made with one copy per dtype (the tensors of a dtype laid end to end,
+    each returned as a view of its part): in the training thread right after a batch, a copy per tensor cost
+    ~70 us each, ~0.6 ms a snapshot for `tiny`'s eight."""
+    state = model.state_dict()
+    groups: dict[torch.dtype, list[tuple[str, torch.Tensor]]] = {}
+    for key, value in state.items():
+        groups.setdefault(value.dtype, []).append((key, value))
+    out: dict[str, torch.Tensor] = {}
+    for dtype, items in groups.items():
+        if len(items) == 1 or any(v.device.type != "cpu" for _, v in items) or dtype in (torch.bfloat16,):
+            for key, value in items:
+                out[key] = value.detach().to("cpu", copy=True)
+            continue
+        flat = np.concatenate([v.detach().numpy().reshape(-1) for _, v in items])
+        at = 0
+        for key, value in items:
+            n = value.numel()
+            out[key] = torch.from_numpy(flat[at:at + n].reshape(value.shape))
+            at += n
+    return {key: out[key] for key in state}
+
+
+def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, np.ndarray], probe: Probe,
             reference: Reference, *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float,
-            elapsed: float, instrument_seconds: float, epoch_end: bool) -> Snapshot:
-    """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot."""
-    maps, preacts, probs = probe_forward(model, layers, probe.tensor)
+            elapsed: float, instrument_seconds: float, epoch_end: bool, on: ProbeModel | None = None,
+            keys: dict[str, str] | None = None) -> Snapshot:
+    """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot. The probe's
+    maps are computed later `on` that copy of the model (now, here, without one). `keys`: weight_keys, so that
+    W is read from the state's copy instead of copied again."""
+    state = copy_state(model)
+    if on is None:
+        maps = ProbeMaps.given(*probe_forward(model, layers, probe.tensor))
+    else:
+        maps = ProbeMaps(partial(on.maps, state, probe.tensor, model.training))
+    keys = keys or {}
     shots = []
     for layer in layers:
-        w = layer.conv.weight.detach().cpu()  # (O, I, kh, kw)
+        key = keys.get(layer.name)
+        w = state[key].numpy() if key in state else layer.conv.weight.detach().to("cpu", copy=True).numpy()
         g = layer.conv.weight.grad
+        before = previous.get(layer.name)
         tensors = {
-            "weight": w.numpy().copy(),
-            "grad": g.detach().cpu().numpy().copy() if g is not None else np.zeros(w.shape, np.float32),
-            "update": (w - previous[layer.name]).numpy() if layer.name in previous
-            else np.zeros(w.shape, np.float32),
+            "weight": w,  # (O, I, kh, kw), never written
+            "grad": g.detach().to("cpu", copy=True).numpy() if g is not None else np.zeros(w.shape, np.float32),
+            "update": w - before if before is not None else np.zeros(w.shape, np.float32),
         }
         start, peaks = reference.observe(layer.name, tensors)
-        shots.append(LayerSnapshot(name=layer.name, **tensors, fmap=maps[layer.name], preact=preacts[layer.name],
-                                   start=start, peaks=peaks, relu=layer.relu, pool=layer.pool_info()))
-    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        shots.append(LayerSnapshot(name=layer.name, **tensors, maps=maps, start=start, peaks=peaks,
+                                   relu=layer.relu, pool=layer.pool_info()))
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
                     elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,
-                    layers=tuple(shots), probe=probe, probs=probs, state=state)
+                    layers=tuple(shots), probe=probe, maps=maps, state=state)

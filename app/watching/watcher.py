@@ -50,7 +50,7 @@ from ..training.analysis import AnalysisEvent, Collector
 from ..training.events import EpochSummary, FrameEvent, Status, StatusEvent, StepsEvent
 from ..training.fields import graph_fields, quiet
 from ..training.recorder import is_snapshot_step
-from ..training.snapshots import LayerSnapshot, Probe, Reference, Snapshot
+from ..training.snapshots import LayerSnapshot, Probe, ProbeMaps, Reference, Snapshot
 from .config import WatchedConfig
 from .plan import BUDGET, LayerPlan, plan_layers
 from .probe import read_probe
@@ -346,6 +346,8 @@ class Watcher:
         assert self._record is not None and self._probe is not None and self._probe_x is not None
         self._flush_steps()
         read = read_probe(self.module, self._convs, self._probe_x, {p.name: p.filters for p in self._plan})
+        maps = ProbeMaps.given({name: x.fmap for name, x in read.layers.items()},
+                               {name: x.preact for name, x in read.layers.items()}, read.probs)
         shots = []
         for p in self._plan:
             conv = self._convs[p.name]
@@ -362,14 +364,14 @@ class Watcher:
                        "update": weight - previous if previous is not None else np.zeros_like(weight)}
             start, peaks = self._reference.observe(p.name, tensors)
             layer = read.layers[p.name]
-            shots.append(LayerSnapshot(name=p.name, **tensors, fmap=layer.fmap, preact=layer.preact, start=start,
-                                       peaks=peaks, relu=layer.relu, pool=layer.pool))
+            shots.append(LayerSnapshot(name=p.name, **tensors, maps=maps, start=start, peaks=peaks, relu=layer.relu,
+                                       pool=layer.pool))
             self._previous[p.name] = weight
         seq = self.snapshots
         snap = Snapshot(seq=seq, step=self.steps, epoch=self.epochs_done, samples_seen=0,
                         loss=float(np.mean(self._pending)) if self._pending else math.nan, lr=self._lr(),
                         elapsed=time.monotonic() - self._began, instrument_seconds=self.instrument_seconds,
-                        epoch_end=epoch_end, layers=tuple(shots), probe=self._probe, probs=read.probs, state={})
+                        epoch_end=epoch_end, layers=tuple(shots), probe=self._probe, maps=maps, state={})
         self._pending = []
         self._grads = {}
         self.snapshots += 1

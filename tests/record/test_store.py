@@ -30,8 +30,8 @@ def test_everything_written_comes_back_as_it_was(tmp_path: Path) -> None:
     frames = {seq: os.urandom(1000 + seq) for seq in range(5)}
     for seq, frame in frames.items():
         store.add_snapshot("r1", (seq, seq * 10, 0, seq == 4), frame)
-    store.add_steps("r1", 1, [2.3, 2.1, None])
-    store.add_steps("r1", 4, [1.9])
+    store.add_steps("r1", 1, ([2.3, 2.1, None], None))
+    store.add_steps("r1", 4, ([1.9], None))
     store.set_epochs("r1", [{"epoch": 1, "test_accuracy": 0.9}])
     store.add_event("r1", '{"type":"status","status":"finished"}')
     weights = torch.randn(4, 3)
@@ -63,7 +63,7 @@ def test_a_truncation_forgets_what_came_after_a_checkpoint(tmp_path: Path) -> No
     store.add_run(stored())
     for seq in range(6):
         store.add_snapshot("r1", (seq, seq * 5, 0, False), b"frame%d" % seq)
-    store.add_steps("r1", 1, [1.0] * 25)
+    store.add_steps("r1", 1, ([1.0] * 25, None))
     store.truncate("r1", seq=3, step=15, epoch=0)
     store.flush()
     [run] = store.load_runs()
@@ -131,7 +131,7 @@ def test_the_wal_stays_within_the_bound_the_disk_budget_sets(tmp_path: Path) -> 
     wal = tmp_path / "runs.db-wal"
     largest = 0
     for i in range(400):  # 400 x 20 KB of incompressible losses: 8 MB through the WAL
-        store.add_steps("r1", i * 5000, [float(x) for x in os.urandom(5000)])
+        store.add_steps("r1", i * 5000, ([float(x) for x in os.urandom(5000)], None))
         if i % 20 == 19:
             store.flush()
             largest = max(largest, wal.stat().st_size)

@@ -13,7 +13,7 @@ import torch
 from filterscope.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
 from filterscope.training.engine import EpochSummary, Status, StatusEvent, StepsEvent, WarningEvent
 from filterscope.training.models import build_model, conv_layers
-from filterscope.training.snapshots import Probe, Reference, capture, conv_weights
+from filterscope.training.snapshots import Probe, ProbeMaps, Reference, capture, conv_weights
 
 
 def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
@@ -22,7 +22,7 @@ def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
     layers = conv_layers(model)
     previous = conv_weights(layers)
     reference = Reference()
-    reference.start = {name: w.numpy().copy() for name, w in previous.items()}
+    reference.start = {name: w.copy() for name, w in previous.items()}
     x = torch.randn(8, channels, size, size)
     torch.nn.functional.cross_entropy(model(x), torch.arange(8)).backward()
     with torch.no_grad():
@@ -113,8 +113,11 @@ def test_a_tiny_snapshot_is_under_50_kb() -> None:
 
 def test_all_zero_tensors_encode_as_zeros() -> None:
     snap = snapshot_of("tiny")
-    zeroed = dataclasses.replace(snap.layers[0], weight=np.zeros_like(snap.layers[0].weight),
-                                 fmap=np.zeros_like(snap.layers[0].fmap), preact=np.zeros_like(snap.layers[0].fmap))
+    maps, preacts, probs = snap.maps.get()
+    name = snap.layers[0].name
+    zero = ProbeMaps.given({**maps, name: np.zeros_like(maps[name])}, {**preacts, name: np.zeros_like(maps[name])},
+                           probs)
+    zeroed = dataclasses.replace(snap.layers[0], weight=np.zeros_like(snap.layers[0].weight), maps=zero)
     snap = snap.__class__(**{**snap.__dict__, "layers": (zeroed, *snap.layers[1:])})
     header, arrays = decode_frame(encode_snapshot(snap))
     assert header["layers"][0]["weight"]["scale"] == 0
@@ -147,10 +150,11 @@ def test_u8_json_matches_the_frame_encoding() -> None:
 
 def test_a_diverged_snapshot_still_decodes_in_a_browser_no_nan_in_its_header() -> None:
     snap = snapshot_of("tiny")
-    nan = dataclasses.replace(snap.layers[0], weight=np.full_like(snap.layers[0].weight, np.nan),
-                              preact=np.full_like(snap.layers[0].preact, np.nan))
-    snap = snap.__class__(**{**snap.__dict__, "layers": (nan, *snap.layers[1:]),
-                             "probs": np.full(10, np.nan, np.float32), "loss": float("inf")})
+    maps, preacts, _ = snap.maps.get()
+    name = snap.layers[0].name
+    broken = ProbeMaps.given(maps, {**preacts, name: np.full_like(preacts[name], np.nan)}, np.full(10, np.nan, np.float32))
+    nan = dataclasses.replace(snap.layers[0], weight=np.full_like(snap.layers[0].weight, np.nan), maps=broken)
+    snap = snap.__class__(**{**snap.__dict__, "layers": (nan, *snap.layers[1:]), "maps": broken, "loss": float("inf")})
     frame = encode_snapshot(snap)
     (length,) = struct.unpack_from("<I", frame, 0)
     text = frame[4:4 + length].decode()

@@ -100,9 +100,6 @@ def test_update_ratios_are_the_step_size_over_the_weights_size_worked_by_hand() 
         assert all(r > 0 for r in ratios[name])  # every step moved every layer
 
 
-@pytest.mark.xfail(strict=True, reason="Recorder keeps a detached alias of each weight and checks its data_ptr, which "
-                                       "never changes: a parameter given new storage is then measured from the "
-                                       "old one (ratio 0)")
 def test_ratios_stay_right_when_a_parameters_storage_is_replaced() -> None:
     run = Run()
     run.train(3)
