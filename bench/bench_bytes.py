@@ -1,6 +1,6 @@
 """What a run's bytes on disk are made of: each table's share, and within the snapshot frames each part's
 (W, dW, ΔW and the pre-activation maps per layer, the JSON header), compressed alone as the store compresses a
-whole frame (zlib level 6), so what a change of quantisation or encoding would save can be read off.
+whole frame (zlib level 1), so what a change of quantisation or encoding would save can be read off.
 
     .venv/bin/python -m bench.bench_bytes [--source PATH/runs.db] [--config JSON]
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import trained
 
-LEVEL = 6  # as the store's writer compresses a frame
+LEVEL = 1  # as the store's writer compresses a frame (store.add_snapshot)
 GOAL_MB = 3.0  # issue 26: a default run at most 3 MB on disk
 
 

@@ -110,12 +110,21 @@ function showMoment() {
   ratios.moment(store);
   moved.moment(store);
 }
+// The moment the timeline last drew at once: a 'timeline' event with the cursor elsewhere is a move.
+let drawnCursor = null;
 for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
   store.on(type, () => {
-    // A moment the person scrubbed or replayed to is drawn at once (one frame); the live stream is throttled.
-    if (store.cursor !== null && (type === 'snapshot' || type === 'timeline')) {
+    // A moment the person scrubbed or replayed to is drawn at once (one frame); the live stream is throttled,
+    // the timeline growing by a live frame included (the slow start's cursor stays behind it: drawn at every
+    // live frame, the dense start's ~30 a second made as many frames of the page).
+    if (store.cursor === null) drawnCursor = null;
+    const moved = type === 'snapshot' || store.cursor !== drawnCursor;
+    if (store.cursor !== null && (type === 'snapshot' || type === 'timeline') && moved) {
       if (type === 'snapshot') showMoment();
-      else timeline.update(store);
+      else {
+        drawnCursor = store.cursor;
+        timeline.update(store);
+      }
       showPerf(performance.now());
       return;
     }

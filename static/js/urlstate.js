@@ -28,7 +28,8 @@ export function urlFor(store, href = location.href) {
   const set = (key, value) => (value === null || value === undefined ? url.searchParams.delete(key)
     : url.searchParams.set(key, String(value)));
   set('run', store.runId);
-  const ref = store.cursor !== null ? store.index.find((r) => r.seq === store.cursor) : null;
+  // The slow start's moment is the page's, not the person's: the address says it once they stop there.
+  const ref = store.cursor !== null && !store.slow ? store.index.find((r) => r.seq === store.cursor) : null;
   set('step', store.runId && ref ? ref.step : null);
   const sel = store.view.selected;
   const layer = sel && (store.snapshot ?? store.head)?.layers[sel.layer];

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from filterscope.streaming.codec import decode_frame, encode_snapshot, encode_u8_json
-from tests.streaming.test_codec import snapshot_of
+from tests.streaming.test_codec import diverged, snapshot_of
 
 pytestmark = pytest.mark.e2e
 
@@ -97,11 +97,7 @@ def test_the_page_decodes_a_real_frame_as_python_does(page: Any, name: str) -> N
 
 
 def test_a_diverged_frame_decodes_to_zeros_not_nan(page: Any) -> None:
-    snap = snapshot_of("tiny")
-    nan = dataclasses.replace(snap.layers[0], weight=np.full_like(snap.layers[0].weight, np.nan),
-                              preact=np.full_like(snap.layers[0].preact, np.nan))
-    snap = snap.__class__(**{**snap.__dict__, "layers": (nan, *snap.layers[1:]),
-                             "probs": np.full(10, np.nan, np.float32), "loss": float("inf")})
+    snap = diverged(snapshot_of("tiny"))
     js = in_page(page, encode_snapshot(snap))
     assert js["probs"] == [None] * 10
     for key in ("weight", "preact", "fmap"):

@@ -13,7 +13,7 @@ import torch
 from filterscope.streaming.codec import decode_frame, encode_event, encode_snapshot, encode_u8_json
 from filterscope.training.engine import EpochSummary, Status, StatusEvent, StepsEvent, WarningEvent
 from filterscope.training.models import build_model, conv_layers
-from filterscope.training.snapshots import Probe, ProbeMaps, Reference, capture, conv_weights
+from filterscope.training.snapshots import Probe, ProbeMaps, Reference, Snapshot, capture, conv_weights
 
 
 def snapshot_of(model_name: str, channels: int = 1, size: int = 28):
@@ -148,13 +148,19 @@ def test_u8_json_matches_the_frame_encoding() -> None:
     np.testing.assert_allclose(lo + q / 255 * (hi - lo), a, atol=1 / 255)
 
 
-def test_a_diverged_snapshot_still_decodes_in_a_browser_no_nan_in_its_header() -> None:
-    snap = snapshot_of("tiny")
+def diverged(snap: Snapshot) -> Snapshot:
+    """`snap` as a run that blew up leaves it: the first layer's W and pre-activation maps, the probabilities
+    NaN, the loss infinite."""
     maps, preacts, _ = snap.maps.get()
     name = snap.layers[0].name
-    broken = ProbeMaps.given(maps, {**preacts, name: np.full_like(preacts[name], np.nan)}, np.full(10, np.nan, np.float32))
+    broken = ProbeMaps.given(maps, {**preacts, name: np.full_like(preacts[name], np.nan)},
+                             np.full(10, np.nan, np.float32))
     nan = dataclasses.replace(snap.layers[0], weight=np.full_like(snap.layers[0].weight, np.nan), maps=broken)
-    snap = snap.__class__(**{**snap.__dict__, "layers": (nan, *snap.layers[1:]), "maps": broken, "loss": float("inf")})
+    return dataclasses.replace(snap, layers=(nan, *snap.layers[1:]), maps=broken, loss=float("inf"))
+
+
+def test_a_diverged_snapshot_still_decodes_in_a_browser_no_nan_in_its_header() -> None:
+    snap = diverged(snapshot_of("tiny"))
     frame = encode_snapshot(snap)
     (length,) = struct.unpack_from("<I", frame, 0)
     text = frame[4:4 + length].decode()
