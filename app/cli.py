@@ -19,6 +19,7 @@ import secrets
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +28,8 @@ import uvicorn
 from .api.guard import host_name, is_loopback
 from .boot import App, Boot
 from .config import Settings
+from .paths import PRETRAINED
+from .record import opening
 from .record.lease import FileLock
 from .training.events import Status
 
@@ -42,10 +45,17 @@ class Server(uvicorn.Server):
     """uvicorn's server of the Boot app, stopping every run as soon as it is asked to exit (before it waits for
     connections), and at once if the app could not start (`failure`: why, said in one line)."""
 
-    def __init__(self, config: uvicorn.Config, boot: Boot) -> None:
+    def __init__(self, config: uvicorn.Config, boot: Boot, listening: Callable[[], None] | None = None) -> None:
+        """`listening`: called once the socket is bound (the first answers go out meanwhile)."""
         super().__init__(config)
         self.boot = boot
         self.failure: BaseException | None = None
+        self._listening = listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._listening is not None:
+            self._listening()
 
     def failed(self, exc: BaseException) -> None:
         """The app could not start: the server stops (the loop's thread, from the Boot app's start task)."""
@@ -209,7 +219,10 @@ def _serve(host: str, port: int, log_level: str) -> None:
                             ws_per_message_deflate=False, timeout_graceful_shutdown=GRACEFUL_SECONDS)
     for name in ("uvicorn.access", "uvicorn.error"):  # after Config, which sets uvicorn's logging up
         logging.getLogger(name).addFilter(MaskTokens())
-    server = Server(config, boot)
+    settings = Settings()
+    # Once it listens, the store opens (checked, its runs read) while the app and PyTorch are imported.
+    server = Server(config, boot, lambda: opening.begin(settings.data_dir,
+                                                        PRETRAINED if settings.pretrained else None))
     server.run()
     if server.failure is not None:
         sys.exit(f"filterscope: could not start: {server.failure}")

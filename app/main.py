@@ -18,9 +18,8 @@ from .api import datasets as own_datasets
 from .api.guard import Guard
 from .config import Settings, get_settings
 from .paths import PRETRAINED, STATIC
-from .record.bundle import seed
-from .record.lease import server_lock
-from .record.store import Damaged, Store
+from .record import opening
+from .record.store import Damaged
 from .record.writer import StorageFailed
 from .runs import RunManager, cluster
 from .streaming.hub import Hub
@@ -46,15 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(settings.client_max_snapshots, settings.client_max_messages)
-        # The data directory's lock first: only the one server of a directory may check (and repair) its store.
-        lock = server_lock(settings.data_dir, what="filterscope serve")
-        try:
-            store = await asyncio.to_thread(Store, settings.data_dir / "runs.db", check=True)
-        except BaseException:
-            lock.release()
-            raise
-        if settings.pretrained:  # before the runs are read: the shipped start is listed like any run
-            await asyncio.to_thread(seed, store, PRETRAINED, "pretrained")
+        # The lock, the checked store (with the shipped run) and every stored run: opened while the app was
+        # imported when `filterscope serve` began it (record/opening.py), else now.
+        opened = await asyncio.to_thread(opening.take, settings.data_dir,
+                                         PRETRAINED if settings.pretrained else None)
+        lock, store = opened.lock, opened.store
         # A person's own data sets, imported earlier, before the runs that trained on them come back.
         own = await asyncio.to_thread(uploaded.load_all, settings.data_dir)
         if settings.ray:  # runs train on the cluster, as many at once as its CPUs allow (RunManager)
@@ -65,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise
         manager = await asyncio.to_thread(
             RunManager, hub, asyncio.get_running_loop(), store, settings.max_active_runs, settings.max_disk,
-            settings.training_threads, settings.checkpoint_seconds, lock=lock, ray=bool(settings.ray))
+            settings.training_threads, settings.checkpoint_seconds, lock=lock, ray=bool(settings.ray),
+            stored=opened.runs)
         app.state.hub, app.state.runs = hub, manager
         # In the background, so the server answers at once and the first Start is not 1.5 s late.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)

@@ -33,7 +33,7 @@ def log_event(event: Event | AnalysisEvent) -> RunEvent:
         return FrameEvent(seq=snap.seq, step=snap.step, epoch=snap.epoch, epoch_end=snap.epoch_end,
                           samples_seen=snap.samples_seen, elapsed=snap.elapsed,
                           instrument_seconds=snap.instrument_seconds, frame=lambda: encode_snapshot(snap),
-                          model=checkpoints.to_arrays(snap.state))
+                          model=snap.model)
     if isinstance(event, CheckpointEvent):
         state = event.state
         return CheckpointBlob(seq=event.seq, step=event.step, epoch=event.epoch, anchor=event.anchor,

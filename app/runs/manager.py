@@ -61,8 +61,10 @@ class RunManager(Starts, Queue, Disk):
 
     def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop, store: Store, max_active: int,
                  max_disk: int, training_threads: int = 0, checkpoint_seconds: float = 3.0,
-                 follow_seconds: float = 0.1, lock: FileLock | None = None, ray: bool = False) -> None:
-        """`ray`: train every run in a Ray actor (cluster.py; the cluster connected already) instead of a thread."""
+                 follow_seconds: float = 0.1, lock: FileLock | None = None, ray: bool = False,
+                 stored: list[StoredRun] | None = None) -> None:
+        """`ray`: train every run in a Ray actor (cluster.py; the cluster connected already) instead of a thread.
+        `stored`: the store's runs, read already (record/opening.py); else read here."""
         self.hub = hub
         self.store = store
         self.data_dir = store.path.parent
@@ -88,8 +90,8 @@ class RunManager(Starts, Queue, Disk):
         # Ten looks a second: a followed run's moments reach pages ~50 ms after their producer wrote them (p95
         # ~110 ms, bench_follow), in bursts small enough that a page's 2-snapshot queue drops few of them.
         self.following = Following(self, follow_seconds)
-        for stored in store.load_runs():
-            self.adopt(stored)
+        for run in store.load_runs() if stored is None else stored:
+            self.adopt(run)
         self._wake = threading.Event()  # a slot may have freed, or a run ended: schedule, keep the budget
         self._scheduler = threading.Thread(target=self._schedule_loop, name="run-scheduler", daemon=True)
         self._scheduler.start()

@@ -19,7 +19,7 @@ from .diagnose import Diagnosis
 from .events import StepsEvent
 from .loop import TrainLoop
 from .models import ConvLayer, conv_layers
-from .snapshots import Probe, ProbeModel, Reference, Snapshot, capture, conv_weights, weight_keys
+from .snapshots import Probe, ProbeModel, Reference, Snapshot, StateCopy, capture, conv_weights
 
 # Filters change fastest at the very start: a snapshot after each of the first 10 batches, then every 5 up
 # to batch 100, then every `snapshot_every` (and at every epoch end). docs/protocol.md says the same.
@@ -123,7 +123,7 @@ class Recorder:
         self._layers = conv_layers(loop.model)
         self._previous = conv_weights(self._layers)  # conv weights at the latest snapshot
         self._probe_model = ProbeModel.of(loop.model, self._layers)  # runs the probe off the training thread
-        self._keys = weight_keys(loop.model, self._layers)
+        self._copier = StateCopy(loop.model, self._layers)  # the state in one copy a snapshot
         self._pending: list[float] = []  # losses since the latest snapshot
         self._unsent_steps: list[int] = []
         self._unsent_losses: list[float] = []
@@ -177,7 +177,7 @@ class Recorder:
                        step=loop.step_count, epoch=loop.epoch, samples_seen=loop.samples_seen,
                        loss=float(np.mean(pending)) if pending else float("nan"), lr=loop.current_lr,
                        elapsed=elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end,
-                       on=self._probe_model, keys=self._keys)
+                       on=self._probe_model, copier=self._copier)
         self.last_seq = self.seq
         self.seq += 1
         self._emit(snap)

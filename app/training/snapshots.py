@@ -126,7 +126,12 @@ class Snapshot:
     layers: tuple[LayerSnapshot, ...]
     probe: Probe
     maps: ProbeMaps  # the probe's feature maps and prediction
-    state: dict[str, torch.Tensor]  # CPU copy of model.state_dict()
+    model: dict[str, np.ndarray]  # a copy of model.state_dict() as arrays (never written)
+
+    @cached_property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The model's state as torch tensors (sharing `model`'s memory), as load_state_dict takes it."""
+        return {key: torch.from_numpy(value) for key, value in self.model.items()}
 
     @property
     def probs(self) -> np.ndarray:
@@ -184,12 +189,12 @@ class ProbeModel:
             log.info("the model cannot be copied (%s): the probe runs on the training thread", exc)
             return None
 
-    def maps(self, state: dict[str, torch.Tensor], x: torch.Tensor, training: bool) -> Maps:
+    def maps(self, state: dict[str, np.ndarray], x: torch.Tensor, training: bool) -> Maps:
         """Run `x` through the model as `state` holds it (in eval mode wherever `training` asks probe_forward
         to switch)."""
         with self._lock:
             serial_torch()
-            self._model.load_state_dict(state)
+            self._model.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
             self._model.train(training)
             return probe_forward(self._model, self._layers, x.to("cpu"))
 
@@ -220,57 +225,83 @@ def conv_weights(layers: list[ConvLayer]) -> dict[str, np.ndarray]:
     return {layer.name: layer.conv.weight.detach().to("cpu", copy=True).numpy() for layer in layers}
 
 
-def weight_keys(model: nn.Module, layers: list[ConvLayer]) -> dict[str, str]:
-    """Each conv layer's weight as `model.state_dict()` names it."""
-    names = {id(p): key for key, p in model.named_parameters()}
-    return {layer.name: names[id(layer.conv.weight)] for layer in layers if id(layer.conv.weight) in names}
+class StateCopy:
+    """Copies a model's state and its conv layers' gradients for a snapshot, in one NumPy copy where all of them
+    are CPU float32 (the built-in models): right after a batch, in the training thread, a copy per tensor cost
+    ~70 us each (~0.6 ms a snapshot for `tiny`), and `model.state_dict()` itself ~0.2 ms. The tensors are read
+    through NumPy views kept from the start, checked to be the parameters' memory still; elsewhere (another
+    device or dtype) every tensor is copied on its own."""
 
+    def __init__(self, model: nn.Module, layers: list[ConvLayer]) -> None:
+        self._model, self._layers = model, layers
+        self._views: list[np.ndarray] | None = None
+        self._watch()
 
-def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of `model.state_dict()` made with one copy per dtype (the tensors of a dtype laid end to end,
-    each returned as a view of its part): in the training thread right after a batch, a copy per tensor cost
-    ~70 us each, ~0.6 ms a snapshot for `tiny`'s eight."""
-    state = model.state_dict()
-    groups: dict[torch.dtype, list[tuple[str, torch.Tensor]]] = {}
-    for key, value in state.items():
-        groups.setdefault(value.dtype, []).append((key, value))
-    out: dict[str, torch.Tensor] = {}
-    for dtype, items in groups.items():
-        if len(items) == 1 or any(v.device.type != "cpu" for _, v in items) or dtype in (torch.bfloat16,):
-            for key, value in items:
-                out[key] = value.detach().to("cpu", copy=True)
-            continue
-        flat = np.concatenate([v.detach().numpy().reshape(-1) for _, v in items])
+    def _watch(self) -> None:
+        live = self._model.state_dict(keep_vars=True)  # the parameters themselves: .data may be replaced
+        tensors = [t.detach() for t in live.values()]
+        self._keys = list(live)
+        self._live = list(live.values())
+        self._ptrs = [t.data_ptr() for t in self._live]
+        names = {id(t): key for key, t in live.items()}
+        self._weights = [names.get(id(layer.conv.weight)) for layer in self._layers]
+        plain = all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+        self._views = [t.numpy().reshape(-1) for t in tensors] if plain and None not in self._weights else None
+        self._shapes = [tuple(t.shape) for t in tensors]
+
+    def copy(self) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
+        """(the state as arrays, each conv layer's W in it, each conv layer's dW or None where it has none)."""
+        if self._views is not None and any(t.data_ptr() != ptr for t, ptr in zip(self._live, self._ptrs,
+                                                                                   strict=True)):
+            self._watch()  # a parameter got new memory
+        grads = [layer.conv.weight.grad for layer in self._layers]
+        if self._views is None:
+            copied = {key: value.detach().to("cpu", copy=True).numpy()
+                      for key, value in self._model.state_dict().items()}
+            weights = [copied[key] if key is not None else layer.conv.weight.detach().to("cpu", copy=True).numpy()
+                       for key, layer in zip(self._weights, self._layers, strict=True)]
+            return copied, weights, [g.detach().to("cpu", copy=True).numpy() if g is not None else None
+                                     for g in grads]
+        plain = [g is not None and g.device.type == "cpu" and g.dtype == torch.float32 and g.is_contiguous()
+                 for g in grads]
+        parts = self._views + [g.numpy().reshape(-1) for g, ok in zip(grads, plain, strict=True)
+                               if ok and g is not None]
+        flat = np.concatenate(parts)  # the one copy
+        state: dict[str, np.ndarray] = {}
         at = 0
-        for key, value in items:
-            n = value.numel()
-            out[key] = torch.from_numpy(flat[at:at + n].reshape(value.shape))
-            at += n
-    return {key: out[key] for key in state}
+        for key, shape, view in zip(self._keys, self._shapes, self._views, strict=True):
+            state[key] = flat[at:at + view.size].reshape(shape)
+            at += view.size
+        out: list[np.ndarray | None] = []
+        for g, ok in zip(grads, plain, strict=True):
+            if g is None:
+                out.append(None)
+            elif ok:
+                out.append(flat[at:at + g.numel()].reshape(tuple(g.shape)))
+                at += g.numel()
+            else:
+                out.append(g.detach().to("cpu", copy=True).numpy())
+        return state, [state[key] for key in self._weights if key is not None], out
 
 
 def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, np.ndarray], probe: Probe,
             reference: Reference, *, seq: int, step: int, epoch: int, samples_seen: int, loss: float, lr: float,
             elapsed: float, instrument_seconds: float, epoch_end: bool, on: ProbeModel | None = None,
-            keys: dict[str, str] | None = None) -> Snapshot:
+            copier: StateCopy | None = None) -> Snapshot:
     """Take a snapshot of `model` now; `previous` holds the conv weights at the previous snapshot. The probe's
-    maps are computed later `on` that copy of the model (now, here, without one). `keys`: weight_keys, so that
-    W is read from the state's copy instead of copied again."""
-    state = copy_state(model)
+    maps are computed later `on` that copy of the model (now, here, without one). `copier`: the run's
+    StateCopy (one is made for this snapshot without)."""
+    state, weights, grads = (copier or StateCopy(model, layers)).copy()
     if on is None:
         maps = ProbeMaps.given(*probe_forward(model, layers, probe.tensor))
     else:
         maps = ProbeMaps(partial(on.maps, state, probe.tensor, model.training))
-    keys = keys or {}
     shots = []
-    for layer in layers:
-        key = keys.get(layer.name)
-        w = state[key].numpy() if key in state else layer.conv.weight.detach().to("cpu", copy=True).numpy()
-        g = layer.conv.weight.grad
+    for layer, w, g in zip(layers, weights, grads, strict=True):
         before = previous.get(layer.name)
         tensors = {
             "weight": w,  # (O, I, kh, kw), never written
-            "grad": g.detach().to("cpu", copy=True).numpy() if g is not None else np.zeros(w.shape, np.float32),
+            "grad": g if g is not None else np.zeros(w.shape, np.float32),
             "update": w - before if before is not None else np.zeros(w.shape, np.float32),
         }
         start, peaks = reference.observe(layer.name, tensors)
@@ -278,4 +309,4 @@ def capture(model: nn.Module, layers: list[ConvLayer], previous: dict[str, np.nd
                                    relu=layer.relu, pool=layer.pool_info()))
     return Snapshot(seq=seq, step=step, epoch=epoch, samples_seen=samples_seen, loss=loss, lr=lr,
                     elapsed=elapsed, instrument_seconds=instrument_seconds, epoch_end=epoch_end,
-                    layers=tuple(shots), probe=probe, maps=maps, state=state)
+                    layers=tuple(shots), probe=probe, maps=maps, model=state)

@@ -371,7 +371,7 @@ class Watcher:
         snap = Snapshot(seq=seq, step=self.steps, epoch=self.epochs_done, samples_seen=0,
                         loss=float(np.mean(self._pending)) if self._pending else math.nan, lr=self._lr(),
                         elapsed=time.monotonic() - self._began, instrument_seconds=self.instrument_seconds,
-                        epoch_end=epoch_end, layers=tuple(shots), probe=self._probe, maps=maps, state={})
+                        epoch_end=epoch_end, layers=tuple(shots), probe=self._probe, maps=maps, model={})
         self._pending = []
         self._grads = {}
         self.snapshots += 1
