@@ -58,12 +58,15 @@ store.on('reset', () => perRun.forEach((v) => v.reset()));
 store.on('datasets', (list) => { controls.datasets(list); finetune.datasets(list); });
 store.on('usedataset', (name) => controls.useDataset(name));
 // The stream brings 20-30 messages a second. The views follow it together, in one tick at most every
-// STREAM_MS, so the browser lays out and paints the page ~6 times a second instead of at every message: live
-// to the eye, and a small share of the cores training shares with it (see throttle in frame.js).
-const STREAM_MS = 160;
+// STREAM_MS, so the browser lays out and paints the page 3 times a second instead of at every message. Each
+// tick's frame (every snapshot panel redrawn, the document repainted and composited in software) is most of
+// what the page costs the cores training shares with it: a Chromium with no DevTools watching a default run
+// used 0.14-0.16 core per second of training at a tick every 160 ms, 0.10 at 333 ms, 0.09 at 500 ms
+// (bench_perf's measure, 2026-12-06). The slow start shows the fast first steps at its own beat.
+const STREAM_MS = 333;
 // The two charts are the page's largest canvases: redrawn at most every CHART_MS while the stream flows (a
-// curve moving twice a second reads as live), in a stream tick, so they add no frames of their own.
-const CHART_MS = 500;
+// curve moving once a second reads as live), in a stream tick, so they add no frames of their own.
+const CHART_MS = 1000;
 const changed = new Set();
 let lastStatus = null;
 let chartsDue = false;
