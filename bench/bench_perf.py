@@ -144,7 +144,7 @@ def main() -> None:
     print(f"\n{args.rounds} rounds, the default run ({cfg.model}/{cfg.dataset}, {cfg.epochs} epochs); "
           "median (range) of per-round figures")
     for name, values in rows.items():
-        print(f"  {name:<40} {spread(values, 1 if 'samples' in name else 2)}")
+        print(f"  {name:<40} {spread(values, 1 if 'samples' in name else 3)}")
     figures = {"watched / unwatched": rows["watched / unwatched"],
                "Chromium core per second of training": rows["Chromium core per second of training"],
                "own work, % of the training thread": rows["own work unwatched, %"] + rows["own work watched, %"],
@@ -154,7 +154,7 @@ def main() -> None:
     for name, (goal, at_least) in GOALS.items():
         value = statistics.median(figures[name])
         met = value >= goal if at_least else value <= goal
-        print(f"  {name:<40} {value:.2f}  goal {'>=' if at_least else '<='} {goal:g}: {'met' if met else 'MISSED'}")
+        print(f"  {name:<40} {value:.3f}  goal {'>=' if at_least else '<='} {goal:g}: {'met' if met else 'MISSED'}")
 
 
 if __name__ == "__main__":
