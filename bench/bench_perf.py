@@ -27,21 +27,18 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 
-from bench.bench_sharing import FINAL, chromium_of
+from bench.bench_sharing import FINAL
 from bench.bench_startup import store_of, timed_start
 from bench.bench_upload import wait_for
-from bench.common import descendants, serve, trained
-from bench.profile_page import cpu_seconds
+from bench.common import serve, trained
+from bench.profile_page import watched
 from filterscope.training.config import TrainConfig
 from filterscope.training.datasets import get_dataset
-
-LOAD_SECONDS = 4.0  # Chromium's start and the page's load, while the run is paused
 
 # The issue's goals: (figure, goal, True when the figure must be at least the goal).
 GOALS = {"watched / unwatched": (0.95, True), "Chromium core per second of training": (0.1, False),
@@ -52,33 +49,6 @@ GOALS = {"watched / unwatched": (0.95, True), "Chromium core per second of train
 def unwatched(client: httpx.Client) -> dict[str, Any]:
     run = client.post("/api/runs", json={}).json()
     return wait_for(client, run["id"], FINAL)
-
-
-def watched(client: httpx.Client, base: str) -> tuple[dict[str, Any], float, float]:
-    """A run watched by a Chromium page with no DevTools: (the ended run, Chromium's CPU seconds and the run's
-    training seconds, both from the resume to the end)."""
-    run = client.post("/api/runs", json={}).json()
-    token = {"Authorization": f"Bearer {run['token']}"}
-    client.post(f"/api/runs/{run['id']}/pause", headers=token)
-    browser = chromium_of(base, f"/?run={run['id']}")
-    pids: set[int] = set()
-    try:
-        began = time.monotonic()
-        while time.monotonic() - began < LOAD_SECONDS:
-            pids |= set(descendants(browser.pid))
-            time.sleep(0.2)
-        before = cpu_seconds(sorted(pids))
-        resumed = client.post(f"/api/runs/{run['id']}/resume", headers=token).json()
-        while (now := client.get(f"/api/runs/{run['id']}").json())["status"] not in FINAL:
-            pids |= set(descendants(browser.pid))
-            time.sleep(0.2)
-        time.sleep(0.5)  # the last frames drawn
-        pids |= set(descendants(browser.pid))
-        spent = cpu_seconds(sorted(pids)) - before
-    finally:
-        browser.terminate()
-        browser.wait(10)
-    return now, spent, float(now["elapsed"]) - float(resumed.get("elapsed", 0.0))
 
 
 def speed(run: dict[str, Any], cfg: TrainConfig) -> float:

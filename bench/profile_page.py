@@ -4,8 +4,9 @@ style time), with Chromium's own CPU seconds from /proc (the browser's processes
 
 DevTools itself costs: attached (as Playwright is), Chromium reports every WebSocket frame to it, and its CPU
 nearly doubles. So the figure a person's browser lives with comes first, from a Chromium started as a person
-starts it (no DevTools), opened at the run's address as it starts: its CPU over the run, less what the same
-Chromium spends starting and loading the idle page (measured apart, 4 s).
+starts it (no DevTools), opened at the run's address while the run is paused: its CPU from the resume to the
+run's end (`watched`, which bench_perf uses too). Subtracting a separate idle Chromium's start-up, as this
+bench first did, left part of the page's own load in the figure (0.23-0.27 against 0.14 the same day).
 
     .venv/bin/python -m bench.profile_page [--top 30] [--epochs 5]
 
@@ -30,6 +31,7 @@ from bench.common import descendants, serve
 METRICS = ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration", "LayoutCount",
            "RecalcStyleCount")
 TICK = os.sysconf("SC_CLK_TCK")
+LOAD_SECONDS = 4.0  # Chromium's start and the page's load, while the run is paused
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -54,27 +56,33 @@ def kind(pid: int) -> str:
     return next((a.split("=", 1)[1] for a in args if a.startswith("--type=")), "browser")
 
 
-def plain_cpu(client: httpx.Client, base: str, epochs: int) -> tuple[float, float]:
-    """(Chromium's CPU seconds watching a run, less its start-up; the run's training seconds), no DevTools."""
-    idle = chromium_of(base, "/")
+def watched(client: httpx.Client, base: str, config: dict[str, Any] | None = None,
+            ) -> tuple[dict[str, Any], float, float]:
+    """A run of `config` (default: the default run) watched by a Chromium page with no DevTools: (the ended run,
+    Chromium's CPU seconds and the run's training seconds, both from the resume to the end). The run is paused
+    while Chromium starts and loads the page (LOAD_SECONDS), which is no part of watching."""
+    run = client.post("/api/runs", json=config or {}).json()
+    token = {"Authorization": f"Bearer {run['token']}"}
+    client.post(f"/api/runs/{run['id']}/pause", headers=token)
+    browser = chromium_of(base, f"/?run={run['id']}")
     pids: set[int] = set()
-    for _ in range(20):  # 4 s: started, the page loaded, idle
-        pids |= set(descendants(idle.pid))
-        time.sleep(0.2)
-    start_up = cpu_seconds(sorted(pids))
-    idle.terminate()
-    idle.wait(10)
-    run = client.post("/api/runs", json={"epochs": epochs}).json()
-    browser, pids = chromium_of(base, f"/?run={run['id']}"), set()
-    while (run := client.get(f"/api/runs/{run['id']}").json())["status"] not in FINAL:
+    try:
+        began = time.monotonic()
+        while time.monotonic() - began < LOAD_SECONDS:
+            pids |= set(descendants(browser.pid))
+            time.sleep(0.2)
+        before = cpu_seconds(sorted(pids))
+        resumed = client.post(f"/api/runs/{run['id']}/resume", headers=token).json()
+        while (now := client.get(f"/api/runs/{run['id']}").json())["status"] not in FINAL:
+            pids |= set(descendants(browser.pid))
+            time.sleep(0.2)
+        time.sleep(0.5)  # the last frames drawn
         pids |= set(descendants(browser.pid))
-        time.sleep(0.2)
-    time.sleep(0.5)  # the last frames drawn
-    pids |= set(descendants(browser.pid))
-    spent = cpu_seconds(sorted(pids)) - start_up
-    browser.terminate()
-    browser.wait(10)
-    return spent, float(run["elapsed"])
+        spent = cpu_seconds(sorted(pids)) - before
+    finally:
+        browser.terminate()
+        browser.wait(10)
+    return now, spent, float(now["elapsed"]) - float(resumed.get("elapsed", 0.0))
 
 
 def self_times(profile: dict[str, Any]) -> Counter[str]:
@@ -102,7 +110,7 @@ def main() -> None:
     proc, base = serve()
     try:
         with sync_playwright() as p, httpx.Client(base_url=f"http://{base}", timeout=60) as client:
-            plain, plain_elapsed = plain_cpu(client, base, args.epochs)
+            _, plain, plain_elapsed = watched(client, base, {"epochs": args.epochs})
             browser = p.chromium.launch(executable_path=os.environ.get("FILTERSCOPE_CHROMIUM", "/usr/bin/chromium"),
                                         args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -138,7 +146,7 @@ def main() -> None:
         proc.wait(30)
     elapsed = run["elapsed"]
     print(f"no DevTools: Chromium CPU {plain:.2f} s over {plain_elapsed:.1f} s of training = "  # noqa: T201
-          f"{plain / plain_elapsed:.3f} core per second of training (start-up less)")
+          f"{plain / plain_elapsed:.3f} core per second of training (from the resume, once the page had loaded)")
     spent = self_times(profile)
     total = sum(spent.values())
     print(f"with DevTools: {elapsed:.1f} s of training; Chromium CPU {cpu:.2f} s = {cpu / elapsed:.3f} core per "  # noqa: T201
