@@ -91,8 +91,10 @@ def main() -> None:
                         rows["Chromium core per second of training"].append(cpu / trained_s)
                     else:
                         if not stores:  # the stored runs are copies of one default run
+                            source = trained()
                             stores = {"empty": (Path(tempfile.mkdtemp(prefix="filterscope-bench-")), 0),
-                                      f"{args.runs} runs": (store_of(trained(), args.runs), args.runs)}
+                                      f"{args.runs} runs": (store_of(source, args.runs), args.runs)}
+                            shutil.rmtree(source.parent, ignore_errors=True)
                         for label, (where, count) in (stores.items() if r % 2 == 0 else reversed(stores.items())):
                             first, ready, _, _ = timed_start(where, count)
                             rows[f"first answer, {label}, s"].append(first)

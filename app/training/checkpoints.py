@@ -84,11 +84,7 @@ def load(data: bytes) -> dict[str, Any]:
     return dict(torch.load(io.BytesIO(data), weights_only=True))
 
 
-def to_arrays(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """A CPU model state as NumPy arrays sharing its memory."""
-    return {k: v.numpy() for k, v in state.items()}
-
-
 def from_arrays(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """A model state from `to_arrays`, sharing the arrays' memory (load_state_dict copies it in)."""
+    """A model state from NumPy arrays (a snapshot's `model`), sharing their memory (load_state_dict copies it
+    in)."""
     return {k: torch.from_numpy(v) for k, v in arrays.items()}

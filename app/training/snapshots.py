@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoints import from_arrays
 from .measures import LayerMeasures, layer_measures
 from .models import ConvLayer, SeededDropout
 from .threads import serial_torch
@@ -131,7 +132,7 @@ class Snapshot:
     @cached_property
     def state(self) -> dict[str, torch.Tensor]:
         """The model's state as torch tensors (sharing `model`'s memory), as load_state_dict takes it."""
-        return {key: torch.from_numpy(value) for key, value in self.model.items()}
+        return from_arrays(self.model)
 
     @property
     def probs(self) -> np.ndarray:
@@ -194,7 +195,7 @@ class ProbeModel:
         to switch)."""
         with self._lock:
             serial_torch()
-            self._model.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
+            self._model.load_state_dict(from_arrays(state))
             self._model.train(training)
             return probe_forward(self._model, self._layers, x.to("cpu"))
 

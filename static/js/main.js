@@ -145,8 +145,8 @@ for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
     // the timeline growing by a live frame included (the slow start's cursor stays behind it: drawn at every
     // live frame, the dense start's ~30 a second made as many frames of the page).
     if (store.cursor === null) drawnCursor = null;
-    const moved = type === 'snapshot' || store.cursor !== drawnCursor;
-    if (store.cursor !== null && (type === 'snapshot' || type === 'timeline') && moved) {
+    const cursorMoved = type === 'snapshot' || store.cursor !== drawnCursor;
+    if (store.cursor !== null && (type === 'snapshot' || type === 'timeline') && cursorMoved) {
       if (type === 'snapshot') showMoment();
       else {
         drawnCursor = store.cursor;
@@ -184,7 +184,6 @@ setInterval(async () => {
     // the socket says what became of the run
   }
 }, 2000);
-
 
 // First paint of the empty state, then attach to the run in the URL if there is one.
 store.emit('run', store);
