@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
@@ -175,12 +177,17 @@ def test_a_colour_first_layer_is_drawn_in_rgb(page: Any, ui: Any) -> None:
     ui.start_run(page, dataset="shapes-color")
     ui.wait_for_seq_above(page, 0)
     expect(page.get_by_test_id("filters-conv1")).to_contain_text("(RGB)")
-    # The diverging map only mixes blue, white and red; green-dominant pixels exist only in RGB rendering.
-    greenish = page.get_by_test_id("filter-canvas-0").evaluate("""c => {
+    # The diverging map only mixes blue, white and red; green-dominant pixels exist only in RGB rendering. The
+    # store holds the new moment before the stream tick draws it (up to 333 ms later): wait for the drawing.
+    count_greenish = """() => {
+        const c = document.querySelector('[data-testid="filter-canvas-0"]');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i + 1] > d[i] + 40 && d[i + 1] > d[i + 2] + 40) n++;
         return n;
-    }""")
+    }"""
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(f"({count_greenish})() > 0", timeout=10_000)
+    greenish = page.evaluate(count_greenish)
     assert greenish > 0
     expect(page.get_by_test_id("filters-conv2")).not_to_contain_text("(RGB)")
