@@ -251,6 +251,7 @@ class Engine:
         except _Stopped:
             self._halted()
         except Diverged as exc:
+            self.recorder.flush_steps()  # the losses up to the blow-up, and the warnings they call for
             self._fail(Status.DIVERGED, diverged(exc.value, self.step_count + 1, self.epoch + 1, self.lr,
                                                  self.config.optimizer))
         except Exception as exc:

@@ -9,7 +9,7 @@ function that makes them, called on the store's writer thread so that encoding c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias, TypeVar, Union
@@ -94,7 +94,7 @@ class StepsEvent:
 
     steps: list[int]
     losses: list[float]
-    ratios: dict[str, list[float]]
+    ratios: Mapping[str, list[float]]  # may be worked out when first read (recorder.Ratios)
 
 
 @dataclass(frozen=True)

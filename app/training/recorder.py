@@ -8,8 +8,9 @@ training time spent on filterscope's own work rather than on learning.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,26 +33,88 @@ def is_snapshot_step(step: int, every: int) -> bool:
     return step <= DENSE_EVERY_BATCH or (step <= DENSE_EVERY_5 and step % 5 == 0) or step % every == 0
 
 
+class _Ring:
+    """Row 0: W at the start of a run of batches; row i: W after its i-th batch (each conv layer's weights
+    flattened side by side), with a view of each layer's part of each row to copy into."""
+
+    def __init__(self, capacity: int, bounds: np.ndarray) -> None:
+        self.data = np.empty((capacity + 1, int(bounds[-1])), np.float32)
+        self.rows = [[self.data[k, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+                     for k in range(capacity + 1)]
+
+
+class Ratios(Mapping[str, list[float]]):
+    """Per conv layer, the update ratio of each batch of a run of them, worked out on first use from the ring
+    the training thread handed over: by the store's writer thread, which makes the steps' text from them, so
+    that the arithmetic (~0.12 ms for 25 batches alone, ~0.23 ms in the training thread) costs training
+    nothing. The ring goes back to its pool once read. Pickles as the plain dict it is."""
+
+    def __init__(self, names: list[str], bounds: np.ndarray, ring: _Ring, count: int,
+                 done: Callable[[_Ring], None]) -> None:
+        self._names, self._bounds, self._count, self._done = names, bounds, count, done
+        self._ring: _Ring | None = ring
+        self._values: dict[str, list[float]] | None = None
+        self._lock = threading.Lock()
+
+    def _made(self) -> dict[str, list[float]]:
+        values = self._values
+        if values is not None:
+            return values
+        with self._lock:
+            if self._values is None:
+                ring, self._ring = self._ring, None
+                assert ring is not None
+                self._values = _ratios(ring.data[:self._count + 1], self._names, self._bounds)
+                self._done(ring)
+            return self._values
+
+    def __getitem__(self, name: str) -> list[float]:
+        return self._made()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, list[float]]]]:
+        return dict, (dict(self._made()),)
+
+
+def _ratios(kept: np.ndarray, names: list[str], bounds: np.ndarray) -> dict[str, list[float]]:
+    """Each layer's ||W_i - W_i-1|| / ||W_i-1|| for every row i > 0 of `kept` (NaN where W_i-1 is 0 or not
+    finite)."""
+    moved = kept[1:] - kept[:-1]
+    out = {}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an exploding run's weights
+        for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True):
+            step = np.einsum("ij,ij->i", moved[:, a:b], moved[:, a:b])  # float32 sums: ~1e-6 relative
+            size = np.einsum("ij,ij->i", kept[:-1, a:b], kept[:-1, a:b])
+            ratios = np.sqrt(step / size)
+            ratios[~(np.isfinite(ratios) & (size > 0))] = np.nan
+            out[name] = ratios.tolist()
+    return out
+
+
 class StepSizes:
     """Each conv layer's update ratio ||W - W a batch ago|| / ||W a batch ago|| for every batch.
 
-    The training thread copies the conv weights into a ring once a batch; the ratios of the batches since the
-    last flush are worked out together when asked (`take`, every 25 batches at most), a few array ops for all
-    of them. Measured in the training thread right after a batch (2026-12-06), where every small op runs
-    several times slower than alone: the copy through NumPy views of the weights costs ~30 us a batch, through
-    one torch op ~70 us; subtracting and summing there as well, per batch, had cost ~60-80 us.
+    The training thread copies the conv weights into a ring once a batch and, every 25 batches at most
+    (`take`), hands the ring over for the ratios to be worked out elsewhere (`Ratios`), going on in another
+    from the pool. Measured in the training thread right after a batch (2026-12-06), where every small op runs
+    several times slower than alone: the copy through NumPy views of the weights costs ~20-30 us a batch,
+    through one torch op ~70 us; subtracting and summing there as well, per batch, had cost ~60-80 us.
     """
+
+    POOL = 4  # rings kept for reuse (each ~26 x the conv weights); more are made while the writer is behind
 
     def __init__(self, layers: list[ConvLayer], capacity: int) -> None:
         self._layers = layers
         self.names = [layer.name for layer in layers]
-        sizes = [layer.conv.weight.numel() for layer in layers]
-        self._bounds = np.cumsum([0, *sizes])
-        # Row 0: W at the last take; row i: W after the i-th batch since. On the CPU through NumPy views of the
-        # parameters (the optimizer updates them in place); elsewhere through torch copies.
-        self._ring = np.empty((capacity + 1, int(self._bounds[-1])), np.float32)
-        self._rows = [[self._ring[k, a:b] for a, b in zip(self._bounds[:-1], self._bounds[1:], strict=True)]
-                      for k in range(capacity + 1)]
+        self._capacity = capacity
+        self._bounds = np.cumsum([0, *(layer.conv.weight.numel() for layer in layers)])
+        self._free: list[_Ring] = []
+        self._ring = _Ring(capacity, self._bounds)
         self._views: list[tuple[torch.Tensor, int, np.ndarray]] | None = None
         self._count = 0
         self.reset()
@@ -61,6 +124,7 @@ class StepSizes:
         weights = [layer.conv.weight for layer in self._layers]
         cpu = all(w.device.type == "cpu" and w.dtype == torch.float32 and w.is_contiguous() for w in weights)
         self._views = [(w, w.data_ptr(), w.detach().numpy().reshape(-1)) for w in weights] if cpu else None
+        self._sources = [view for _, _, view in self._views or []]
 
     def _keep(self, row: int) -> None:
         views = self._views
@@ -68,11 +132,10 @@ class StepSizes:
             self._watch()
             views = self._views
         if views is None:
-            for dst, layer in zip(self._rows[row], self._layers, strict=True):
+            for dst, layer in zip(self._ring.rows[row], self._layers, strict=True):
                 dst[:] = layer.conv.weight.detach().reshape(-1).float().cpu().numpy()
             return
-        for dst, (_, _, src) in zip(self._rows[row], views, strict=True):
-            np.copyto(dst, src)
+        np.concatenate(self._sources, out=self._ring.data[row])  # one call for every layer
 
     def reset(self) -> None:
         """Measure the next batch's step from the weights as they are now."""
@@ -85,25 +148,25 @@ class StepSizes:
         self._count += 1
         self._keep(self._count)
 
-    def take(self) -> dict[str, list[float]]:
-        """Per layer, the ratio of every batch kept since the last take (NaN where W a batch ago is 0 or not
-        finite); the latest weights become the next step's start."""
+    def take(self) -> Mapping[str, list[float]]:
+        """Per layer, the ratio of every batch kept since the last take, worked out when first read; the
+        latest weights become the next step's start."""
         n = self._count
         if n == 0:
             return {name: [] for name in self.names}
-        kept = self._ring[:n + 1]
-        moved = kept[1:] - kept[:-1]
-        out = {}
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an exploding run's weights
-            for name, a, b in zip(self.names, self._bounds[:-1], self._bounds[1:], strict=True):
-                step = np.einsum("ij,ij->i", moved[:, a:b], moved[:, a:b])  # float32 sums: ~1e-6 relative
-                size = np.einsum("ij,ij->i", kept[:-1, a:b], kept[:-1, a:b])
-                ratios = np.sqrt(step / size)
-                ratios[~(np.isfinite(ratios) & (size > 0))] = np.nan
-                out[name] = ratios.tolist()
-        self._ring[0] = self._ring[n]
+        ring = self._ring
+        try:
+            self._ring = self._free.pop()
+        except IndexError:  # all in use (or none made yet)
+            self._ring = _Ring(self._capacity, self._bounds)
+        self._ring.data[0] = ring.data[n]
         self._count = 0
-        return out
+        return Ratios(self.names, self._bounds, ring, n, self._reuse)
+
+    def _reuse(self, ring: _Ring) -> None:
+        """A ring whose ratios are worked out (any thread): kept for the next take, up to POOL of them."""
+        if len(self._free) < self.POOL:
+            self._free.append(ring)
 
 
 class Recorder:
@@ -129,6 +192,7 @@ class Recorder:
         self._unsent_losses: list[float] = []
         self._unsent_lrs: list[float] = []
         self._sizes = StepSizes(self._layers, self.STEPS_FLUSH)
+        self._undiagnosed: tuple[list[int], list[float], list[float], Mapping[str, list[float]]] | None = None
         self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer, loop.config.init)
         self._frozen = frozenset(loop.config.freeze)
 
@@ -142,27 +206,48 @@ class Recorder:
         self._unsent_lrs.append(self._loop.lr)
         self._sizes.batch()
         if len(self._unsent_steps) >= self.STEPS_FLUSH:
-            self.flush_steps()
+            self.flush_steps(settle=False)
         self.instrument_seconds += time.perf_counter() - started
         if self._loop.epoch_complete or not is_snapshot_step(step, self._loop.config.snapshot_every):
             return False  # the epoch's end takes its own snapshot, after the test evaluation
         self.snapshot(elapsed, epoch_end=False)
         return True
 
-    def flush_steps(self) -> None:
-        """Diagnose the batches not yet sent, then send their losses and update ratios."""
+    def flush_steps(self, settle: bool = True) -> None:
+        """Send the losses and update ratios of the batches not yet sent, and diagnose them.
+
+        `settle=False` (the cadence's flushes): the ratios are worked out by whoever reads them first (the
+        store's writer, making the steps' text), and the diagnosis of these batches waits for the next flush,
+        by when they are; every other flush (epoch end, checkpoint, halt) diagnoses everything at once."""
         started = time.perf_counter()
-        if self._unsent_steps:
-            ratios = self._sizes.take()
-            for i, (step, loss, lr) in enumerate(zip(self._unsent_steps, self._unsent_losses, self._unsent_lrs,
-                                                     strict=True)):
-                # A frozen layer's steps are zero by design: no sign of a learning rate too small.
-                batch = {name: r[i] for name, r in ratios.items() if name not in self._frozen}
-                for warning in self.diagnosis.batch(step, loss, batch, lr):
-                    self._emit(warning)
-            self._emit(StepsEvent(self._unsent_steps, self._unsent_losses, ratios))
-            self._unsent_steps, self._unsent_losses, self._unsent_lrs = [], [], []
+        event = self._steps(settle)
+        if event is not None:
+            self._emit(event)
         self.instrument_seconds += time.perf_counter() - started
+
+    def _steps(self, settle: bool) -> StepsEvent | None:
+        """The steps not yet sent, as an event to emit; the diagnosis of those before them (of these too if
+        `settle`)."""
+        event = None
+        if self._unsent_steps:
+            chunk = (self._unsent_steps, self._unsent_losses, self._unsent_lrs, self._sizes.take())
+            self._unsent_steps, self._unsent_losses, self._unsent_lrs = [], [], []
+            if self._undiagnosed is not None:
+                self._diagnose(self._undiagnosed)
+            self._undiagnosed = chunk
+            event = StepsEvent(chunk[0], chunk[1], chunk[3])
+        if settle and self._undiagnosed is not None:
+            self._diagnose(self._undiagnosed)
+            self._undiagnosed = None
+        return event
+
+    def _diagnose(self, chunk: tuple[list[int], list[float], list[float], Mapping[str, list[float]]]) -> None:
+        steps, losses, lrs, ratios = chunk
+        # A frozen layer's steps are zero by design: no sign of a learning rate too small.
+        kept = {name: ratios[name] for name in ratios if name not in self._frozen}
+        for i, (step, loss, lr) in enumerate(zip(steps, losses, lrs, strict=True)):
+            for warning in self.diagnosis.batch(step, loss, {name: r[i] for name, r in kept.items()}, lr):
+                self._emit(warning)
 
     def snapshot(self, elapsed: float, *, epoch_end: bool, refresh: bool = False, clocked: bool = True) -> Snapshot:
         """Take and emit a snapshot; `refresh` marks one taken without training (start, a new probe).
@@ -170,7 +255,7 @@ class Recorder:
         `clocked`: its cost counts as training time spent on our work (not for a probe shown while paused).
         """
         started = time.perf_counter()
-        self.flush_steps()
+        steps = self._steps(settle=refresh)  # sent just before the snapshot, once all else here is done
         loop = self._loop
         pending = self._pending
         snap = capture(loop.model, self._layers, self._previous, self.probe, self.reference, seq=self.seq,
@@ -180,14 +265,20 @@ class Recorder:
                        on=self._probe_model, copier=self._copier)
         self.last_seq = self.seq
         self.seq += 1
-        self._emit(snap)
+        # Emitted last: the store's writer wakes for the frame and takes the GIL, and whatever this thread
+        # did after it waited for it (the diagnosis below measured 2-4x slower after the emit than before).
+        warnings = []
         if not refresh and loop.step_count > 0:
             grads = {layer.name: layer.grad for layer in snap.layers}
-            for warning in self.diagnosis.snapshot(loop.step_count, grads, loop.lr):
-                self._emit(warning)
+            warnings = self.diagnosis.snapshot(loop.step_count, grads, loop.lr)
         if not refresh:  # the next update is measured from here; a refresh leaves the weights untouched
             self._previous = {layer.name: layer.weight for layer in snap.layers}  # never written
             self._pending = []
+        if steps is not None:
+            self._emit(steps)
+        self._emit(snap)
+        for warning in warnings:
+            self._emit(warning)
         if clocked:
             self.instrument_seconds += time.perf_counter() - started
         return snap

@@ -210,12 +210,14 @@ class Reference:
 
     def observe(self, name: str, tensors: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
         """Take in one layer's `tensors` (weight, grad, update); return its weights at the start and the peaks."""
-        start = self.start.setdefault(name, tensors["weight"].copy())
+        start = self.start.get(name)
+        if start is None:
+            start = self.start[name] = tensors["weight"].copy()
         peaks = self.peaks.setdefault(name, dict.fromkeys(KINDS, 0.0))
         for kind in KINDS:
             a = tensors[kind]
             if a.size:
-                peak = float(np.abs(a).max())
+                peak = max(float(a.max()), -float(a.min()))  # |a|'s largest, without making |a|
                 if np.isfinite(peak) and peak > peaks[kind]:
                     peaks[kind] = peak
         return start, dict(peaks)
