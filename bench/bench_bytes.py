@@ -1,6 +1,7 @@
 """What a run's bytes on disk are made of: each table's share, and within the snapshot frames each part's
-(W, dW, ΔW and the pre-activation maps per layer, the JSON header), compressed alone as the store compresses a
-whole frame (zlib level 1), so what a change of quantisation or encoding would save can be read off.
+(W, dW, ΔW and the pre-activation maps per layer, the JSON header), each compressed alone as the store
+compresses a whole frame (zlib level 1), so what a change of quantisation or encoding would save can be read
+off. A frame stored as a residual (app/record/framepack.py) is measured as stored: its W parts are the residuals.
 
     .venv/bin/python -m bench.bench_bytes [--source PATH/runs.db] [--config JSON]
 
@@ -18,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import trained
+from filterscope.record import framepack
 
 LEVEL = 1  # as the store's writer compresses a frame (store.add_snapshot)
 GOAL_MB = 3.0  # issue 26: a default run at most 3 MB on disk
@@ -65,14 +67,17 @@ def main() -> None:
                 "SELECT length(meta) + length(state) + length(epochs), 1 FROM runs WHERE id = ?", (run_id,)).fetchone(),
         }
         parts: Counter[str] = Counter()
+        whole = 0
         for (blob,) in conn.execute("SELECT frame FROM snapshots WHERE run_id = ?", (run_id,)):
-            parts += frame_parts(zlib.decompress(blob))
+            parts += frame_parts(zlib.decompress(blob[framepack.zlib_start(blob):]))
+            whole += framepack.reference(blob) is None
     total = sum(size or 0 for size, _ in tables.values())
     print(f"run {run_id}: {total / 1e6:.2f} MB in the store's rows (goal {GOAL_MB:g} MB)")  # noqa: T201
     for name, (size, count) in tables.items():
         print(f"  {name:32s} {(size or 0) / 1e6:7.3f} MB  {100 * (size or 0) / total:5.1f} %  ({count} rows)")  # noqa: T201
     frames = sum(parts.values())
-    print(f"the frames' parts, each compressed alone (together {frames / 1e6:.3f} MB):")  # noqa: T201
+    print(f"the frames' parts, each compressed alone (together {frames / 1e6:.3f} MB; {whole} frames kept whole, "  # noqa: T201
+          f"{tables['snapshot frames'][1] - whole} with W as a residual):")
     for name, size in parts.most_common():
         print(f"  {name:32s} {size / 1e6:7.3f} MB  {100 * size / frames:5.1f} %")  # noqa: T201
 

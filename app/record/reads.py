@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..streaming.protocol import nulls, significant4
+from . import framepack
 from .rows import Checkpoint, StoredRun, Tail, reading
 from .schema import connect
 
@@ -46,8 +47,9 @@ def _header(blob: sqlite3.Blob) -> dict[str, Any]:
     """The JSON header at the start of a zlib-compressed frame (codec.py: <u32 length><JSON><arrays>)."""
     inflate = zlib.decompressobj()
     head = b""
+    first = blob.read(_HEADER_CHUNK)
+    chunk = first[framepack.zlib_start(first):]  # a frame kept as a residual: its header is as sent
     while True:
-        chunk = blob.read(_HEADER_CHUNK)
         if not chunk:
             raise ValueError("the frame ends inside its header")
         head += inflate.decompress(chunk)
@@ -55,6 +57,7 @@ def _header(blob: sqlite3.Blob) -> dict[str, Any]:
             (length,) = struct.unpack_from("<I", head, 0)
             if len(head) >= 4 + length:
                 return dict(json.loads(head[4:4 + length]))
+        chunk = blob.read(_HEADER_CHUNK)
 
 
 class Reads:
@@ -66,6 +69,21 @@ class Reads:
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._weights = framepack.WeightsCache()  # recently read frames' W, to read the next against
+
+    def _unpack(self, run_id: str, seq: int, blob: bytes, etag: str, c: sqlite3.Connection | None = None) -> bytes:
+        """Frame `seq` of a run as sent, from its stored bytes (on `c`, or a pooled reader, where it was stored
+        against frames before it that must be read too)."""
+        def fetch(other: int) -> tuple[bytes, bytes] | None:
+            query = "SELECT frame, etag FROM snapshots WHERE run_id = ? AND seq = ?"
+            if c is not None:
+                row = c.execute(query, (run_id, other)).fetchone()
+            else:
+                with self.reader() as conn:
+                    row = conn.execute(query, (run_id, other)).fetchone()
+            return None if row is None else (row[0], bytes.fromhex(row[1]))
+
+        return framepack.read_frame(seq, blob, bytes.fromhex(etag), fetch, self._weights)
 
     def close_readers(self) -> None:
         with self._readers_lock:
@@ -153,8 +171,11 @@ class Reads:
                 return None
             steps = c.execute("SELECT first, losses, ratios FROM steps WHERE run_id = ? AND first > ? "
                               "ORDER BY first", (run_id, step)).fetchall()
-            frames = c.execute("SELECT seq, step, epoch, epoch_end, size, frame FROM snapshots WHERE run_id = ? "
-                               "AND seq > ? ORDER BY seq", (run_id, seq)).fetchall()
+            frames = c.execute("SELECT seq, step, epoch, epoch_end, size, frame, etag FROM snapshots "
+                               "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, seq)).fetchall()
+            with damage(f"A snapshot of run {run_id}"):
+                unpacked = [((sq, st, ep, bool(end)), size, self._unpack(run_id, sq, f, tag, c))
+                            for sq, st, ep, end, size, f, tag in frames]
             events = c.execute("SELECT n, body FROM events WHERE run_id = ? AND n > ? ORDER BY n",
                                (run_id, event_n)).fetchall()
             analyses = c.execute("SELECT seq, step, seconds, size FROM analyses WHERE run_id = ? AND seq > ? "
@@ -164,7 +185,7 @@ class Reads:
         return Tail(state=json.loads(row[0]), epochs=json.loads(row[1]),
                     steps=[(first, np.frombuffer(blob, "<f4"), None if r is None else np.frombuffer(r, "<f4"))
                            for first, blob, r in steps],
-                    frames=[((sq, st, ep, bool(end)), size, zlib.decompress(f)) for sq, st, ep, end, size, f in frames],
+                    frames=unpacked,
                     events=[(n, body) for n, body in events],
                     analyses=[(sq, st, sec, size) for sq, st, sec, size in analyses],
                     checkpoint_bytes=int(checkpoints))
@@ -173,7 +194,7 @@ class Reads:
         """Snapshot `seq`'s frame exactly as sent, and its ETag; None if there is none."""
         with damage(f"Snapshot {seq} of run {run_id}"), self.reader() as c:
             row = c.execute("SELECT frame, etag FROM snapshots WHERE run_id = ? AND seq = ?", (run_id, seq)).fetchone()
-            return None if row is None else (zlib.decompress(row[0]), row[1])
+            return None if row is None else (self._unpack(run_id, seq, row[0], row[1], c), row[1])
 
     def analysis(self, run_id: str, seq: int) -> dict[str, Any] | None:
         """Snapshot `seq`'s filter analysis (see AnalysisEvent.body), or None if it has none."""
@@ -185,9 +206,10 @@ class Reads:
         """Every frame of a run, oldest first (read in one go, decompressed one at a time)."""
         with damage(f"A snapshot of run {run_id}"):
             with self.reader() as c:
-                rows = c.execute("SELECT seq, frame FROM snapshots WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
-            for seq, packed in rows:
-                yield seq, zlib.decompress(packed)
+                rows = c.execute("SELECT seq, frame, etag FROM snapshots WHERE run_id = ? ORDER BY seq",
+                                 (run_id,)).fetchall()
+            for seq, packed, etag in rows:
+                yield seq, self._unpack(run_id, seq, packed, etag)
 
     def headers(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Every frame's JSON header, oldest first, without the arrays: only the first compressed pages of each
@@ -213,7 +235,9 @@ class Reads:
             row = c.execute(query, args).fetchone()
         if row is None:
             return None
-        return Checkpoint(row[0], row[1], row[2], bool(row[3]), bool(row[4]), bytes(row[5]))
+        with damage(f"A checkpoint of run {run_id}"):
+            data = framepack.unpack_checkpoint(bytes(row[5]))
+        return Checkpoint(row[0], row[1], row[2], bool(row[3]), bool(row[4]), data)
 
     def load_sweeps(self) -> list[tuple[str, float, dict[str, Any]]]:
         """Every sweep: (id, created_at, body), oldest first."""

@@ -3,8 +3,9 @@
 
 Why SQLite: it ships with Python, one file holds everything, a transaction is all-or-nothing (a server killed
 mid-write reopens to the last commit, never half a snapshot), and WAL lets readers (the API, in the thread
-pool) read while the one writer appends. Frames are stored zlib-compressed (level 1: about 0.6 ms a frame,
-two thirds of the size) and handed back byte for byte as they went out on the socket.
+pool) read while the one writer appends. Frames are stored zlib-compressed, most with W as a residual against
+the frame before (framepack.py: a default run's frames in 2.85 MB instead of 3.67), and handed back byte for
+byte as they went out on the socket.
 
 All of a process's writes go through its one writer thread; a run is appended to only by the process that
 holds its lease (lease.py), so several processes share the file without ever writing the same run. What
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..training.events import CheckpointBlob, Deferred, made
+from . import framepack
+from .framepack import Packer
 from .reads import Damaged, Reads
 from .rows import Checkpoint, StoredRun, Tail
 from .schema import connect, migrate, open_store
@@ -62,6 +65,8 @@ class Store(Reads):
         self._pending_frames = 0  # snapshots queued, not yet encoded and written (see behind)
         self._pending_lock = threading.Lock()
         self._writer = Writer(self._writer_conn, str(path.parent))
+        self._packer = Packer()  # the writer thread's: each run's latest frame, to store the next against
+        self._writer.rolled_back = self._packer.forget  # what it remembers may not be on disk
         self.writer = self._writer
         self.submit = self._writer.submit
         self.flush = self._writer.flush
@@ -147,8 +152,9 @@ class Store(Reads):
                 self._pending_frames -= 1
             data = made(frame)
             kept.append(data)
-            packed = zlib.compress(data, 1)
-            etag = hashlib.blake2b(data, digest_size=12).hexdigest()
+            digest = hashlib.blake2b(data, digest_size=12).digest()
+            etag = digest.hex()
+            packed = self._packer.pack(run_id, seq, digest, data)
             c.execute("INSERT OR REPLACE INTO snapshots (run_id, seq, step, epoch, epoch_end, etag, size, frame) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (run_id, seq, step, epoch, int(epoch_end), etag, len(packed), packed))
@@ -182,7 +188,7 @@ class Store(Reads):
     def add_checkpoint(self, run_id: str, point: CheckpointBlob, sized: Callable[[int], None] | None = None) -> None:
         """Store a checkpoint; it replaces the run's previous non-anchor one. `sized` gets the change in bytes."""
         def write(c: sqlite3.Connection) -> None:  # a deferred one is serialised here, on the writer thread
-            data = made(point.data)
+            data = framepack.pack_checkpoint(made(point.data))
             freed = self._drop_rolling(c, run_id)
             c.execute("INSERT OR REPLACE INTO checkpoints (run_id, step, seq, epoch, anchor, resumable, size, data) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (run_id, point.step, point.seq, point.epoch,
@@ -211,6 +217,7 @@ class Store(Reads):
     def truncate(self, run_id: str, seq: int, step: int, epoch: int) -> None:
         """Forget what came after a checkpoint: snapshots past `seq`, steps past `step`, checkpoints past it."""
         def write(c: sqlite3.Connection) -> None:
+            self._packer.forget(run_id)
             c.execute("DELETE FROM snapshots WHERE run_id = ? AND seq > ?", (run_id, seq))
             c.execute("DELETE FROM steps WHERE run_id = ? AND first > ?", (run_id, step))
             c.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", (run_id, step))
@@ -236,6 +243,7 @@ class Store(Reads):
 
     def delete_run(self, run_id: str, then: Callable[[], None] | None = None) -> None:
         def write(c: sqlite3.Connection) -> None:
+            self._packer.forget(run_id)
             for table in ("snapshots", "checkpoints", "steps", "events", "analyses"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608 (fixed names)
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))

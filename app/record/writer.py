@@ -59,6 +59,7 @@ class Writer:
         # lets some small writes through, and a store that half-works would save some moments and lose others.
         self.failure: str | None = None
         self.vacuum_due = False  # set by a delete: after its commit, freed pages go back to the disk
+        self.rolled_back: Callable[[], None] | None = None  # told when a transaction did not commit
         self.on_failure: Callable[[str], None] | None = None  # called (writer thread) when writes start failing
         self._queue: queue.Queue[tuple[Write, Then | None] | None] = queue.Queue()
         self.closed = False
@@ -135,12 +136,14 @@ class Writer:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             log.debug("store write failed; %d writes rolled back: %s", len(batch), exc)
+            self._rolled_back()
             self.fail(explain(exc, self._where))
             return
         except Exception:
             log.exception("store write failed; %d writes rolled back", len(batch))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._rolled_back()
             return
         for _, then in batch:
             if then is not None:
@@ -150,6 +153,13 @@ class Writer:
                     log.exception("after-commit callback failed")
         if self.vacuum_due:
             self._vacuum()
+
+    def _rolled_back(self) -> None:
+        if self.rolled_back is not None:
+            try:
+                self.rolled_back()
+            except Exception:
+                log.exception("after-rollback callback failed")
 
     def _vacuum(self) -> None:
         """Give the pages runs were deleted from back to the disk, and cut the WAL back (after a delete)."""

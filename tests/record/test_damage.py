@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from filterscope.record import framepack
 from filterscope.record.schema import open_store
 from filterscope.record.writer import StorageFailed
 from tests.api.conftest import QUICK, owner_client, start_run, wait_status
@@ -44,11 +45,23 @@ def test_a_damaged_snapshot_answers_a_sentence_not_a_500(data_dir: Path) -> None
         snapshots = client.get(f"/api/runs/{run['id']}/snapshots").json()
         seq = snapshots[3]["seq"]
         with sqlite3.connect(data_dir / "runs.db") as conn:  # its compressed bytes broken, the file intact
+            stored = dict(conn.execute("SELECT seq, frame FROM snapshots WHERE run_id = ?", (run["id"],)))
             conn.execute("UPDATE snapshots SET frame = ? WHERE run_id = ? AND seq = ?", (b"\x00broken", run["id"], seq))
         res = client.get(f"/api/runs/{run['id']}/snapshots/{seq}")
         assert res.status_code == 410
         assert res.json()["detail"].startswith(f"Snapshot {seq} of run {run['id']} is damaged on disk")
-        assert client.get(f"/api/runs/{run['id']}/snapshots/{snapshots[4]['seq']}").status_code == 200
+        # The moments stored against it, up to the next one kept whole (framepack.KEY_EVERY), go with it, and
+        # say why; every other moment is there.
+        later = [s["seq"] for s in snapshots if s["seq"] > seq]
+        whole = next(s for s in later if framepack.reference(stored[s]) is None)
+        with_it = [s for s in later if s < whole]
+        assert with_it and len(with_it) < framepack.KEY_EVERY
+        for other in with_it:
+            res = client.get(f"/api/runs/{run['id']}/snapshots/{other}")
+            assert res.status_code == 410
+            assert f"stored against snapshot {seq}, which cannot be read" in res.json()["detail"]
+        for other in [s["seq"] for s in snapshots if s["seq"] < seq or s["seq"] >= whole]:
+            assert client.get(f"/api/runs/{run['id']}/snapshots/{other}").status_code == 200
         assert client.get(f"/api/runs/{run['id']}/export/weights.npz").status_code == 410
 
 
