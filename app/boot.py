@@ -13,6 +13,7 @@ joined) is said in one line and stops the server (`failure`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -37,6 +38,14 @@ STARTING_PAGE = """<!doctype html>
 <body><p>filterscope is starting: loading PyTorch and the stored runs. This page opens by itself in a moment.</p>
 </body></html>
 """
+
+
+def _resume_gc() -> None:
+    """Turn the cyclic GC back on where `serve` paused it for the start-up, first moving everything loaded so far
+    (modules, the runs' histories) out of its scans for good (gc.freeze)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 class App(Protocol):
@@ -86,9 +95,11 @@ class Boot:
             app = await asyncio.to_thread(self._load)
             await self._stack.enter_async_context(app.router.lifespan_context(app))
         except BaseException as exc:
+            _resume_gc()
             self._failed(exc)
             raise
         self.app = app
+        _resume_gc()
         log.info("ready: the app answers every request")
 
     @staticmethod

@@ -63,9 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.training_threads, settings.checkpoint_seconds, lock=lock, ray=bool(settings.ray),
             stored=opened.runs)
         app.state.hub, app.state.runs = hub, manager
-        # In the background, so the server answers at once and the first Start is not 1.5 s late.
+        # In the background, so the server answers at once and the first Start is not 1.5 s late; started once
+        # the app is set to answer (the loop's next turn), not competing with the last of the start-up.
         warm = threading.Thread(target=warm_up, name="warm-up", daemon=True)
-        warm.start()
+        asyncio.get_running_loop().call_soon(warm.start)
         yield
         # Training threads stop at their next batch; joining them must not block the loop.
         await asyncio.to_thread(manager.shutdown)

@@ -39,7 +39,7 @@ def store_of(source: Path, runs: int) -> Path:
             new = f"c{i:05d}"
             conn.execute("INSERT INTO runs SELECT ?, created_at - ?, token_hash, meta, state, epochs FROM runs "
                          "WHERE id = ?", (new, i + 1, seed))
-            for table, cols in (("steps", "first, losses"),
+            for table, cols in (("steps", "first, losses, ratios"),
                                 ("snapshots", "seq, step, epoch, epoch_end, etag, size, frame"),
                                 ("checkpoints", "step, seq, epoch, anchor, resumable, size, data")):
                 conn.execute(f"INSERT INTO {table} (run_id, {cols}) SELECT ?, {cols} FROM {table} "  # noqa: S608

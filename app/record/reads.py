@@ -15,6 +15,8 @@ import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,43 @@ def _header(blob: sqlite3.Blob) -> dict[str, Any]:
             if len(head) >= 4 + length:
                 return dict(json.loads(head[4:4 + length]))
         chunk = blob.read(_HEADER_CHUNK)
+
+
+def _steps_of(run: StoredRun, chunks: list[tuple[int, bytes, bytes | None]]) -> None:
+    """A run's steps, losses and per-layer update ratios from its stored chunks (first, losses, ratios), in order:
+    a run has ~90 chunks (one per snapshot and every 25 steps), so all of them are read in a few array ops."""
+    lens = np.array([len(blob) // 4 for _, blob, _ in chunks], np.int64)
+    starts = np.cumsum(lens) - lens
+    values = np.frombuffer(b"".join(blob for _, blob, _ in chunks), "<f4")
+    total = len(values)
+    run.steps = (np.repeat(np.array([first for first, _, _ in chunks], np.int64) - starts, lens)
+                 + np.arange(total)).tolist()
+    run.losses = nulls(values.astype(np.float64))
+    kept = [per_layer for _, _, per_layer in chunks]
+    run.size += 4 * total + sum(len(per_layer) for per_layer in kept if per_layer is not None)
+    names = [layer["name"] for layer in run.meta.get("layers", [])]
+    if not names:
+        return
+    layers = len(names)
+    if all(per_layer is not None and len(per_layer) == 4 * layers * n for per_layer, n in zip(kept, lens.tolist(),
+                                                                                             strict=True)):
+        # Chunk i holds (layers, n_i) values from layers * starts[i] on: gather them into (layers, total).
+        joined = np.frombuffer(b"".join(kept), "<f4")  # type: ignore[arg-type]  # none is None (checked)
+        chunk = np.repeat(np.arange(len(chunks)), lens)
+        at = np.arange(total) - starts[chunk]
+        table = joined[(layers * starts)[chunk] + np.arange(layers)[:, None] * lens[chunk] + at]
+    else:  # some chunk kept no ratios (NaN there), or another number of layers
+        parts = []
+        for per_layer, n in zip(kept, lens.tolist(), strict=True):
+            part = np.full((layers, n), np.nan, np.float32)
+            if per_layer is not None and n:
+                rows = np.frombuffer(per_layer, "<f4").reshape(-1, n)[:layers]
+                part[:len(rows)] = rows
+            parts.append(part)
+        table = np.concatenate(parts, axis=1)
+    # They travel at 4 significant digits (codec.to_message): read back as they were sent.
+    for name, row in zip(names, significant4(table.astype(np.float64)), strict=True):
+        run.ratios[name] = nulls(row)
 
 
 class Reads:
@@ -122,32 +161,21 @@ class Reads:
                     for row in c.execute("SELECT id, created_at, token_hash, meta, state, epochs, "
                                          "length(meta) + length(state) + length(epochs) FROM runs "
                                          "ORDER BY created_at") if only is None or row[0] in only}
-            chunks: dict[str, list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
-            for run_id, first, blob, per_layer in c.execute(
-                    "SELECT run_id, first, losses, ratios FROM steps ORDER BY run_id, first"):
+            # Start-up reads every run's steps and snapshots: fetched whole, then each run's in a few array ops
+            # (row by row, 200 default runs took 0.19-0.27 s; so, 0.11-0.15 s).
+            steps = c.execute("SELECT run_id, first, losses, ratios FROM steps ORDER BY run_id, first").fetchall()
+            for run_id, group in groupby(steps, itemgetter(0)):
                 run = runs.get(run_id)
-                if run is None:
-                    continue
-                values = np.frombuffer(blob, "<f4")
-                rows = np.frombuffer(per_layer, "<f4").reshape(-1, len(values)) if per_layer is not None else None
-                chunks.setdefault(run_id, []).append((first, values, rows))
-                run.size += len(blob) + (len(per_layer) if per_layer is not None else 0)
-            for run_id, parts in chunks.items():  # each run's steps in one go: start-up reads them all
-                run = runs[run_id]
-                run.steps = np.concatenate([np.arange(first, first + len(values)) for first, values, _ in parts]
-                                           ).tolist()
-                run.losses = nulls(np.concatenate([values for _, values, _ in parts]).astype(np.float64))
-                blank = np.full(max(len(values) for _, values, _ in parts), np.nan, np.float32)  # no ratios kept
-                for i, name in enumerate(layer["name"] for layer in run.meta.get("layers", [])):
-                    row = np.concatenate([rows[i] if rows is not None and i < rows.shape[0]
-                                          else blank[:len(values)] for _, values, rows in parts])
-                    # They travel at 4 significant digits (codec._ratio): read back as they were sent.
-                    run.ratios[name] = nulls(significant4(row))
-            for run_id, seq, step, epoch, epoch_end, size in c.execute(
-                    "SELECT run_id, seq, step, epoch, epoch_end, size FROM snapshots ORDER BY run_id, seq"):
-                if run_id in runs:
-                    runs[run_id].snapshots.append((seq, step, epoch, bool(epoch_end)))
-                    runs[run_id].size += size
+                if run is not None:
+                    _steps_of(run, [row[1:] for row in group])
+            snapshots = c.execute("SELECT run_id, seq, step, epoch, epoch_end, size FROM snapshots "
+                                  "ORDER BY run_id, seq").fetchall()
+            for run_id, group in groupby(snapshots, itemgetter(0)):
+                run = runs.get(run_id)
+                if run is not None:
+                    _, seqs, at, epochs, ends, sizes = zip(*group, strict=True)
+                    run.snapshots = list(zip(seqs, at, epochs, map(bool, ends), strict=True))
+                    run.size += sum(sizes)
             for run_id, size in c.execute("SELECT run_id, sum(size) FROM checkpoints GROUP BY run_id"):
                 if run_id in runs:
                     runs[run_id].size += size
