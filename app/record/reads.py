@@ -108,7 +108,7 @@ class Reads:
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._weights = framepack.WeightsCache()  # recently read frames' W, to read the next against
+        self._weights = framepack.BasisCache()  # recently read frames' W, to read the next against
 
     def _unpack(self, run_id: str, seq: int, blob: bytes, etag: str, c: sqlite3.Connection | None = None) -> bytes:
         """Frame `seq` of a run as sent, from its stored bytes (on `c`, or a pooled reader, where it was stored
