@@ -37,7 +37,7 @@ def damage(what: str) -> Iterator[None]:
     """Turn a damaged file or row, met while reading `what`, into Damaged."""
     try:
         yield
-    except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
+    except (sqlite3.DatabaseError, zlib.error, ValueError, struct.error, KeyError, TypeError) as exc:
         raise Damaged(f"{what} is damaged on disk and cannot be read ({exc}); the run's other moments are "
                       "unaffected.") from None
 

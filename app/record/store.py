@@ -199,8 +199,9 @@ class Store(Reads):
         self.submit(write)
 
     def drop_rolling(self, run_id: str, sized: Callable[[int], None] | None = None) -> None:
-        """Forget the run's non-anchor checkpoint (a run that ended will not resume)."""
+        """Forget the run's non-anchor checkpoint (a run that ended will not resume), and its latest frame."""
         def write(c: sqlite3.Connection) -> None:
+            self._packer.forget(run_id)  # no frame will be stored against it
             freed = self._drop_rolling(c, run_id)
             if sized is not None:
                 sized(-freed)

@@ -256,6 +256,10 @@ class Engine:
                                                  self.config.optimizer))
         except Exception as exc:
             log.exception("training run failed")
+            try:
+                self.recorder.flush_steps()  # the steps it got through, and their warnings
+            except Exception:
+                log.exception("the last steps of a failed run could not be sent")
             self._fail(Status.FAILED, f"Training failed: {type(exc).__name__}: {exc}")
         finally:
             self.clock.run(False)

@@ -243,8 +243,10 @@ class Recorder:
 
     def _diagnose(self, chunk: tuple[list[int], list[float], list[float], Mapping[str, list[float]]]) -> None:
         steps, losses, lrs, ratios = chunk
-        # A frozen layer's steps are zero by design: no sign of a learning rate too small.
-        kept = {name: ratios[name] for name in ratios if name not in self._frozen}
+        # Read whole, frozen layers too, so that their ring goes back to the pool now even if nobody else reads
+        # them yet (a store behind). A frozen layer's steps are zero by design: no sign of a learning rate too
+        # small.
+        kept = {name: row for name, row in dict(ratios).items() if name not in self._frozen}
         for i, (step, loss, lr) in enumerate(zip(steps, losses, lrs, strict=True)):
             for warning in self.diagnosis.batch(step, loss, {name: r[i] for name, r in kept.items()}, lr):
                 self._emit(warning)
@@ -258,11 +260,16 @@ class Recorder:
         steps = self._steps(settle=refresh)  # sent just before the snapshot, once all else here is done
         loop = self._loop
         pending = self._pending
-        snap = capture(loop.model, self._layers, self._previous, self.probe, self.reference, seq=self.seq,
-                       step=loop.step_count, epoch=loop.epoch, samples_seen=loop.samples_seen,
-                       loss=float(np.mean(pending)) if pending else float("nan"), lr=loop.current_lr,
-                       elapsed=elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end,
-                       on=self._probe_model, copier=self._copier)
+        try:
+            snap = capture(loop.model, self._layers, self._previous, self.probe, self.reference, seq=self.seq,
+                           step=loop.step_count, epoch=loop.epoch, samples_seen=loop.samples_seen,
+                           loss=float(np.mean(pending)) if pending else float("nan"), lr=loop.current_lr,
+                           elapsed=elapsed, instrument_seconds=self.instrument_seconds, epoch_end=epoch_end,
+                           on=self._probe_model, copier=self._copier)
+        except BaseException:
+            if steps is not None:  # the steps are sent whatever became of the snapshot
+                self._emit(steps)
+            raise
         self.last_seq = self.seq
         self.seq += 1
         # Emitted last: the store's writer wakes for the frame and takes the GIL, and whatever this thread

@@ -132,3 +132,22 @@ def test_a_write_rolled_back_never_has_a_frame_stored_against_it(tmp_path: Path,
         assert found is not None and found[0] == sent[seqs[2]]
     finally:
         store.close()
+
+
+def test_a_packed_blob_cut_short_is_damaged_not_a_crash(tmp_path: Path, trained: tuple[Path, dict[int, bytes]]) -> None:
+    _, sent = trained
+    store = Store(tmp_path / "runs.db")
+    store.add_run(new_stored_run("r1", "-", {"config": {}}, 0.01))
+    store.add_snapshot("r1", (0, 0, 0, False), sent[min(sent)])
+    store.flush()
+    try:
+        with sqlite3.connect(tmp_path / "runs.db") as conn:
+            conn.execute("UPDATE snapshots SET frame = ? WHERE run_id = 'r1'", (framepack.MAGIC + b"\x01",))
+            conn.execute("INSERT INTO checkpoints (run_id, step, seq, epoch, anchor, resumable, size, data) "
+                         "VALUES ('r1', 0, 0, 0, 1, 1, 5, ?)", (framepack.CHECKPOINT_MAGIC + b"\x01",))
+        with pytest.raises(Damaged, match="Snapshot 0 of run r1 is damaged"):
+            store.frame("r1", 0)
+        with pytest.raises(Damaged, match="A checkpoint of run r1 is damaged"):
+            store.checkpoint("r1")
+    finally:
+        store.close()

@@ -16,7 +16,7 @@ from filterscope.training.data import normalise
 from filterscope.training.datasets import get_dataset, get_info
 from filterscope.training.events import StepsEvent
 from filterscope.training.loop import TrainLoop
-from filterscope.training.recorder import Recorder, is_snapshot_step
+from filterscope.training.recorder import Ratios, Recorder, is_snapshot_step
 from filterscope.training.snapshots import Probe, Snapshot
 
 CPU = torch.device("cpu")
@@ -170,3 +170,29 @@ def test_state_and_restore_go_on_as_if_it_never_stopped() -> None:
                 for key in ("weight", "update", "fmap", "start"):
                     np.testing.assert_array_equal(getattr(la, key), getattr(lb, key))
                 assert la.peaks == lb.peaks
+
+
+def test_a_snapshot_that_fails_still_sends_the_steps_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import filterscope.training.recorder as recorder
+
+    run = Run(snapshot_every=1000)
+    run.train(110)  # steps up to 100 went with the snapshot at 100; 101-110 wait
+
+    def broken(*args: object, **kwargs: object) -> Snapshot:
+        raise RuntimeError("a snapshot that cannot be taken")
+
+    monkeypatch.setattr(recorder, "capture", broken)
+    with pytest.raises(RuntimeError):
+        run.recorder.snapshot(0.0, epoch_end=False)
+    steps, losses, ratios = run.steps()
+    assert steps == list(range(1, 111)) and losses == run.losses
+    assert all(math.isfinite(r) and r > 0 for r in ratios["conv2"])
+
+
+def test_with_every_layer_frozen_the_ratios_rings_are_reused_not_piled_up() -> None:
+    run = Run(snapshot_every=1000, freeze=["conv1", "conv2"])
+    run.train(100 + 25 * 12)  # twelve flushes past the dense start, their steps events never read
+    sizes = run.recorder._sizes
+    assert len(sizes._free) <= sizes.POOL  # each ring went back once diagnosed, read or not
+    pending = [e.ratios for e in run.of(StepsEvent) if isinstance(e.ratios, Ratios)]
+    assert len(pending) >= 12 and sum(r._ring is not None for r in pending) <= 2  # the newest, not yet diagnosed
