@@ -16,6 +16,11 @@ export const perf = {
   last: 0, // ms of the last frame, every view included
   max: 0,
   snapshotDraws: [], // the last 200
+  latencies: [], // the last 200 live snapshots drawn: ms from their encoding on the server (`sent_at`)
+  shown(ms) {
+    this.latencies.push(ms);
+    if (this.latencies.length > 200) this.latencies.shift();
+  },
   record(frameMs, snapshotMs) {
     this.frames += 1;
     this.last = frameMs;
@@ -63,28 +68,4 @@ export function drawNow() {
   if (!scheduled) return;
   cancelAnimationFrame(scheduled);
   flush();
-}
-
-/**
- * `fn` at most once every `ms` milliseconds: at once when it has been quiet that long, else once at the end
- * of the interval (the latest state is what gets drawn, so nothing is lost but intermediate moments).
- *
- * What the page costs the machine is what it costs training on the same cores: in headless Chromium
- * watching a default run, redrawing at every message (20-30 a second) took about a third of a core;
- * following the stream at ~7 snapshots and 4 text and curve updates a second is still live to the eye.
- */
-export function throttle(fn, ms) {
-  let last = -Infinity;
-  let timer = null;
-  const run = () => {
-    timer = null;
-    last = performance.now();
-    fn();
-  };
-  return () => {
-    if (timer !== null) return;
-    const wait = last + ms - performance.now();
-    if (wait <= 0) run();
-    else timer = setTimeout(run, wait);
-  };
 }

@@ -2,7 +2,7 @@
 
 import { api, tokens } from './api.js';
 import { setText } from './dom.js';
-import { drawNow, perf, throttle } from './frame.js';
+import { drawNow, perf } from './frame.js';
 import { Session } from './session.js';
 import { Store } from './store.js';
 import { followUrl, readUrl } from './urlstate.js';
@@ -72,7 +72,13 @@ let lastStatus = null;
 let chartsDue = false;
 let chartsAt = -Infinity;
 let perfAt = -Infinity;
-const tick = throttle(() => {
+let tickAt = -Infinity;
+let tickTimer = null;
+function streamTick() {
+  clearTimeout(tickTimer);
+  tickTimer = null;
+  tickAt = performance.now();
+  const live = changed.has('snapshot') && store.cursor === null ? store.snapshot : null; // the head, drawn live
   if (changed.has('run')) [controls, progress, probe, inspect, warnings, finetune].forEach(updateShown);
   if (changed.has('run') && store.status !== lastStatus) {
     lastStatus = store.status;
@@ -96,8 +102,28 @@ const tick = throttle(() => {
   changed.clear();
   showPerf(now);
   drawNow(); // the canvases in the same frame as the text around them
+  if (live?.sent_at) perf.shown(Date.now() - 1000 * live.sent_at); // encoded on the server to drawn here
   if (chartsDue) setTimeout(tick, chartsAt + CHART_MS - now); // the last curves, once the stream has stopped
-}, STREAM_MS);
+}
+/**
+ * The stream tick, at most every STREAM_MS: at once when it has been quiet that long; else at the end of the
+ * interval. A live snapshot waiting is not drawn by a tick that anything else brings: the next snapshot is
+ * drawn as it arrives (~10 ms after the server encoded it, not up to a snapshot interval old; measured in
+ * `filterscopePerf.latencies`), or, if none comes within another interval, the one waiting is.
+ */
+function tick(type) {
+  const now = performance.now();
+  const fresh = type === 'snapshot' || !changed.has('snapshot');
+  if (fresh && now - tickAt >= STREAM_MS) streamTick();
+  else if (tickTimer === null) tickTimer = setTimeout(tickDue, Math.max(0, tickAt + STREAM_MS - now));
+}
+function tickDue() {
+  tickTimer = null;
+  const now = performance.now();
+  if (changed.has('snapshot') && now - tickAt < 2 * STREAM_MS) {
+    tickTimer = setTimeout(tickDue, tickAt + 2 * STREAM_MS - now);
+  } else streamTick();
+}
 /** The last snapshots' draw time, for people curious about it and for the e2e tests: at most once a second. */
 function showPerf(now) {
   if (now - perfAt < 1000) return;
@@ -156,7 +182,7 @@ for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
       return;
     }
     changed.add(type);
-    tick();
+    tick(type);
   });
 }
 store.on('view', (s) => [filters, detail, patches, fmaps].forEach((v) => v.update(s)));
