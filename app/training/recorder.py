@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -169,6 +170,18 @@ class StepSizes:
             self._free.append(ring)
 
 
+_Chunk = tuple[list[int], list[float], list[float], Mapping[str, list[float]]]  # steps, losses, lrs, ratios
+
+
+@dataclass(frozen=True)
+class _Dead:
+    """A snapshot's dL/dW per conv layer, for the dead-filter check."""
+
+    step: int
+    grads: dict[str, np.ndarray]
+    lr: float
+
+
 class Recorder:
     """Turns the loop's moments into events: `emit` is called from the training thread."""
 
@@ -192,7 +205,7 @@ class Recorder:
         self._unsent_losses: list[float] = []
         self._unsent_lrs: list[float] = []
         self._sizes = StepSizes(self._layers, self.STEPS_FLUSH)
-        self._undiagnosed: tuple[list[int], list[float], list[float], Mapping[str, list[float]]] | None = None
+        self._undiagnosed: list[_Chunk | _Dead] = []  # what the next flush diagnoses, in order
         self.diagnosis = Diagnosis(len(loop.info.classes), loop.config.optimizer, loop.config.init)
         self._frozen = frozenset(loop.config.freeze)
 
@@ -226,30 +239,36 @@ class Recorder:
         self.instrument_seconds += time.perf_counter() - started
 
     def _steps(self, settle: bool) -> StepsEvent | None:
-        """The steps not yet sent, as an event to emit; the diagnosis of those before them (of these too if
+        """The steps not yet sent, as an event to emit; the diagnosis of what came before them (of these too if
         `settle`)."""
         event = None
         if self._unsent_steps:
             chunk = (self._unsent_steps, self._unsent_losses, self._unsent_lrs, self._sizes.take())
             self._unsent_steps, self._unsent_losses, self._unsent_lrs = [], [], []
-            if self._undiagnosed is not None:
-                self._diagnose(self._undiagnosed)
-            self._undiagnosed = chunk
+            self._diagnose()
+            self._undiagnosed.append(chunk)
             event = StepsEvent(chunk[0], chunk[1], chunk[3])
-        if settle and self._undiagnosed is not None:
-            self._diagnose(self._undiagnosed)
-            self._undiagnosed = None
+        if settle:
+            self._diagnose()
         return event
 
-    def _diagnose(self, chunk: tuple[list[int], list[float], list[float], Mapping[str, list[float]]]) -> None:
-        steps, losses, lrs, ratios = chunk
-        # Read whole, frozen layers too, so that their ring goes back to the pool now even if nobody else reads
-        # them yet (a store behind). A frozen layer's steps are zero by design: no sign of a learning rate too
-        # small.
-        kept = {name: row for name, row in dict(ratios).items() if name not in self._frozen}
-        for i, (step, loss, lr) in enumerate(zip(steps, losses, lrs, strict=True)):
-            for warning in self.diagnosis.batch(step, loss, {name: r[i] for name, r in kept.items()}, lr):
-                self._emit(warning)
+    def _diagnose(self) -> None:
+        """Diagnose what waits, in the order it came: runs of batches, and snapshots' dL/dW after the batches
+        before them, as if each had been diagnosed when it came (only the warnings come a flush later)."""
+        waiting, self._undiagnosed = self._undiagnosed, []
+        for item in waiting:
+            if isinstance(item, _Dead):
+                for warning in self.diagnosis.snapshot(item.step, item.grads, item.lr):
+                    self._emit(warning)
+                continue
+            steps, losses, lrs, ratios = item
+            # Read whole, frozen layers too, so that their ring goes back to the pool now even if nobody else
+            # reads them yet (a store behind). A frozen layer's steps are zero by design: no sign of a learning
+            # rate too small.
+            kept = {name: row for name, row in dict(ratios).items() if name not in self._frozen}
+            for i, (step, loss, lr) in enumerate(zip(steps, losses, lrs, strict=True)):
+                for warning in self.diagnosis.batch(step, loss, {name: r[i] for name, r in kept.items()}, lr):
+                    self._emit(warning)
 
     def snapshot(self, elapsed: float, *, epoch_end: bool, refresh: bool = False, clocked: bool = True) -> Snapshot:
         """Take and emit a snapshot; `refresh` marks one taken without training (start, a new probe).
@@ -272,20 +291,17 @@ class Recorder:
             raise
         self.last_seq = self.seq
         self.seq += 1
-        # Emitted last: the store's writer wakes for the frame and takes the GIL, and whatever this thread
-        # did after it waited for it (the diagnosis below measured 2-4x slower after the emit than before).
-        warnings = []
-        if not refresh and loop.step_count > 0:
-            grads = {layer.name: layer.grad for layer in snap.layers}
-            warnings = self.diagnosis.snapshot(loop.step_count, grads, loop.lr)
+        if not refresh and loop.step_count > 0:  # dead filters, diagnosed after the batches before them
+            self._undiagnosed.append(_Dead(loop.step_count, {layer.name: layer.grad for layer in snap.layers},
+                                           loop.lr))
         if not refresh:  # the next update is measured from here; a refresh leaves the weights untouched
             self._previous = {layer.name: layer.weight for layer in snap.layers}  # never written
             self._pending = []
+        # Emitted last: the store's writer wakes for them and takes the GIL, and whatever this thread did after
+        # waited for it (the dead-filter check measured 0.24-0.41 ms after the emit, 0.04 ms before).
         if steps is not None:
             self._emit(steps)
         self._emit(snap)
-        for warning in warnings:
-            self._emit(warning)
         if clocked:
             self.instrument_seconds += time.perf_counter() - started
         return snap
