@@ -27,7 +27,7 @@ def test_page_renders_controls_with_defaults(page: Any) -> None:
 
 def test_live_run_updates_filters_feature_maps_and_curves(page: Any, ui: Any) -> None:
     page.goto("/")
-    run_id = ui.start_run(page)
+    run_id = ui.start_run(page, epochs="6")  # long enough to be training still when it is paused below
     assert run_id
     expect(page.get_by_test_id("status")).to_have_text("training")
     ui.wait_for_seq_above(page, 0)
@@ -55,9 +55,13 @@ def test_live_run_updates_filters_feature_maps_and_curves(page: Any, ui: Any) ->
     expect(page.get_by_test_id("filter-detail")).to_contain_text("8 input channels")
     expect(page.get_by_test_id("filter-info")).to_contain_text("‖W‖")
 
-    # Another probe from the test set: a fresh snapshot shows it.
+    # Another probe from the test set: a fresh snapshot shows it, even while paused (not once the run has ended,
+    # which a short run may have done by now: paused first, then resumed).
+    page.get_by_test_id("pause").click()
+    expect(page.get_by_test_id("status")).to_have_text("paused")
     page.get_by_test_id("thumb-3").click()
     expect(page.get_by_test_id("probe-caption")).to_contain_text("test image #3", timeout=20_000)
+    page.get_by_test_id("pause").click()  # Resume
 
     # The run ends by itself; the page says so and shows the test accuracy.
     expect(page.get_by_test_id("status")).to_have_text("finished", timeout=60_000)
