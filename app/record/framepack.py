@@ -16,9 +16,9 @@ frame sent, byte for byte, its ETag included.
 A packed frame starts with MAGIC, the previous frame's seq and ETag (the hash of its bytes as sent, so a
 reader checks that it predicts from the very frame the writer did) and which layers' maps are residuals,
 then zlib of the frame with the residuals in place of the codes (same layout, same header). Every
-KEY_EVERY-th frame of a run, and any whose W residual would not fit int16, is kept whole: reading a moment
-inflates at most KEY_EVERY frames, and fewer where the basis of its predecessor is cached (by ETag: a
-frame's bytes decide it).
+KEY_EVERY-th frame of a run (sooner for large frames: CHAIN_BYTES), and any whose W residual would not fit
+int16, is kept whole: reading a moment inflates at most KEY_EVERY frames, and fewer where the basis of its
+predecessor is cached (by ETag: a frame's bytes decide it).
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ _REF = struct.Struct("<I12sII")  # the previous frame's seq and ETag (blake2b, 1
 # are residuals too, and those whose W residual is int8 (a bit each, the first 32 layers)
 KEY_EVERY = 8  # a run's frames kept whole: one in this many at least, so a frame damaged on disk takes at most
 # the 7 after it with it (every 16th: 0.06 MB less a default run)
+# ...and one at least every this many bytes of frames as sent: reading a moment cold inflates and undoes at most
+# this much (a `tiny` frame is ~50 KB: every 8th; a `classic` one ~370 KB: every 3rd; a random `classic` moment
+# read cold took p95 17 ms at every 8th, against 2.5 ms for one frame).
+CHAIN_BYTES = 1 << 20
 LEVEL = 1  # zlib level: ~0.6 ms a frame on the writer thread
 Q8 = 127  # codec.Frame.q8s: each side of a map to 1/127 of its own extreme
 
@@ -204,7 +208,8 @@ class Packer:
     on disk) or a run's truncation or removal."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[int, bytes, list[Basis], int]] = {}
+        # Per run: the latest frame's seq, ETag and basis; frames and bytes (as sent) since one was kept whole.
+        self._last: dict[str, tuple[int, bytes, list[Basis], int, int]] = {}
 
     def pack(self, run_id: str, seq: int, etag: bytes, frame: bytes) -> bytes:
         last = self._last.get(run_id)
@@ -214,14 +219,15 @@ class Packer:
         except (ValueError, TypeError, KeyError, struct.error):  # not a snapshot frame of codec.py's: kept whole
             self._last.pop(run_id, None)
             return zlib.compress(frame, LEVEL)
-        chained = 0
+        chained, held = 0, len(frame)
         blob = None
-        if last is not None and last[0] < seq and last[3] < KEY_EVERY - 1:
+        if last is not None and last[0] < seq and last[3] < KEY_EVERY - 1 and last[4] + len(frame) <= CHAIN_BYTES:
             blob = pack(frame, last[:3], layout)
-            chained = last[3] + 1 if reference(blob) is not None else 0
+            if reference(blob) is not None:
+                chained, held = last[3] + 1, last[4] + len(frame)
         if blob is None:
             blob = pack(frame, None)
-        self._last[run_id] = (seq, etag, mine, chained)  # views of `frame`, kept with it
+        self._last[run_id] = (seq, etag, mine, chained, held)  # views of `frame`, kept with it
         return blob
 
     def forget(self, run_id: str | None = None) -> None:
