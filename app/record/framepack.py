@@ -24,6 +24,7 @@ predecessor is cached (by ETag: a frame's bytes decide it).
 from __future__ import annotations
 
 import json
+import math
 import struct
 import threading
 import zlib
@@ -75,7 +76,7 @@ def _layout(frame: bytes) -> Layout:
 
 
 def _codes(frame: bytes | bytearray, start: int, meta: dict[str, Any], dtype: str = "<i2") -> np.ndarray:
-    return np.frombuffer(frame, dtype, int(np.prod(meta["shape"])), start + meta["offset"])
+    return np.frombuffer(frame, dtype, math.prod(meta["shape"]), start + meta["offset"])
 
 
 def _q8s(meta: Any) -> bool:
@@ -111,7 +112,7 @@ def _maps(before: Basis, meta: Any) -> np.ndarray | None:
     if before.maps is None or before.pos is None or before.neg is None or not _q8s(meta):
         return None
     channels = before.pos.size
-    if before.maps.size != int(np.prod(meta["shape"])) or len(meta["pos"]) != channels or channels == 0:
+    if before.maps.size != math.prod(meta["shape"]) or len(meta["pos"]) != channels or channels == 0:
         return None
     q = before.maps.reshape(channels, -1).astype(np.float64)
     was = np.where(q > 0, q * (before.pos / Q8)[:, None], q * (before.neg / Q8)[:, None])
@@ -123,7 +124,7 @@ def _maps(before: Basis, meta: Any) -> np.ndarray | None:
 
 def _fits(before: list[Basis], layers: list[dict[str, Any]]) -> bool:
     return len(before) == len(layers) and all(
-        prior.weight.size == int(np.prod(layer["weight"]["shape"])) == int(np.prod(layer["update"]["shape"]))
+        prior.weight.size == math.prod(layer["weight"]["shape"]) == math.prod(layer["update"]["shape"])
         for prior, layer in zip(before, layers, strict=True))
 
 
@@ -176,13 +177,19 @@ def zlib_start(blob: bytes | memoryview) -> int:
 def unpack(blob: bytes, before: list[Basis] | None) -> bytes:
     """The frame as sent from its stored bytes; `before`: the basis of the frame it predicts from (None for a
     frame kept whole). Raises ValueError if they do not fit it."""
+    return _unpack(blob, before)[0]
+
+
+def _unpack(blob: bytes, before: list[Basis] | None) -> tuple[bytes, Layout | None]:
+    """unpack, and the frame's layout where it was read."""
     data = zlib.decompress(memoryview(blob)[zlib_start(blob):])
     if before is None:
         if reference(blob) is not None:
             raise ValueError("the frame it was stored against is missing")
-        return data
+        return data, None
     _, _, maps_too, small = _REF.unpack_from(blob, len(MAGIC))
-    start, layers = _layout(data)
+    layout = _layout(data)
+    start, layers = layout
     if not _fits(before, layers):
         raise ValueError("the frame it was stored against does not fit it")
     out = bytearray(data)
@@ -199,7 +206,7 @@ def unpack(blob: bytes, before: list[Basis] | None) -> bytes:
             m = layer["preact"]
             maps = _codes(data, start, m, "i1").astype(np.int64) + predicted
             out[start + m["offset"]:start + m["offset"] + maps.size] = maps.astype("i1").tobytes()
-    return bytes(out)
+    return bytes(out), layout
 
 
 class Packer:
@@ -285,13 +292,13 @@ def read_frame(seq: int, blob: bytes, etag: bytes, fetch: Callable[[int], tuple[
     frame = b""
     for depth, (stored, tag) in reversed(list(enumerate(chain))):
         try:
-            frame = unpack(stored, before)
+            frame, layout = _unpack(stored, before)
         except (ValueError, zlib.error) as exc:
             if depth == 0:
                 raise
             raise ValueError(f"it is stored against snapshot {seqs[depth]}, which cannot be read: {exc}") from None
         try:
-            before = basis(frame)
+            before = basis(frame, layout)
         except (ValueError, TypeError, KeyError, struct.error):  # not a snapshot frame: none is stored against it
             continue
         cache.put(tag, before)
