@@ -34,26 +34,16 @@ def is_snapshot_step(step: int, every: int) -> bool:
     return step <= DENSE_EVERY_BATCH or (step <= DENSE_EVERY_5 and step % 5 == 0) or step % every == 0
 
 
-class _Ring:
-    """Row 0: W at the start of a run of batches; row i: W after its i-th batch (each conv layer's weights
-    flattened side by side), with a view of each layer's part of each row to copy into."""
-
-    def __init__(self, capacity: int, bounds: np.ndarray) -> None:
-        self.data = np.empty((capacity + 1, int(bounds[-1])), np.float32)
-        self.rows = [[self.data[k, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-                     for k in range(capacity + 1)]
-
-
 class Ratios(Mapping[str, list[float]]):
     """Per conv layer, the update ratio of each batch of a run of them, worked out on first use from the ring
     the training thread handed over: by the store's writer thread, which makes the steps' text from them, so
     that the arithmetic (~0.12 ms for 25 batches alone, ~0.23 ms in the training thread) costs training
     nothing. The ring goes back to its pool once read. Pickles as the plain dict it is."""
 
-    def __init__(self, names: list[str], bounds: np.ndarray, ring: _Ring, count: int,
-                 done: Callable[[_Ring], None]) -> None:
+    def __init__(self, names: list[str], bounds: np.ndarray, ring: np.ndarray, count: int,
+                 done: Callable[[np.ndarray], None]) -> None:
         self._names, self._bounds, self._count, self._done = names, bounds, count, done
-        self._ring: _Ring | None = ring
+        self._ring: np.ndarray | None = ring
         self._values: dict[str, list[float]] | None = None
         self._lock = threading.Lock()
 
@@ -65,7 +55,7 @@ class Ratios(Mapping[str, list[float]]):
             if self._values is None:
                 ring, self._ring = self._ring, None
                 assert ring is not None
-                self._values = _ratios(ring.data[:self._count + 1], self._names, self._bounds)
+                self._values = _ratios(ring[:self._count + 1], self._names, self._bounds)
                 self._done(ring)
             return self._values
 
@@ -114,8 +104,8 @@ class StepSizes:
         self.names = [layer.name for layer in layers]
         self._capacity = capacity
         self._bounds = np.cumsum([0, *(layer.conv.weight.numel() for layer in layers)])
-        self._free: list[_Ring] = []
-        self._ring = _Ring(capacity, self._bounds)
+        self._free: list[np.ndarray] = []
+        self._ring = self._new_ring()
         self._views: list[tuple[torch.Tensor, int, np.ndarray]] | None = None
         self._count = 0
         self.reset()
@@ -133,10 +123,10 @@ class StepSizes:
             self._watch()
             views = self._views
         if views is None:
-            for dst, layer in zip(self._ring.rows[row], self._layers, strict=True):
-                dst[:] = layer.conv.weight.detach().reshape(-1).float().cpu().numpy()
+            for a, b, layer in zip(self._bounds[:-1], self._bounds[1:], self._layers, strict=True):
+                self._ring[row, a:b] = layer.conv.weight.detach().reshape(-1).float().cpu().numpy()
             return
-        np.concatenate(self._sources, out=self._ring.data[row])  # one call for every layer
+        np.concatenate(self._sources, out=self._ring[row])  # one call for every layer
 
     def reset(self) -> None:
         """Measure the next batch's step from the weights as they are now."""
@@ -159,12 +149,17 @@ class StepSizes:
         try:
             self._ring = self._free.pop()
         except IndexError:  # all in use (or none made yet)
-            self._ring = _Ring(self._capacity, self._bounds)
-        self._ring.data[0] = ring.data[n]
+            self._ring = self._new_ring()
+        self._ring[0] = ring[n]
         self._count = 0
         return Ratios(self.names, self._bounds, ring, n, self._reuse)
 
-    def _reuse(self, ring: _Ring) -> None:
+    def _new_ring(self) -> np.ndarray:
+        """Row 0: W at the start of a run of batches; row i: W after its i-th batch (each conv layer's weights
+        flattened side by side, at `_bounds`)."""
+        return np.empty((self._capacity + 1, int(self._bounds[-1])), np.float32)
+
+    def _reuse(self, ring: np.ndarray) -> None:
         """A ring whose ratios are worked out (any thread): kept for the next take, up to POOL of them."""
         if len(self._free) < self.POOL:
             self._free.append(ring)
