@@ -10,7 +10,7 @@ pre-activation maps replaced by what the frame before does not already say.
 - The maps. The probe's pre-activation maps (int8 codes with two scales a map, codec.Frame.q8s) change
   little from one moment to the next: the previous frame's, requantised at this frame's scales, leave a
   residual that fits int8 for ~80 % of the layers' maps and compresses to about half.
-A default run's frames: 3.67 MB with zlib alone, ~2.6 MB so. Nothing is lost: the frame read back is the
+A default run's frames: 3.67 MB with zlib alone, 2.72 MB so. Nothing is lost: the frame read back is the
 frame sent, byte for byte, its ETag included.
 
 A packed frame starts with MAGIC, the previous frame's seq and ETag (the hash of its bytes as sent, so a
@@ -174,14 +174,9 @@ def zlib_start(blob: bytes | memoryview) -> int:
     return len(MAGIC) + _REF.size if bytes(blob[:len(MAGIC)]) == MAGIC else 0
 
 
-def unpack(blob: bytes, before: list[Basis] | None) -> bytes:
-    """The frame as sent from its stored bytes; `before`: the basis of the frame it predicts from (None for a
-    frame kept whole). Raises ValueError if they do not fit it."""
-    return _unpack(blob, before)[0]
-
-
-def _unpack(blob: bytes, before: list[Basis] | None) -> tuple[bytes, Layout | None]:
-    """unpack, and the frame's layout where it was read."""
+def unpack(blob: bytes, before: list[Basis] | None) -> tuple[bytes, Layout | None]:
+    """The frame as sent from its stored bytes, and its layout where it was read; `before`: the basis of the
+    frame it predicts from (None for a frame kept whole). Raises ValueError if they do not fit it."""
     data = zlib.decompress(memoryview(blob)[zlib_start(blob):])
     if before is None:
         if reference(blob) is not None:
@@ -210,9 +205,9 @@ def _unpack(blob: bytes, before: list[Basis] | None) -> tuple[bytes, Layout | No
 
 
 class Packer:
-    """The writer's side: each run's latest stored frame (seq, ETag, weights) and how many frames since one
-    was kept whole. Writer thread only; `reset` after a rolled-back transaction (what it remembers may not be
-    on disk) or a run's truncation or removal."""
+    """The writer's side: each run's latest stored frame (seq, ETag, basis) and how much since one was kept
+    whole. Writer thread only; `forget` after a rolled-back transaction (what it remembers may not be on disk),
+    a run's truncation, removal or end."""
 
     def __init__(self) -> None:
         # Per run: the latest frame's seq, ETag and basis; frames and bytes (as sent) since one was kept whole.
@@ -245,7 +240,7 @@ class Packer:
 
 
 class BasisCache:
-    """Recently read frames' weights by ETag (any thread): reading moments in order, or one near the last,
+    """Recently read frames' bases by ETag (any thread): reading moments in order, or one near the last,
     inflates one frame, not its whole chain."""
 
     def __init__(self, size: int = 64) -> None:
@@ -275,7 +270,7 @@ def read_frame(seq: int, blob: bytes, etag: bytes, fetch: Callable[[int], tuple[
     chain: list[tuple[bytes, bytes]] = [(blob, etag)]
     seqs = [seq]
     before: list[Basis] | None = None
-    for _ in range(KEY_EVERY + 1):  # walk back to a frame kept whole, or one whose weights are known
+    for _ in range(KEY_EVERY + 1):  # walk back to a frame kept whole, or one whose basis is known
         ref = reference(chain[-1][0])
         if ref is None:
             break
@@ -292,7 +287,7 @@ def read_frame(seq: int, blob: bytes, etag: bytes, fetch: Callable[[int], tuple[
     frame = b""
     for depth, (stored, tag) in reversed(list(enumerate(chain))):
         try:
-            frame, layout = _unpack(stored, before)
+            frame, layout = unpack(stored, before)
         except (ValueError, zlib.error) as exc:
             if depth == 0:
                 raise

@@ -3,9 +3,9 @@
 
 Why SQLite: it ships with Python, one file holds everything, a transaction is all-or-nothing (a server killed
 mid-write reopens to the last commit, never half a snapshot), and WAL lets readers (the API, in the thread
-pool) read while the one writer appends. Frames are stored zlib-compressed, most with W as a residual against
-the frame before (framepack.py: a default run's frames in 2.85 MB instead of 3.67), and handed back byte for
-byte as they went out on the socket.
+pool) read while the one writer appends. Frames are stored zlib-compressed, most as residuals against the
+frame before (framepack.py: a default run's frames in 2.72 MB instead of 3.67), and handed back byte for byte
+as they went out on the socket.
 
 All of a process's writes go through its one writer thread; a run is appended to only by the process that
 holds its lease (lease.py), so several processes share the file without ever writing the same run. What
