@@ -32,14 +32,19 @@ class Damaged(Exception):
     """A stored row cannot be read back; the message says which, in a sentence."""
 
 
+# What else a damaged row takes with it: nothing, but a snapshot's frame those stored against it (framepack).
+UNAFFECTED = "the run's other moments are unaffected"
+FRAMES_UNAFFECTED = (f"the at most {framepack.KEY_EVERY - 1} moments stored against it go with it; the run's "
+                     "others are unaffected")
+
+
 @contextmanager
-def damage(what: str) -> Iterator[None]:
+def damage(what: str, unaffected: str = UNAFFECTED) -> Iterator[None]:
     """Turn a damaged file or row, met while reading `what`, into Damaged."""
     try:
         yield
     except (sqlite3.DatabaseError, zlib.error, ValueError, struct.error, KeyError, TypeError) as exc:
-        raise Damaged(f"{what} is damaged on disk and cannot be read ({exc}); the run's other moments are "
-                      "unaffected.") from None
+        raise Damaged(f"{what} is damaged on disk and cannot be read ({exc}); {unaffected}.") from None
 
 
 _HEADER_CHUNK = 4096  # compressed bytes read at a time: a `tiny` frame's header is ~2 KB inflated
@@ -108,7 +113,7 @@ class Reads:
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._weights = framepack.BasisCache()  # recently read frames' W, to read the next against
+        self._bases = framepack.BasisCache()  # recently read frames' bases, to read the next against
 
     def _unpack(self, run_id: str, seq: int, blob: bytes, etag: str, c: sqlite3.Connection | None = None) -> bytes:
         """Frame `seq` of a run as sent, from its stored bytes (on `c`, or a pooled reader, where it was stored
@@ -122,7 +127,7 @@ class Reads:
                     row = conn.execute(query, (run_id, other)).fetchone()
             return None if row is None else (row[0], bytes.fromhex(row[1]))
 
-        return framepack.read_frame(seq, blob, bytes.fromhex(etag), fetch, self._weights)
+        return framepack.read_frame(seq, blob, bytes.fromhex(etag), fetch, self._bases)
 
     def close_readers(self) -> None:
         with self._readers_lock:
@@ -201,7 +206,7 @@ class Reads:
                               "ORDER BY first", (run_id, step)).fetchall()
             frames = c.execute("SELECT seq, step, epoch, epoch_end, size, frame, etag FROM snapshots "
                                "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, seq)).fetchall()
-            with damage(f"A snapshot of run {run_id}"):
+            with damage(f"A snapshot of run {run_id}", FRAMES_UNAFFECTED):
                 unpacked = [((sq, st, ep, bool(end)), size, self._unpack(run_id, sq, f, tag, c))
                             for sq, st, ep, end, size, f, tag in frames]
             events = c.execute("SELECT n, body FROM events WHERE run_id = ? AND n > ? ORDER BY n",
@@ -220,7 +225,7 @@ class Reads:
 
     def frame(self, run_id: str, seq: int) -> tuple[bytes, str] | None:
         """Snapshot `seq`'s frame exactly as sent, and its ETag; None if there is none."""
-        with damage(f"Snapshot {seq} of run {run_id}"), self.reader() as c:
+        with damage(f"Snapshot {seq} of run {run_id}", FRAMES_UNAFFECTED), self.reader() as c:
             row = c.execute("SELECT frame, etag FROM snapshots WHERE run_id = ? AND seq = ?", (run_id, seq)).fetchone()
             return None if row is None else (self._unpack(run_id, seq, row[0], row[1], c), row[1])
 
@@ -232,7 +237,7 @@ class Reads:
 
     def frames(self, run_id: str) -> Iterator[tuple[int, bytes]]:
         """Every frame of a run, oldest first (read in one go, decompressed one at a time)."""
-        with damage(f"A snapshot of run {run_id}"):
+        with damage(f"A snapshot of run {run_id}", FRAMES_UNAFFECTED):
             with self.reader() as c:
                 rows = c.execute("SELECT seq, frame, etag FROM snapshots WHERE run_id = ? ORDER BY seq",
                                  (run_id,)).fetchall()
