@@ -30,8 +30,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 RETRY_SECONDS = 1
 
-# The page's own icon (templates/base.html): with it the starting page asks for no /favicon.ico, whose answer
-# (503 while starting, 404 from the app once ready) a browser reports as an error.
+# The tab's icon, on the page (templates/base.html) and on the starting page: with it a browser asks for no
+# /favicon.ico, whose answer (503 while starting, 404 from the app once ready) it reports as an error.
 ICON = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 4 4'%3E%3Crect width='2' "
         "height='2' fill='%232166ac'/%3E%3Crect x='2' y='2' width='2' height='2' fill='%23b2182b'/%3E%3Crect x='2' "
         "width='2' height='2' fill='%23f7f7f7'/%3E%3Crect y='2' width='2' height='2' fill='%23d1e5f0'/%3E%3C/svg%3E")

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from .. import __version__
+from ..boot import ICON
 from ..paths import TEMPLATES
 from ..schemas import RunConfig
 from ..training.config import CHOICE_TITLES
@@ -22,6 +23,7 @@ from .meta import datasets, models
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES)
+templates.env.globals["icon"] = ICON  # the tab's icon, the starting page's too
 
 # How the form lays the fields out; what they are (label, help, bounds, default, choices) is the schema's.
 WIDE = frozenset({"dataset", "model"})  # the longest choice titles ("Coloured shapes"): a row each
