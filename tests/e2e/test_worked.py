@@ -126,9 +126,12 @@ def test_a_live_run_waits_for_a_pause_to_work_its_step(page: Any, ui: Any) -> No
     page.get_by_test_id("filter-canvas-0").click(position={"x": 5, "y": 5})
     worked = page.get_by_test_id("kernel-update")
     expect(worked).to_contain_text("Pause the run or pick a moment")  # no replay for every live moment
-    expect(page.get_by_test_id("conv-map")).to_be_visible()  # the forward pass is cheap: shown live
+    # the forward pass is cheap: shown live; while the newest moment is worked out, the one before it stays
+    expect(page.get_by_test_id("conv-map")).to_be_visible()
+    expect(page.get_by_test_id("conv-step")).to_contain_text(re.compile(r"^At step \d+, the (moment shown|newest)"))
     page.get_by_test_id("pause").click()
     expect(page.get_by_test_id("status")).to_have_text("paused")
+    expect(page.get_by_test_id("conv-step")).to_contain_text(re.compile(r"^At step \d+, the moment shown\.$"))
     # the moment paused at, worked: one batch (the same step) or the last of several. The server replays the run
     # from its checkpoint before that step (the pause's own replaced the rolling one: from step 0, ~500 steps,
     # 1-2 s alone and more on a busy CI machine); the page says "Working out…" meanwhile.

@@ -42,8 +42,12 @@ export class ConvolutionView {
     const { layer, snapshot: snap, filter, pixel, runId } = data;
     if (!runId) return;
     const path = workedPath('convolution', runId, snap.seq, layer.name, filter, pixel);
-    const answer = this.source.get(path);
-    const forwardKey = `${path}:${data.channel}:${answer ? 'a' : '-'}`;
+    let answer = this.source.get(path, { earlier: true });
+    // While this moment is worked out, the newest one before it stays (a live run's moments come faster than a
+    // busy server answers), said to be of its step, and without the snapshot's own numbers beside it.
+    if (answer?.earlier && answer.body.snapshot.seq > snap.seq) answer = null;
+    const earlier = answer?.earlier ? answer.body.snapshot.step : null;
+    const forwardKey = `${path}:${data.channel}:${answer ? `a${earlier}` : '-'}`;
     const key = `${forwardKey}:${data.entry}`;
     if (key === this.shownKey) return;
     this.shownKey = key;
@@ -58,13 +62,15 @@ export class ConvolutionView {
       this.forwardKey = forwardKey;
       this.forwardPart = document.createElement('div');
       this.backwardPart = document.createElement('div');
-      this.forwardPart.append(...this.forward(data, answer.body));
+      this.forwardPart.append(...this.forward(data, answer.body, earlier));
       this.root.replaceChildren(this.forwardPart, this.backwardPart);
     }
-    this.backwardPart.replaceChildren(...this.backward(data, answer.body));
+    this.backwardPart.replaceChildren(...this.backward(data, answer.body, earlier));
   }
 
-  forward(data, a) {
+  /** earlier: null, or the step `a` was worked at when it is not the moment shown (then the snapshot's own
+   * numbers, of another step, are left out). */
+  forward(data, a, earlier = null) {
     const c = Math.min(data.channel, a.channels.length - 1);
     const px = a.pixel;
     const g = a.geometry;
@@ -96,7 +102,7 @@ export class ConvolutionView {
     const channelSum = products.flat().reduce((s, v) => s + v, 0);
     const multi = a.channels.length > 1
       ? ` over all ${a.channels.length} input channels (this one gives ${show(channelSum)})` : '';
-    const frameZ = frameValue(data.layer.preact, a.filter, px.y, px.x);
+    const frameZ = earlier === null ? frameValue(data.layer.preact, a.filter, px.y, px.x) : null;
     const kept = frameHalfStep(data.layer.preact, a.filter);
     const lines = [
       sentence(`z(${px.y}, ${px.x}) = Σ products${multi} + bias = `, value('conv-sum', px.sum), ' + ',
@@ -109,10 +115,14 @@ export class ConvolutionView {
     const grid = document.createElement('div');
     grid.className = 'conv-row';
     grid.append(input, output);
-    return [para(sizeLine(g)), head, grid, tables, ...lines];
+    const moment = earlier === null ? para(`At step ${data.snapshot.step}, the moment shown.`, 'hint')
+      : para(`At step ${earlier}, the newest moment worked out so far; step ${data.snapshot.step} is being worked `
+        + 'out.', 'hint');
+    moment.dataset.testid = 'conv-step';
+    return [moment, para(sizeLine(g)), head, grid, tables, ...lines];
   }
 
-  backward(data, a) {
+  backward(data, a, earlier = null) {
     const c = Math.min(data.channel, a.channels.length - 1);
     const g = a.geometry;
     const [kh, kw] = g.kernel;
@@ -132,13 +142,15 @@ export class ConvolutionView {
     const [n, inCh] = [a.geometry.output_size[0] * a.geometry.output_size[1], a.channels.length];
     const [sy, sx] = g.stride;
     const [dy, dx] = g.dilation;
-    const fromFrame = frameKernel(data.layer.grad, a.filter, c, kh, kw);
     const tables = document.createElement('div');
     tables.className = 'conv-tables';
-    tables.append(
-      tableFigure(`dL/dW for the probe${inCh > 1 ? `, channel ${a.channels[c]}` : ''}`, a.grad[c], maxAbs(a.grad[c]),
-        'conv-grad', entry),
-      tableFigure('the batch\'s dW (the snapshot\'s)', fromFrame, maxAbs(fromFrame), 'conv-batch-grad', entry));
+    tables.append(tableFigure(`dL/dW for the probe${inCh > 1 ? `, channel ${a.channels[c]}` : ''}`, a.grad[c],
+      maxAbs(a.grad[c]), 'conv-grad', entry));
+    if (earlier === null) {
+      const fromFrame = frameKernel(data.layer.grad, a.filter, c, kh, kw);
+      tables.append(tableFigure('the batch\'s dW (the snapshot\'s)', fromFrame, maxAbs(fromFrame), 'conv-batch-grad',
+        entry));
+    }
     const row = document.createElement('div');
     row.className = 'conv-row';
     row.append(deltaFig, tables);
@@ -154,7 +166,8 @@ export class ConvolutionView {
       value('conv-grad-sum', terms.sum), '; PyTorch\'s autograd gives ', value('conv-autograd', a.autograd[c][i][j]), '.'),
       ...(silent ? [para(`δ is 0 everywhere: ${a.activation === 'ReLU' ? 'no pixel of this map is above 0 for the '
         + 'probe, so the ReLU passes no gradient back and ' : ''}the probe adds nothing to this filter's dW here.`)] : []),
-      para(`The batch's dW beside it is the mean of ${batch ?? 'B'} such terms, one per training image of the `
+      para(`${earlier === null ? 'The batch\'s dW beside it' : 'The batch\'s dW (shown beside it once the moment '
+        + 'shown is worked out)'} is the mean of ${batch ?? 'B'} such terms, one per training image of the `
         + 'batch, taken at W before the step (the probe is a test image, not one of them); the optimizer moves W '
         + 'against that mean. Click an entry of the kernel\'s tables above to follow another.', 'hint')];
   }

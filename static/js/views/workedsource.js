@@ -35,27 +35,36 @@ export function workedPath(kind, runId, seq, layer, filter, query = null) {
   return query ? `${base}?${new URLSearchParams(query)}` : base;
 }
 
+const anyMoment = (path) => path.replace(/\/snapshots\/\d+\//, '/snapshots/*/');
+
 export class WorkedSource {
   /** onArrive(): an answer (or a refusal) came; the views redraw from `get`. */
   constructor(onArrive) {
     this.onArrive = onArrive;
     this.answers = new Map(); // path -> {body} | {error, at}
+    this.newest = new Map(); // the path at any moment ('/snapshots/*/') -> the newest moment's path answered
     this.busy = false;
+    this.asking = null; // the path whose answer is on its way
     this.wanted = null;
   }
 
   reset() {
     this.answers.clear();
+    this.newest.clear();
     this.wanted = null;
   }
 
-  /** {body} or {error} for `path` if known; otherwise null, and it is asked for (after the one in flight). */
-  get(path) {
+  /** {body} or {error} for `path` if known; otherwise it is asked for (after the one in flight), and meanwhile
+   * null, or with `earlier` the answer for the same thing at the newest moment answered so far, as
+   * {body, earlier: true}: a live run's moments come faster than a busy server works each out. */
+  get(path, { earlier = false } = {}) {
     const known = this.answers.get(path);
     if (known && !(known.error && known.retry && performance.now() - known.at > RETRY_MS)) return known;
-    this.wanted = path;
+    if (path !== this.asking) this.wanted = path; // not asked twice while its answer is on its way
     this.pump();
-    return known ?? null;
+    if (known || !earlier) return known ?? null;
+    const before = this.answers.get(this.newest.get(anyMoment(path)));
+    return before?.body ? { body: before.body, earlier: true } : null;
   }
 
   async pump() {
@@ -63,6 +72,7 @@ export class WorkedSource {
     const path = this.wanted;
     this.wanted = null;
     this.busy = true;
+    this.asking = path;
     let answer;
     try {
       answer = { body: await getJson(path) };
@@ -72,8 +82,10 @@ export class WorkedSource {
     }
     this.answers.delete(path);
     this.answers.set(path, answer);
+    if (answer.body) this.newest.set(anyMoment(path), path);
     while (this.answers.size > KEEP) this.answers.delete(this.answers.keys().next().value);
     this.busy = false;
+    this.asking = null;
     this.onArrive();
     if (answer.retry) setTimeout(() => this.onArrive(), RETRY_MS + 50); // the views ask again then
     this.pump();
