@@ -85,7 +85,6 @@ function streamTick() {
     runs.update(store);
     detail.update(store); // a live run paused: its step can be worked out now
   }
-  if (changed.has('snapshot')) moved.frame(store.head); // its point on the moved chart
   if (changed.has('steps') || changed.has('epoch') || changed.has('snapshot')) chartsDue = true;
   const now = performance.now();
   if (chartsDue && now - chartsAt >= CHART_MS) {
@@ -171,6 +170,11 @@ for (const type of ['run', 'steps', 'epoch', 'snapshot', 'timeline']) {
     // the timeline growing by a live frame included (the slow start's cursor stays behind it: drawn at every
     // live frame, the dense start's ~30 a second made as many frames of the page).
     if (store.cursor === null) drawnCursor = null;
+    // Each live frame is a point of the moved chart whatever moment is shown (the slow start's cursor, or one
+    // scrubbed to, behind it: its points had been missing, and the chart drew a straight line over them), and
+    // so is each moment shown (the slow start fetches those the socket dropped in the dense start's burst).
+    if (type === 'timeline') moved.frame(store.head);
+    if (type === 'snapshot') moved.frame(store.snapshot);
     const cursorMoved = type === 'snapshot' || store.cursor !== drawnCursor;
     if (store.cursor !== null && (type === 'snapshot' || type === 'timeline') && cursorMoved) {
       if (type === 'snapshot') showMoment();
