@@ -123,3 +123,24 @@ def test_a_60_epoch_runs_epoch_numbers_do_not_overlap(page: Any, server: str) ->
         .filter((t) => t.textContent).map((t) => { const r = t.getBoundingClientRect(); return [r.left, r.right]; })""")
     assert 3 <= len(boxes) < 60
     assert all(a[1] < b[0] for a, b in pairwise(boxes)), boxes
+
+
+def test_start_pause_and_step_by_the_keyboard_keep_it_on_the_buttons(page: Any, ui: Any) -> None:
+    page.goto("/")
+    ui.fill(page, epochs="20")
+    page.get_by_test_id("start").focus()
+    page.keyboard.press("Enter")
+    # Start is locked for the run it started: the keyboard goes on to Pause, and Enter there pauses.
+    expect(page.get_by_test_id("pause")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("status")).to_have_text("paused")
+    expect(page.get_by_test_id("pause")).to_be_focused()
+    # Step locks itself while its request runs, then has the keyboard back: Enter again steps again.
+    page.keyboard.press("Tab")
+    expect(page.get_by_test_id("step")).to_be_focused()
+    for _ in range(2):
+        before = ui.seq(page)
+        page.keyboard.press("Enter")
+        ui.wait_for_seq_above(page, before)
+        expect(page.get_by_test_id("step")).to_be_focused()
+    page.get_by_test_id("stop").click()

@@ -220,6 +220,27 @@ export class ControlsView {
     b.stop.textContent = waiting ? 'Cancel' : 'Stop';
     b.stop.disabled = this.busy || !live || offline;
     b.new.disabled = this.busy || !attached;
+    this.giveFocusBack();
+  }
+
+  /** The button a request locked gets the keyboard back when it is free: Step stays under Enter for the next
+   * step; Start, locked for the run it started, hands it to Pause. Not once the person has moved it. */
+  giveFocusBack() {
+    const had = this.refocus;
+    if (!had || this.busy) return;
+    const now = document.activeElement;
+    if (now && now !== document.body && now !== had) {
+      this.refocus = null; // the keyboard went elsewhere
+      return;
+    }
+    const b = this.buttons;
+    let target = !had.disabled && !had.hidden ? had : null;
+    if (had === b.start && this.error.hidden) { // started: Pause once the run is live (its status comes after)
+      target = !b.pause.disabled && !b.pause.hidden ? b.pause : null;
+      if (!target && !this.store.isFinal) return;
+    }
+    if (target && target !== now) target.focus();
+    this.refocus = null;
   }
 
   async start() {
@@ -256,6 +277,9 @@ export class ControlsView {
 
   /** Run one request with the buttons locked; show the server's sentence if it fails. */
   async run(request) {
+    // A locked button loses the keyboard (the browser moves it to the page): given back once it is free again.
+    const had = document.activeElement;
+    this.refocus = had && had !== document.body && this.form.contains(had) ? had : null;
     this.busy = true;
     this.update(this.store);
     try {
