@@ -144,3 +144,20 @@ def test_start_pause_and_step_by_the_keyboard_keep_it_on_the_buttons(page: Any, 
         ui.wait_for_seq_above(page, before)
         expect(page.get_by_test_id("step")).to_be_focused()
     page.get_by_test_id("stop").click()
+
+
+def test_the_page_stays_where_it_was_when_start_is_pressed(page: Any, ui: Any) -> None:
+    page.goto("/")
+    ui.fill(page, epochs="20")
+    page.mouse.wheel(0, 300)
+    page.wait_for_function("() => scrollY >= 299")
+    top = "e => e.getBoundingClientRect().top"
+    before = page.get_by_test_id("start").evaluate(top)
+    page.get_by_test_id("start").click()
+    ui.wait_for_seq_above(page, 5)
+    page.wait_for_timeout(500)  # the panels have grown with the run's first moments
+    moved, scrolled = page.get_by_test_id("start").evaluate(top) - before, page.evaluate("scrollY") - 300
+    # The browser may scroll by the timeline's bar, which appears above everything once a run is open (~90 px),
+    # so that what was on screen stays there; no more.
+    assert abs(moved) < 40 and scrolled < 150, f"Start moved {moved:.0f} px on screen, the page {scrolled:.0f} px"
+    page.get_by_test_id("stop").click()

@@ -239,7 +239,7 @@ export class ControlsView {
       target = !b.pause.disabled && !b.pause.hidden ? b.pause : null;
       if (!target && !this.store.isFinal) return;
     }
-    if (target && target !== now) target.focus();
+    if (target && target !== now) target.focus({ preventScroll: true }); // the page stays where the person has it
     this.refocus = null;
   }
 
