@@ -48,6 +48,11 @@ def test_a_default_run_is_healthy_on_the_step_size_chart(page: Any, server: str)
     page.goto(f"/?run={run['id']}")
     page.wait_for_function(f"() => ({STATES})().length === 2")
     assert "dead" not in page.evaluate(STATES)
+    # Its last moment: the cosine schedule has all but stopped the steps, as it means to; not "too small to learn".
+    page.wait_for_function("() => window.filterscope.store.snapshot?.seq === window.filterscope.store.head?.seq")
+    states = page.evaluate(STATES)
+    assert "small" not in states and "annealed" in states, states
+    expect(page.get_by_test_id("ratio-state")).to_contain_text("as the schedule means them")
 
 
 def test_the_whole_run_scale_of_an_ended_run_is_one_scale(page: Any, server: str) -> None:

@@ -53,7 +53,7 @@ def test_dropped_image_shows_feature_maps_and_probabilities(page: Any, ui: Any, 
 
     # The timeline goes back to step 0: the image is run again through the untrained network, and says so.
     page.get_by_test_id("timeline-first").click()
-    expect(page.get_by_test_id("inspect-prediction")).to_contain_text("snapshot #0, step 0")
+    expect(page.get_by_test_id("inspect-prediction")).to_contain_text("the model at step 0")
     expect(page.get_by_test_id("snapshot-text")).to_contain_text("step 0")
     page.get_by_test_id("timeline-live").click()
 

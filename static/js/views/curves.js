@@ -138,7 +138,8 @@ export class CurvesView {
       axes: [
         { label: 'step', size: 34, labelSize: 14 },
         { scale: 'loss', label: 'loss', labelSize: 14, values: (u, v) => v.map(fmt), size: axisSize },
-        { scale: 'acc', side: 1, size: 44, grid: { show: false }, values: (u, v) => v.map((t) => `${+t.toFixed(1)}%`) },
+        // 54 px: room for '97.5%' and '100%' beside the ticks (at 44 the last character was cut off)
+        { scale: 'acc', side: 1, size: 54, grid: { show: false }, values: (u, v) => v.map((t) => `${+t.toFixed(1)}%`) },
       ],
       series: [
         { label: 'step' },

@@ -178,7 +178,7 @@ export class InspectView {
     this.inputCaption.textContent = `as the model sees it: ${w}×${h}${c === 3 ? ' RGB' : ''} ${orig}${a.input.inverted ? ', inverted' : ''}`;
     const p = a.prediction;
     const conf = p.probabilities[p.index];
-    this.prediction.textContent = `prediction: ${p.name} (${(100 * conf).toFixed(0)}%) · snapshot #${a.snapshot.seq}, step ${a.snapshot.step}`;
+    this.prediction.textContent = `prediction: ${p.name} (${(100 * conf).toFixed(0)}%) · the model at step ${a.snapshot.step}`; // as the timeline names the moment
     this.bars.update(p.probabilities, a.classes);
     const said = knows(a, this.store.dataset(this.store.run?.config?.dataset));
     this.knows.textContent = said.text;

@@ -27,10 +27,12 @@ function decades(u, axis, min, max) {
   return out;
 }
 
-/** Per layer of the moment shown, {name, state, text}: 'dead', 'silent', 'small', 'healthy' or 'large'. `ratio`: its
- * step size at that step (null: none yet); `silent`: of its `filters`, how many get no gradient in the snapshot (null
- * at step 0: no step); `died`: the run was told its ReLUs died at or before this step. */
-export function layerState(name, ratio, silent, filters, died, step, frozen = false) {
+/** Per layer of the moment shown, {name, state, text}: 'dead', 'silent', 'small', 'annealed', 'healthy' or 'large'.
+ * `ratio`: its step size at that step (null: none yet); `silent`: of its `filters`, how many get no gradient in the
+ * snapshot (null at step 0: no step); `died`: the run was told its ReLUs died at or before this step; `annealed`:
+ * the learning rate then as a fraction of the run's own, when its schedule has brought it below a tenth (small
+ * steps are then what the schedule meant, not a run that cannot learn), else null. */
+export function layerState(name, ratio, silent, filters, died, step, frozen = false, annealed = null) {
   const at = `at step ${step}`;
   if (frozen) return { name, state: 'frozen', text: `${name} frozen: the optimizer does not move it` };
   const decay = ratio > 0 && Number.isFinite(ratio) ? `; what moves it (${ratio.toExponential(1)} a step) is weight`
@@ -43,6 +45,11 @@ export function layerState(name, ratio, silent, filters, died, step, frozen = fa
   if (!(ratio > 0) || !Number.isFinite(ratio)) return { name, state: 'dead', text: `${name} dead ${at}: its weights do not move` };
   const size = ratio.toExponential(1);
   const quiet = silent > filters / 2 ? ` (${silent} of ${filters} filters get no gradient)` : '';
+  if (ratio < HEALTHY.lo && annealed !== null) {
+    const left = `${Number((100 * annealed).toPrecision(2))} %`;
+    return { name, state: 'annealed', text: `${name} ${size}: small steps, as the schedule means them (the learning `
+      + `rate is down to ${left} of the run's)${quiet}` };
+  }
   if (ratio < HEALTHY.lo) return { name, state: 'small', text: `${name} ${size}: steps too small to learn${quiet}` };
   if (ratio > HEALTHY.hi) return { name, state: 'large', text: `${name} ${size}: steps too large, they overshoot${quiet}` };
   if (quiet) return { name, state: 'silent', text: `${name} ${size}: a healthy step size, but${quiet}` };
@@ -126,13 +133,16 @@ export class RatiosView {
     const snap = state.snapshot;
     if (!snap || !this.names.length) return;
     const at = this.x.findLastIndex((s) => s <= snap.step);
+    const base = state.run?.lr;
+    const scheduled = state.run?.config?.lr_schedule && state.run.config.lr_schedule !== 'constant';
+    const annealed = scheduled && snap.lr > 0 && base > 0 && snap.lr < 0.1 * base ? snap.lr / base : null;
     this.states = this.names.map((name) => {
       const layer = snap.layers?.find((l) => l.name === name);
       const silent = snap.step > 0 && layer?.grad ? silentFilters(layer.grad) : null;
       const died = state.warnings.some((w) => w.kind === 'dead' && w.step <= snap.step);
       const ratio = at >= 0 ? this.series[name][at] ?? state.steps.ratios[name]?.[at] ?? null : null; // raw 0 or NaN
       const frozen = Boolean(state.run?.config?.freeze?.includes(name));
-      return layerState(name, ratio, silent, layer?.grad?.shape[0] ?? 0, died, snap.step, frozen);
+      return layerState(name, ratio, silent, layer?.grad?.shape[0] ?? 0, died, snap.step, frozen, annealed);
     });
     const key = this.states.map((s) => s.text).join('|');
     if (key === this.stateKey) return;
