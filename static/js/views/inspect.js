@@ -105,12 +105,16 @@ export class InspectView {
     }
     this.useProbe.hidden = !state.canControl; // the live probe belongs to whoever controls the run
     const seq = this.seq();
-    if (seq !== this.shownSeq) {
-      this.shownSeq = seq;
+    const ended = seq === null && state.isFinal;
+    if (seq !== this.shownSeq || ended !== this.shownEnded) {
+      this.shownEnded = ended;
       const snap = state.snapshot;
       this.momentText.textContent = seq === null
-        ? 'At the newest moment (the timeline is live).'
+        ? (ended ? 'At the run\'s last moment.' : 'At the newest moment (the timeline is live).')
         : `At the moment the timeline shows: step ${snap?.step ?? '?'}.`;
+    }
+    if (seq !== this.shownSeq) {
+      this.shownSeq = seq;
       clearTimeout(this.again);
       // Not at every frame of a replay: once the timeline rests for a moment.
       if (this.file && !state.playing) this.again = setTimeout(() => this.inspect(this.file), 250);
