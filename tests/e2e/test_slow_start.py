@@ -74,15 +74,24 @@ def test_live_ends_the_slow_start_and_off_is_remembered(page: Any, server: str) 
 def test_space_in_the_slow_start_pauses_training_and_its_moments_are_on_the_moved_chart(page: Any) -> None:
     page.goto("/")
     start_default_run(page)
-    # The moved chart takes each live moment as it comes, while the slow start shows an earlier one.
-    page.wait_for_function("""() => { const s = window.filterscope.store;
-        return s.slow !== null && s.head?.step > 150; }""")  # well past the history fetched as it opened
-    missing = page.evaluate("""() => { const s = window.filterscope.store, m = window.filterscope.views.moved;
-        return s.slow === null ? null : s.index.filter((r) => !m.points.has(r.seq)).map((r) => r.step); }""")
-    # (in the dense start's burst the socket may drop a frame the page has not taken yet, its queue holding
-    # two: the slow start fetches it to show it, and it joins the chart then)
-    assert missing is not None and all(step <= 100 for step in missing), f"missing from the moved chart: {missing}"
+    # The moved chart takes each live moment as it comes, while the slow start shows an earlier one: after the
+    # run's history it fetched as it opened, its points go on growing with the live moments.
+    page.wait_for_function("() => window.filterscope.store.slow !== null")
+    page.wait_for_function("""() => window.filterscope.store.slow === null
+        || window.filterscope.views.moved.points.size > 0""")
+    before = page.evaluate("""() => { const s = window.filterscope.store, m = window.filterscope.views.moved;
+        return s.slow === null ? null : [m.points.size, s.head?.seq ?? -1]; }""")
+    assert before is not None, "the slow start ended before the moved chart had its history"
+    page.wait_for_function("""([n, seq]) => { const s = window.filterscope.store;
+        return s.slow === null || s.head.seq >= seq + 6; }""", arg=before)
+    after = page.evaluate("""() => { const s = window.filterscope.store;
+        return s.slow === null ? null : window.filterscope.views.moved.points.size; }""")
+    assert after is not None, "the slow start ended before six more live moments came"
+    # (at most a few fewer: the socket may drop a frame the page has not taken yet, its queue holding two)
+    assert after >= before[0] + 4, f"the moved chart had {before[0]} points, then {after} after 6 live moments"
     # Space, as the Pause button's hint says, pauses training (not only the slow start's replay).
+    expect(page.get_by_test_id("pause")).to_be_enabled()  # once the run's status has come
+    assert page.evaluate("window.filterscope.store.slow !== null")
     page.locator("body").click(position={"x": 5, "y": 790})
     page.keyboard.press(" ")
     expect(page.get_by_test_id("status")).to_have_text("paused")
