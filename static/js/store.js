@@ -387,6 +387,10 @@ export class Store extends Emitter {
   /** True when this browser holds the run's control token (it started the run, in this tab or another). */
   get canControl() { return Boolean(this.runId && tokens.get(this.runId)); }
 
+  /** True when the person looks at a moment they chose: not the live head, nor the slow start on its way there
+   * (that moment is the page's). */
+  get lookingBack() { return this.cursor !== null && !this.slow; }
+
   get status() { return this.run?.status ?? null; }
   get isLive() { return statuses.isLive(this.status); }
   /** True when nothing trains the run (final, or interrupted: its socket stays quiet until it is resumed). */

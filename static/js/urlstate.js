@@ -29,7 +29,7 @@ export function urlFor(store, href = location.href) {
     : url.searchParams.set(key, String(value)));
   set('run', store.runId);
   // The slow start's moment is the page's, not the person's: the address says it once they stop there.
-  const ref = store.cursor !== null && !store.slow ? store.index.find((r) => r.seq === store.cursor) : null;
+  const ref = store.lookingBack ? store.index.find((r) => r.seq === store.cursor) : null;
   set('step', store.runId && ref ? ref.step : null);
   const sel = store.view.selected;
   const layer = sel && (store.snapshot ?? store.head)?.layers[sel.layer];

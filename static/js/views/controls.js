@@ -311,7 +311,7 @@ export class ControlsView {
   /** Space pauses and resumes, unless a text box, menu or button has the keyboard. */
   onKey(e) {
     if (e.key !== ' ' || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (this.store.cursor !== null && !this.store.slow) return; // looking back: space replays (the timeline's)
+    if (this.store.lookingBack) return; // space replays (the timeline's)
     if (e.target.closest?.('input, select, textarea, button, [contenteditable]')) return;
     if (this.buttons.pause.disabled) return;
     e.preventDefault();

@@ -285,7 +285,7 @@ export class TimelineView {
     } else if (e.key === 'End') {
       e.preventDefault();
       this.goLive();
-    } else if (e.key === ' ' && ((this.store.cursor !== null && !this.store.slow) || !this.store.isLive)) {
+    } else if (e.key === ' ' && (this.store.lookingBack || !this.store.isLive)) {
       if (e.target.closest?.('button')) return;
       // Looking back: space plays. Following live training, the slow start's included, it pauses training
       // (controls), as the Pause button's hint says: the pause then shows the moment training stopped at.
