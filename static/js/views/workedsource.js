@@ -43,8 +43,7 @@ export class WorkedSource {
     this.onArrive = onArrive;
     this.answers = new Map(); // path -> {body} | {error, at}
     this.newest = new Map(); // the path at any moment ('/snapshots/*/') -> the newest moment's path answered
-    this.busy = false;
-    this.asking = null; // the path whose answer is on its way
+    this.asking = null; // the path whose answer is on its way (one at a time)
     this.wanted = null;
   }
 
@@ -68,10 +67,9 @@ export class WorkedSource {
   }
 
   async pump() {
-    if (this.busy || !this.wanted) return;
+    if (this.asking !== null || !this.wanted) return;
     const path = this.wanted;
     this.wanted = null;
-    this.busy = true;
     this.asking = path;
     let answer;
     try {
@@ -84,7 +82,6 @@ export class WorkedSource {
     this.answers.set(path, answer);
     if (answer.body) this.newest.set(anyMoment(path), path);
     while (this.answers.size > KEEP) this.answers.delete(this.answers.keys().next().value);
-    this.busy = false;
     this.asking = null;
     this.onArrive();
     if (answer.retry) setTimeout(() => this.onArrive(), RETRY_MS + 50); // the views ask again then
