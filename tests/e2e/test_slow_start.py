@@ -82,7 +82,7 @@ def test_space_in_the_slow_start_pauses_training_and_its_moments_are_on_the_move
     before = page.evaluate("""() => { const s = window.filterscope.store, m = window.filterscope.views.moved;
         return s.slow === null ? null : [m.points.size, s.head?.seq ?? -1]; }""")
     assert before is not None, "the slow start ended before the moved chart had its history"
-    page.wait_for_function("""([n, seq]) => { const s = window.filterscope.store;
+    page.wait_for_function("""([, seq]) => { const s = window.filterscope.store;
         return s.slow === null || s.head.seq >= seq + 6; }""", arg=before)
     after = page.evaluate("""() => { const s = window.filterscope.store;
         return s.slow === null ? null : window.filterscope.views.moved.points.size; }""")
